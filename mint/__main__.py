@@ -1,0 +1,5 @@
+"""`python -m mint` is `python -m mint.cli`."""
+
+from mint.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""LightningModule that trains the audited classifier (the "target" a MINT detector later reads)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from mint.callbacks import LatestRunLink
+from mint.models import build_classifier
+
+
+class ClassifierModule(L.LightningModule):
+    """Train a classifier on the members of a `ClassifierDataModule`.
+
+    Images arrive as floats in [0, 1] and are normalized inside the module with the members'
+    channel statistics, which are stored in the checkpoint: whoever loads the classifier later
+    (the MINT stage, an audit) feeds raw images and gets exactly the training-time input.
+
+    Logged every epoch: `train/loss`, `train/acc` (train mode, running), `val/acc` (the official
+    test split), `val/member_acc` (members, eval mode) and `val/gap` = member_acc - acc, the
+    generalization gap that membership leakage grows with. Checkpoints `best.ckpt` (by `val/acc`)
+    and `last.ckpt` go to the logger's `checkpoints/` folder; `<logger dir>/latest` points to the
+    newest finished run.
+
+    Args:
+        num_classes: number of classes (linked from the data module).
+        image_size: side of the input images (linked from the data module).
+        arch: `paper_cnn` (the paper's CNN) or a torchvision architecture name, e.g. `resnet18`.
+        width: width multiplier of `paper_cnn`.
+        block_dropout: dropout after each `paper_cnn` block.
+        optimizer: optimizer; Adam by default (the paper's classifier recipe is not published).
+        lr_scheduler: optional learning-rate scheduler, stepped every epoch.
+        label_smoothing: label smoothing of the cross-entropy (0 = none; smoothing reduces memorization).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        image_size: int = 32,
+        arch: str = "paper_cnn",
+        width: float = 1.0,
+        block_dropout: float = 0.25,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.net = build_classifier(arch, num_classes, width, block_dropout, image_size)
+        self.register_buffer("mean", torch.zeros(3))
+        self.register_buffer("std", torch.ones(3))
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.member_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits (B, classes) for images (B, 3, H, W) in [0, 1]."""
+        return self.net((images - self.mean[:, None, None]) / self.std[:, None, None])
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if getattr(dm, "mean", None) is not None:  # a restored checkpoint overwrites these later
+            self.mean.copy_(torch.tensor(dm.mean))
+            self.std.copy_(torch.tensor(dm.std))
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str, dataloader_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        if dataloader_idx == 1:  # members
+            self.member_acc(logits, labels)
+            return
+        self.val_acc(logits, labels)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, labels), add_dataloader_idx=False, sync_dist=True)
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, "val", dataloader_idx)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, "test", dataloader_idx)
+
+    def _log_accuracies(self, stage: str) -> None:
+        acc = self.val_acc.compute()
+        self.log(f"{stage}/acc", acc, prog_bar=True)
+        if self.member_acc.update_count:
+            member = self.member_acc.compute()
+            self.log(f"{stage}/member_acc", member)
+            self.log(f"{stage}/gap", member - acc, prog_bar=True)
+        self.val_acc.reset()
+        self.member_acc.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_accuracies("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_accuracies("test")
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        return self(batch[0]).softmax(-1)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
+
+    def configure_callbacks(self):
+        best = ModelCheckpoint(filename="best", monitor="val/acc", mode="max", save_last=True)
+        return [best, LatestRunLink()]

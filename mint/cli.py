@@ -1,0 +1,33 @@
+"""The `mint` command: LightningCLI over every mint model and data module.
+
+python -m mint.cli fit --config configs/classifier_cifar10.yaml
+python -m mint.cli fit --config configs/mint_layer7.yaml
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch.cli import ArgsType, LightningCLI
+
+import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
+
+
+class MintCLI(LightningCLI):
+    """LightningCLI with the values one stage derives from another linked, never typed twice."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
+        # The classifier checkpoint and layers are named once, on the MINT model, and passed to its data.
+        parser.link_arguments("model.init_args.target_ckpt", "data.init_args.target_ckpt", apply_on="parse")
+        parser.link_arguments("model.init_args.layers", "data.init_args.layers", apply_on="parse")
+
+
+def main(args: ArgsType = None) -> MintCLI:
+    """Run the CLI (`args` for tests; by default the command line)."""
+    return MintCLI(
+        subclass_mode_model=True, subclass_mode_data=True, args=args, auto_configure_optimizers=False
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""LightningModule that trains a MINT detector on the activations of a frozen classifier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from mint.atomic import write_json_atomic
+from mint.callbacks import LatestRunLink
+from mint.metrics import MembershipMetrics
+from mint.models.detector import MINTDetector
+from mint.roc_plot import roc_figure
+from mint.target import LOGITS, FrozenTarget, load_target_checkpoint
+
+
+class MINTModule(L.LightningModule):
+    """Train a detector that tells members of a classifier's training data from non-members.
+
+    The classifier is loaded from `target_ckpt` (with `weights_only=True`), frozen and kept in eval
+    mode; its weights, architecture and membership split are stored in this module's checkpoint,
+    which therefore stands alone for `test` and audits. Batches carry either cached activations
+    (`acts`) or images, which are then read through the frozen classifier on the fly.
+
+    Logged: `train/loss`; `val/…` and `test/…` AUROC, accuracy, precision, recall and TPR at 10%, 1%
+    and 0.1% FPR (NaN when the set has too few non-members to resolve the level). At test time also
+    the classifier's accuracy on the test set's members and non-members (`test/target_gap`), the
+    loss-threshold attack's AUROC on the same images, a log-log ROC figure, and `test_results.json`
+    beside the run.
+
+    Args:
+        target_ckpt: checkpoint of the classifier to audit (written by the classifier stage).
+        layers: layers of the classifier to read (e.g. `[layer7]`, or `[layer2, layer7]`).
+        detector: `auto` (CNN for maps, MLP for vectors), `cnn` or `mlp`.
+        class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
+            (one output per class; the paper's class-specific MINT).
+        cnn_filters: filters of each CNN path.
+        cnn_kernel: kernel size of each CNN path.
+        mlp_hidden: dense units of each MLP path.
+        dropout: dropout of every path.
+        optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
+        lr_scheduler: optional learning-rate scheduler.
+        num_classes: classes of the data (linked from the data module); checked against the classifier.
+        image_size: image side of the data (linked from the data module); checked against the classifier.
+    """
+
+    def __init__(
+        self,
+        target_ckpt: str,
+        layers: list[str] | None = None,
+        detector: Literal["auto", "cnn", "mlp"] = "auto",
+        class_conditioning: Literal["none", "embedding", "per_class"] = "per_class",
+        cnn_filters: int = 64,
+        cnn_kernel: int = 5,
+        mlp_hidden: int = 128,
+        dropout: float = 0.5,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        num_classes: int | None = None,
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        layers = list(layers or ["layer7"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        record = load_target_checkpoint(target_ckpt)
+        for name, value in (("num_classes", num_classes), ("image_size", image_size)):
+            if value is not None and value != record.hparams.get(name):
+                raise ValueError(
+                    f"the data has {name}={value} but the classifier {target_ckpt} was built for "
+                    f"{name}={record.hparams.get(name)}: use the data it was trained on"
+                )
+        self.target_meta = record.meta()
+        self.target = FrozenTarget.from_record(record, layers)
+        self.detector = MINTDetector(
+            self.target.shapes,
+            self.target.num_classes,
+            kind=detector,
+            class_conditioning=class_conditioning,
+            cnn_filters=cnn_filters,
+            cnn_kernel=cnn_kernel,
+            mlp_hidden=mlp_hidden,
+            dropout=dropout,
+        )
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+        self.val_metrics = MembershipMetrics()
+        self.test_metrics = MembershipMetrics()
+        self.test_loss_attack = MembershipMetrics()
+        self.test_target_correct = MembershipMetrics()
+
+    def activations(self, batch: dict) -> dict[str, Tensor]:
+        """Cached activations, or a pass of the frozen classifier over the batch's images."""
+        return batch["acts"] if "acts" in batch else self.target(batch["image"])
+
+    def forward(self, batch: dict) -> Tensor:
+        """Membership logits (B,) for a batch (`acts` or `image`, and `label`)."""
+        return self.detector(self.activations(batch), batch["label"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = F.binary_cross_entropy_with_logits(self(batch), batch["member"].float())
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch)
+        self.val_metrics.update(logits, batch["member"], batch["id"])
+        self.log(
+            "val/loss", F.binary_cross_entropy_with_logits(logits, batch["member"].float()), sync_dist=True
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_summary("val", self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        acts = self.activations(batch)
+        logits = self.detector(acts, batch["label"])
+        self.test_metrics.update(logits, batch["member"], batch["id"])
+        # The classifier's own view of the same images: its loss (float64) and whether it is right.
+        log_probs = torch.log_softmax(acts[LOGITS].double(), dim=1)
+        loss = -log_probs.gather(1, batch["label"][:, None]).squeeze(1)
+        self.test_loss_attack.update(-loss, batch["member"], batch["id"])
+        correct = (acts[LOGITS].argmax(1) == batch["label"]).double()
+        self.test_target_correct.update(correct, batch["member"], batch["id"])
+
+    def on_test_epoch_end(self) -> None:
+        summary = self.test_metrics.compute()
+        _, correct, members = self.test_target_correct.gathered()
+        target = {
+            "target_member_acc": float(correct[members == 1].mean()),
+            "target_nonmember_acc": float(correct[members == 0].mean()),
+        }
+        target["target_gap"] = target["target_member_acc"] - target["target_nonmember_acc"]
+        loss_attack = self.test_loss_attack.compute()
+        self._log_summary("test", summary | target | {"loss_attack_auroc": loss_attack["auroc"]})
+        if self.trainer.is_global_zero:
+            self._write_test_results(summary, target, loss_attack)
+        for metric in (self.test_metrics, self.test_loss_attack, self.test_target_correct):
+            metric.reset()
+
+    def _log_summary(self, stage: str, summary: dict[str, float]) -> None:
+        # Values are already reduced over all ranks by the metrics: no further sync.
+        for name, value in summary.items():
+            self.log(f"{stage}/{name}", float(value), prog_bar=name == "auroc")
+
+    def _write_test_results(self, summary: dict, target: dict, loss_attack: dict) -> None:
+        _, scores, members = self.test_metrics.gathered()
+        figure = roc_figure({"MINT": (scores, members), "loss attack": self.test_loss_attack.gathered()[1:]})
+        results = {
+            "mint": summary,
+            "classifier_on_test_set": target,
+            "loss_attack": loss_attack,
+            "layers": self.hparams.layers,
+            "detector": self.hparams.detector,
+            "class_conditioning": self.hparams.class_conditioning,
+            "target_ckpt": self.target_meta["path"],
+            "target_sha256": self.target_meta["sha256"],
+        }
+        dm = getattr(self.trainer, "datamodule", None)
+        if hasattr(dm, "manifest"):
+            results["data"] = dm.manifest()
+        log_dir = self.trainer.log_dir
+        if log_dir is not None:
+            write_json_atomic(Path(log_dir) / "test_results.json", results)
+            figure.savefig(Path(log_dir) / "roc_test.png", dpi=120)
+        if isinstance(self.logger, TensorBoardLogger):
+            self.logger.experiment.add_figure("test/roc", figure, self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the classifier's architecture, split and hash beside its weights (in `state_dict`)."""
+        checkpoint["mint_target"] = self.target_meta
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.detector.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
+
+    def configure_callbacks(self):
+        best = ModelCheckpoint(filename="best", monitor="val/auroc", mode="max", save_last=True)
+        return [best, LatestRunLink()]

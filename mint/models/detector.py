@@ -1,0 +1,143 @@
+"""MINT detectors: small networks that read a frozen classifier's activations and say "member?"."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+
+class MINTCNN(nn.Module):
+    """CNN over one activation map, after the MINT group's recipe (DeAlcala et al., IEEE Access 2025).
+
+    Standardize the map (BatchNorm without affine), Conv `filters` x `kernel` + ReLU, 2x2 max-pool,
+    Flatten, Dense `hidden` (default: the map's channels C, as in the recipe) + ReLU, dropout.
+
+    Args:
+        in_shape: (C, H, W) of the activation map.
+        filters: convolution filters.
+        kernel: convolution kernel size (padding keeps H x W).
+        hidden: dense units; default C.
+        dropout: dropout rate after the dense layer.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple[int, int, int],
+        filters: int = 64,
+        kernel: int = 5,
+        hidden: int | None = None,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        self.out_features = hidden or c
+        self.net = nn.Sequential(
+            nn.BatchNorm2d(c, affine=False),
+            nn.Conv2d(c, filters, kernel, padding=kernel // 2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2) if min(h, w) >= 2 else nn.Identity(),
+            nn.Flatten(),  # (B, filters, H/2, W/2) -> (B, filters*H/2*W/2)
+            nn.Linear(filters * max(h // 2, 1) * max(w // 2, 1), self.out_features),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (B, hidden) for maps (B, C, H, W)."""
+        return self.net(x)
+
+
+class MINTMLP(nn.Module):
+    """MLP over an activation vector (the group's "vanilla" MINT): Dense, ReLU, BatchNorm, dropout.
+
+    Args:
+        in_features: length of the (flattened) activation.
+        hidden: dense units.
+        dropout: dropout rate.
+    """
+
+    def __init__(self, in_features: int, hidden: int = 128, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.out_features = hidden
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.BatchNorm1d(in_features, affine=False),  # standardize activations of any scale
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm1d(hidden),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (B, hidden) for activations (B, ...)."""
+        return self.net(x)
+
+
+def path_key(layer: str) -> str:
+    """`nn.ModuleDict` keys cannot hold dots (torchvision node names do)."""
+    return layer.replace(".", "__")
+
+
+class MINTDetector(nn.Module):
+    """One path per layer (CNN for maps, MLP for vectors), concatenated, then a membership head.
+
+    Args:
+        layer_shapes: {layer: activation shape without batch}, from a dry forward pass of the target.
+        num_classes: classes of the audited classifier (for class conditioning).
+        kind: `cnn`, `mlp`, or `auto` (CNN for maps larger than 1x1, MLP for vectors).
+        class_conditioning: `none`; `embedding` (a learned class embedding joins the features);
+            `per_class` (one output unit per class, the true class's unit is read: the paper's
+            class-specific MINT as one network).
+        cnn_filters: filters of each CNN path.
+        cnn_kernel: kernel size of each CNN path.
+        cnn_hidden: dense units of each CNN path (default: the map's channels).
+        mlp_hidden: dense units of each MLP path.
+        dropout: dropout rate of every path.
+        embedding_dim: size of the class embedding.
+    """
+
+    def __init__(
+        self,
+        layer_shapes: dict[str, tuple[int, ...]],
+        num_classes: int,
+        kind: Literal["auto", "cnn", "mlp"] = "auto",
+        class_conditioning: Literal["none", "embedding", "per_class"] = "none",
+        cnn_filters: int = 64,
+        cnn_kernel: int = 5,
+        cnn_hidden: int | None = None,
+        mlp_hidden: int = 128,
+        dropout: float = 0.5,
+        embedding_dim: int = 16,
+    ) -> None:
+        super().__init__()
+        self.paths = nn.ModuleDict()
+        for layer, shape in layer_shapes.items():
+            is_map = len(shape) == 3 and shape[1] * shape[2] > 1
+            use_cnn = kind == "cnn" or (kind == "auto" and is_map)
+            if use_cnn and len(shape) != 3:
+                raise ValueError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
+            self.paths[path_key(layer)] = (
+                MINTCNN(shape, cnn_filters, cnn_kernel, cnn_hidden, dropout)
+                if use_cnn
+                else MINTMLP(math.prod(shape), mlp_hidden, dropout)
+            )
+        self.layers = list(layer_shapes)
+        self.class_conditioning = class_conditioning
+        features = sum(p.out_features for p in self.paths.values())
+        if class_conditioning == "embedding":
+            self.embedding = nn.Embedding(num_classes, embedding_dim)
+            features += embedding_dim
+        self.head = nn.Linear(features, num_classes if class_conditioning == "per_class" else 1)
+
+    def forward(self, acts: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """Membership logits (B,) from activations {layer: (B, ...)} and true class labels (B,)."""
+        feats = [self.paths[path_key(layer)](acts[layer].float()) for layer in self.layers]
+        if self.class_conditioning == "embedding":
+            feats.append(self.embedding(labels))
+        out = self.head(torch.cat(feats, dim=1))  # (B, sum of path features) -> (B, 1 | classes)
+        if self.class_conditioning == "per_class":
+            return out.gather(1, labels[:, None]).squeeze(1)
+        return out.squeeze(1)

@@ -1,0 +1,141 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mint.cli import main
+from tests.conftest import ROOT, npz_args, shared_file, train_classifier
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+DATA_OF = {"cifar10": "cifar10", "cifar100": "cifar100", "gtsrb": "gtsrb"}
+
+
+def dataset_of(config: Path) -> str:
+    return next((name for name in ("cifar100", "gtsrb") if name in config.stem), "cifar10")
+
+
+def quiet(tmp_path) -> list[str]:
+    return [
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.accelerator=cpu",
+    ]
+
+
+def test_module_help_lists_the_subcommands():
+    out = subprocess.run(
+        [sys.executable, "-m", "mint.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    for sub in ("fit", "validate", "test", "predict"):
+        assert sub in out.stdout
+
+
+def test_help_shows_the_docstrings(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--data.help", "mint.ClassifierDataModule"])
+    text = " ".join(capsys.readouterr().out.split())  # help text is wrapped
+    assert "share of the source's train split used to train the classifier" in text
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "mint.MINTModule"])
+    assert "tell the detector the true class" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    "config", [c for c in CONFIGS if c.stem.startswith("classifier")], ids=lambda c: c.stem
+)
+def test_classifier_configs_run(config, tmp_path):
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            *npz_args(dataset_of(config)),
+            *quiet(tmp_path),
+            "--trainer.fast_dev_run=true",
+            "--data.num_workers=0",
+            "--data.batch_size=32",
+        ]
+    )
+    assert cli.trainer.state.finished
+    assert cli.model.hparams.num_classes == cli.datamodule.num_classes  # linked, not typed twice
+
+
+@pytest.fixture(scope="module")
+def classifiers(tmp_path_factory):
+    """One tiny trained classifier per data set, for the MINT configs."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            tmp = tmp_path_factory.mktemp(f"clf_{name}")
+            cache[name] = train_classifier(
+                tmp,
+                f"classifier_{name}.yaml",
+                name,
+                "--trainer.max_epochs=1",
+                "--trainer.limit_train_batches=2",
+                "--trainer.limit_val_batches=1",
+                "--model.width=0.25",
+                "--data.batch_size=32",
+            )
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem.startswith("mint")], ids=lambda c: c.stem)
+def test_mint_configs_run(config, tmp_path, classifiers):
+    ckpt = classifiers(dataset_of(config))
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            f"--model.init_args.target_ckpt={ckpt}",
+            *quiet(tmp_path),
+            "--trainer.fast_dev_run=true",
+            f"--data.cache_dir={tmp_path / 'cache'}",
+            "--data.val_size=20",
+            "--data.test_size=40",
+            "--data.batch_size=16",
+        ]
+    )
+    assert cli.trainer.state.finished
+    assert cli.datamodule.target_ckpt == str(ckpt)  # linked from the model: named once
+
+
+def test_source_can_be_overridden_by_a_second_config(tmp_path):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "init_args": {
+                        "source": {
+                            "class_path": "mint.data.NpzSource",
+                            "init_args": {
+                                "train": shared_file("cifar10_mini_train.npz"),
+                                "test": shared_file("cifar10_mini_test.npz"),
+                            },
+                        }
+                    }
+                }
+            }
+        )
+    )
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "classifier_cifar10.yaml"),
+            "--config",
+            str(overlay),
+            *quiet(tmp_path),
+            "--trainer.fast_dev_run=true",
+            "--data.num_workers=0",
+        ]
+    )
+    assert type(cli.datamodule.source).__name__ == "NpzSource"

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from mint.data import ClassifierDataModule, ImageFolderSource, ImageSet, NpzSource, TorchvisionSource
+from tests.conftest import shared_file
+
+
+def write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_npz_source_reads_the_shared_samples():
+    src = NpzSource(shared_file("cifar10_mini_train.npz"), shared_file("cifar10_mini_test.npz"))
+    train = src.load("train")
+    assert train.images.shape == (2000, 32, 32, 3) and train.images.dtype == np.uint8
+    assert src.num_classes == 10 and src.image_size == 32
+
+
+def test_gtsrb_sample_carries_track_groups():
+    src = NpzSource(shared_file("gtsrb_mini_train.npz"), shared_file("gtsrb_mini_test.npz"))
+    train = src.load("train")
+    assert train.groups is not None and len(np.unique(train.groups)) > 100
+
+
+def test_npz_without_images_or_labels(tmp_path):
+    bad = write_npz(tmp_path / "bad.npz", pixels=np.zeros((2, 8, 8, 3), np.uint8), labels=np.zeros(2))
+    with pytest.raises(KeyError, match=r"has no array \['images'\]"):
+        NpzSource(bad, bad).load("train")
+
+
+def test_npz_with_mismatched_lengths(tmp_path):
+    bad = write_npz(
+        tmp_path / "bad.npz", images=np.zeros((3, 8, 8, 3), np.uint8), labels=np.zeros(2, np.int64)
+    )
+    with pytest.raises(ValueError, match="3 images but 2 labels"):
+        NpzSource(bad, bad).load("train")
+
+
+def test_missing_npz_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.npz"):
+        NpzSource(str(tmp_path / "nope.npz"), str(tmp_path / "nope.npz")).load("train")
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8), (4, 8, 8, 1), (4, 8, 8, 4)])
+def test_grayscale_and_rgba_are_converted(shape):
+    with pytest.warns(UserWarning, match="converted to RGB"):
+        data = ImageSet(np.full(shape, 7, np.uint8), np.zeros(4, np.int64))
+    assert data.images.shape == (4, 8, 8, 3) and data.notes
+
+
+def test_groups_of_wrong_length_or_type():
+    images, labels = np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="one id per image"):
+        ImageSet(images, labels, groups=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="integer array"):
+        ImageSet(images, labels, groups=np.zeros(4, np.float32))
+
+
+def test_unknown_torchvision_name_lists_valid_ones():
+    with pytest.raises(ValueError, match="cifar10, cifar100, gtsrb"):
+        TorchvisionSource("mnist")
+
+
+def test_missing_torchvision_data_says_how_to_fix(tmp_path):
+    src = TorchvisionSource("cifar10", root=str(tmp_path), download=False)
+    with pytest.raises(FileNotFoundError, match=r"not found under .*download: true"):
+        src.load("train")
+
+
+def make_folder(root, classes, n=3, size=(10, 12), mode="RGB"):
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.new(mode, size, color=40 * i).save(root / c / f"{i:03d}_{i}.png")
+
+
+def test_image_folder_converts_modes_and_sizes(tmp_path):
+    make_folder(tmp_path / "train", ["cat", "dog"], mode="L")
+    make_folder(tmp_path / "test", ["cat", "dog"], mode="RGBA", size=(40, 40))
+    src = ImageFolderSource(str(tmp_path / "train"), str(tmp_path / "test"), image_size=16)
+    train, test = src.load("train"), src.load("test")
+    assert train.images.shape == (6, 16, 16, 3) and test.images.shape == (6, 16, 16, 3)
+    assert list(train.labels) == [0, 0, 0, 1, 1, 1] and src.num_classes == 2
+    assert any("converted" in note for note in train.notes)
+
+
+def test_image_folder_empty_class_is_a_clear_error(tmp_path):
+    make_folder(tmp_path / "train", ["cat"])
+    (tmp_path / "train" / "dog").mkdir()
+    with pytest.raises(ValueError, match="dog holds no images"):
+        ImageFolderSource(str(tmp_path / "train")).load("train")
+
+
+def test_image_folder_group_pattern(tmp_path):
+    make_folder(tmp_path / "train", ["a", "b"], n=4)
+    groups = ImageFolderSource(str(tmp_path / "train"), group_pattern=r"^(\d+)_").load("train").groups
+    assert len(np.unique(groups)) == 8
+    with pytest.raises(ValueError, match="matches no group in 8 of 8"):
+        ImageFolderSource(str(tmp_path / "train"), group_pattern=r"^x(\d+)").load("train")
+
+
+def test_fewer_members_than_a_batch(tmp_path):
+    path = write_npz(tmp_path / "s.npz", images=np.zeros((20, 8, 8, 3), np.uint8), labels=np.arange(20) % 2)
+    dm = ClassifierDataModule(NpzSource(path, path), batch_size=64)
+    with pytest.raises(ValueError, match="only 10 member images for a batch_size of 64"):
+        dm.setup("fit")
+
+
+def test_member_fraction_checked_at_construction(tmp_path):
+    with pytest.raises(ValueError, match="member_fraction"):
+        ClassifierDataModule(NpzSource("a", "b"), member_fraction=1.0)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from mint.data.split import index_hash, membership_split, partition
+
+
+def labels_of(n=1000, classes=10, seed=0):
+    return np.random.default_rng(seed).integers(0, classes, n)
+
+
+def test_split_is_deterministic_disjoint_and_complete():
+    labels = labels_of()
+    a, b = membership_split(labels, 0.5, seed=3), membership_split(labels, 0.5, seed=3)
+    assert np.array_equal(a.members, b.members) and np.array_equal(a.nonmembers, b.nonmembers)
+    assert not set(a.members) & set(a.nonmembers)
+    assert np.array_equal(np.sort(np.concatenate([a.members, a.nonmembers])), np.arange(len(labels)))
+    assert len(a.members) == 500
+    other = membership_split(labels, 0.5, seed=4)
+    assert not np.array_equal(a.members, other.members)
+    assert a.record()["members_sha256"] == index_hash(a.members)
+
+
+def test_split_is_stratified():
+    labels = labels_of(2000, 10, seed=1)
+    split = membership_split(labels, 0.3, seed=0, stratify=True)
+    share = np.bincount(labels[split.members], minlength=10) / np.bincount(labels, minlength=10)
+    assert np.all(np.abs(share - 0.3) < 0.01)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_member_fraction_outside_open_interval_is_refused(fraction):
+    with pytest.raises(ValueError, match=r"member_fraction must be in \(0, 1\)"):
+        membership_split(labels_of(), fraction)
+
+
+def test_groups_never_cross_the_boundary():
+    groups = np.repeat(np.arange(100), 10)  # 100 tracks of 10 frames
+    labels = groups // 10  # a track belongs to one class
+    split = membership_split(labels, 0.5, seed=0, groups=groups)
+    assert not set(groups[split.members]) & set(groups[split.nonmembers])
+    assert len(split.members) == 500
+
+
+def test_partition_sizes_are_exact_and_portions_disjoint():
+    labels = labels_of(1000)
+    parts = partition(np.arange(1000), labels, [700, 100, 200], seed=0)
+    assert [len(p) for p in parts] == [700, 100, 200]
+    assert len(set(np.concatenate(parts))) == 1000
+    with pytest.raises(ValueError, match="cannot draw portions"):
+        partition(np.arange(10), labels[:10], [8, 5], seed=0)
+
+
+def test_a_group_larger_than_any_portion_is_a_clear_error():
+    groups = np.zeros(100, np.int64)
+    with pytest.raises(ValueError, match="group 0 holds 100 images"):
+        partition(np.arange(100), np.zeros(100, np.int64), [50, 50], seed=0, groups=groups)
