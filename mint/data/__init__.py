@@ -1,0 +1,22 @@
+"""Data sources, the membership split and the LightningDataModules that serve them."""
+
+from mint.data.classifier_datamodule import ClassifierDataModule
+from mint.data.image_set import ImageSet
+from mint.data.mint_datamodule import MINTDataModule
+from mint.data.membership import build_membership, rebuild_membership
+from mint.data.sources import ImageFolderSource, NpzSource, Source, TorchvisionSource
+from mint.data.split import membership_split, partition
+
+__all__ = [
+    "ClassifierDataModule",
+    "ImageFolderSource",
+    "ImageSet",
+    "MINTDataModule",
+    "NpzSource",
+    "Source",
+    "TorchvisionSource",
+    "build_membership",
+    "membership_split",
+    "partition",
+    "rebuild_membership",
+]

@@ -1,0 +1,163 @@
+"""Data for training the audited classifier: its members, and the official test split for validation."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from mint.atomic import write_json_atomic
+from mint.data.image_set import ImageDataset
+from mint.data.membership import MembershipData, build_membership, channel_stats
+from mint.data.sources import Source
+
+
+class ClassifierDataModule(L.LightningDataModule):
+    """Split a source into members / non-members and serve the members to train the classifier.
+
+    The split is made in `setup()` by a pure seeded function, so every DDP rank agrees. Its record
+    (seed, fraction, source, sizes, hashes of both index lists) is written beside the run as
+    `split.json` and stored in every checkpoint, from which the MINT stage rebuilds it exactly.
+
+    Args:
+        source: where the images come from (`mint.data.TorchvisionSource`, `NpzSource`, ...).
+        member_fraction: share of the source's train split used to train the classifier (members).
+        split_seed: seed of the member / non-member split.
+        stratify: give every class the same member share.
+        group_aware: keep images of one group (e.g. a GTSRB track) on one side of the split.
+        augment: training augmentation. Off by default on purpose: augmentation reduces
+            memorization, and so the membership signal a later audit can find. `crop` is a random
+            crop with 4-pixel reflect padding; `crop_flip` adds horizontal flips (not for GTSRB:
+            mirrored signs change meaning).
+        batch_size: images per batch (per device under DDP).
+        num_workers: data loader worker processes.
+        pin_memory: pin host memory for faster GPU copies; default: when CUDA is available.
+        member_eval_size: members also scored at every validation (eval mode), so the classifier
+            can log its accuracy on members and the generalization gap.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        member_fraction: float = 0.5,
+        split_seed: int = 0,
+        stratify: bool = True,
+        group_aware: bool = True,
+        augment: Literal["none", "crop", "crop_flip"] = "none",
+        batch_size: int = 128,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        member_eval_size: int = 5000,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < member_fraction < 1.0:
+            raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.source = source
+        self.member_fraction, self.split_seed, self.stratify = member_fraction, split_seed, stratify
+        self.group_aware, self.augment = group_aware, augment
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.member_eval_size = member_eval_size
+        self.data: MembershipData | None = None
+        self.mean: list[float] | None = None
+        self.std: list[float] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the source (linked to the classifier's `num_classes`)."""
+        return self.source.num_classes
+
+    @property
+    def image_size(self) -> int:
+        """Side of the source's square images (linked to the classifier's `image_size`)."""
+        return self.source.image_size
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        self.data = build_membership(
+            self.source, self.member_fraction, self.split_seed, self.stratify, self.group_aware
+        )
+        members = self.data.split.members
+        if len(members) < self.batch_size:
+            raise ValueError(
+                f"only {len(members)} member images for a batch_size of {self.batch_size}: "
+                f"lower `batch_size` or use more data"
+            )
+        self.mean, self.std = channel_stats(self.data.train.images[members])
+        self.data.manifest |= {"mean": self.mean, "std": self.std}
+        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
+            write_json_atomic(Path(self.trainer.log_dir) / "split.json", self.data.manifest)
+
+    @property
+    def manifest(self) -> dict:
+        """The split's record (available after `setup()`)."""
+        if self.data is None:
+            raise RuntimeError("call setup() first")
+        return self.data.manifest
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle,  # a last batch of one image would break BatchNorm
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        size = self.data.train.images.shape[1]
+        transform = None
+        if self.augment != "none":
+            steps = [v2.RandomCrop(size, padding=4, padding_mode="reflect")]
+            steps += [v2.RandomHorizontalFlip()] if self.augment == "crop_flip" else []
+            transform = v2.Compose(steps)
+        return self._loader(ImageDataset(self.data.train, self.data.split.members, transform), shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """The official test split (or, without one, the non-members), then a sample of members."""
+        if len(self.data.test):
+            held_out = ImageDataset(self.data.test, range(len(self.data.test)))
+        else:
+            warnings.warn("the source has no test split: validating on the non-members instead", stacklevel=2)
+            held_out = ImageDataset(self.data.train, self.data.split.nonmembers)
+        members = self.data.split.members
+        rng = np.random.default_rng(self.split_seed)
+        sample = np.sort(rng.permutation(members)[: self.member_eval_size])
+        loaders = [self._loader(held_out, shuffle=False)]
+        if len(sample):
+            loaders.append(self._loader(ImageDataset(self.data.train, sample), shuffle=False))
+        return loaders
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self.val_dataloader()
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()[0]
+
+    def state_dict(self) -> dict:
+        """Stored in every checkpoint: the split's record."""
+        return {"manifest": self.manifest} if self.data is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """On resume, refuse a checkpoint whose split differs from this run's."""
+        recorded = state.get("manifest")
+        if recorded is None or self.data is None:
+            return
+        keys = ("source", "member_fraction", "seed", "stratify", "members_sha256", "train_fingerprint")
+        diff = {k: (recorded.get(k), self.manifest.get(k)) for k in keys if recorded.get(k) != self.manifest.get(k)}
+        if diff:
+            raise ValueError(f"the checkpoint was made with a different split (checkpoint, now): {diff}")

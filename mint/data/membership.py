@@ -1,0 +1,97 @@
+"""The membership protocol shared by every stage: load a source, split it, record and verify the split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mint.data.image_set import ImageSet
+from mint.data.sources import Source, source_from_config
+from mint.data.split import MembershipSplit, membership_split
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class MembershipData:
+    """A source's images with the member / non-member split of its train split and its record."""
+
+    train: ImageSet
+    test: ImageSet
+    split: MembershipSplit
+    manifest: dict
+
+
+def build_membership(
+    source: Source, member_fraction: float, seed: int, stratify: bool, group_aware: bool = True
+) -> MembershipData:
+    """Load `source` and split its train split into members and non-members (pure, seeded).
+
+    Args:
+        source: where the images come from.
+        member_fraction: share of the train split that trains the classifier.
+        seed: seed of the split.
+        stratify: same member share in every class.
+        group_aware: keep the source's groups (if any) on one side of the boundary.
+    """
+    if not 0.0 < member_fraction < 1.0:
+        raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
+    train, test = source.load("train"), source.load("test")
+    if len(train) < 2:
+        raise ValueError(f"the train split of {source.config()} holds {len(train)} images; at least 2 are needed")
+    groups = train.groups if group_aware else None
+    split = membership_split(train.labels, member_fraction, seed, stratify, groups)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "source": source.config(),
+        "member_fraction": member_fraction,
+        "seed": seed,
+        "stratify": stratify,
+        "group_aware": groups is not None,
+        "num_train": len(train),
+        "num_test": len(test),
+        "num_classes": int(max(train.labels.max(), test.labels.max(initial=0))) + 1,
+        "image_shape": list(train.images.shape[1:]),
+        "train_fingerprint": train.fingerprint(),
+        "test_fingerprint": test.fingerprint(),
+        **split.record(),
+        "notes": train.notes[:20] + test.notes[:20],
+    }
+    return MembershipData(train, test, split, manifest)
+
+
+def rebuild_membership(manifest: dict, source: Source | None = None) -> MembershipData:
+    """Rebuild exactly the split a manifest records, refusing data that differs from the recorded data.
+
+    Args:
+        manifest: the record written by `build_membership` (e.g. from a classifier checkpoint).
+        source: the source to read; by default the recorded one.
+    """
+    source = source or source_from_config(manifest["source"])
+    data = build_membership(
+        source, manifest["member_fraction"], manifest["seed"], manifest["stratify"], manifest["group_aware"]
+    )
+    keys = ("train_fingerprint", "test_fingerprint", "members_sha256", "nonmembers_sha256")
+    diff = [k for k in keys if data.manifest[k] != manifest[k]]
+    if diff:
+        raise ValueError(
+            f"the data of {source.config()} is not the data the classifier was trained on "
+            f"(mismatch in {', '.join(diff)}; recorded source: {manifest['source']}). "
+            f"Use the recorded source, or retrain the classifier on this one."
+        )
+    return data
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 (N, H, W, 3) images, scaled to [0, 1]."""
+    flat = images.reshape(-1, images.shape[-1])  # (N*H*W, 3)
+    mean = np.zeros(flat.shape[1])
+    sq = np.zeros(flat.shape[1])
+    for start in range(0, len(flat), 1 << 22):  # chunks bound the float64 copy
+        chunk = flat[start : start + (1 << 22)].astype(np.float64) / 255.0
+        mean += chunk.sum(0)
+        sq += (chunk**2).sum(0)
+    mean /= len(flat)
+    std = np.sqrt(np.maximum(sq / len(flat) - mean**2, 1e-12))
+    return mean.tolist(), std.tolist()

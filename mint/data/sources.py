@@ -1,0 +1,264 @@
+"""Data sources: where images come from. Each is chosen in YAML by `class_path`.
+
+A source only loads images; how they are split into members and non-members is decided in
+`mint.data.split`, so that every source gets the same, reproducible protocol.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from mint.atomic import write_atomic
+from mint.data.image_set import ImageSet
+
+Split = Literal["train", "test"]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
+
+
+class Source:
+    """Base class of data sources: a train split (members and non-members are drawn from it) and a test split.
+
+    Subclasses provide `load`, `num_classes` and `image_size` (side of the square images delivered).
+    """
+
+    image_size: int
+
+    def prepare(self) -> None:
+        """Download or convert files; called once per node from `prepare_data()`."""
+
+    def load(self, split: Split) -> ImageSet:
+        """Return the images of `split` ("train" or "test")."""
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes, for sizing the classifier's output."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """The `class_path` / `init_args` that rebuild this source; recorded in every split manifest."""
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(self._init_args)}
+
+
+def source_from_config(config: dict) -> Source:
+    """Rebuild a source from `Source.config()` (as recorded in a checkpoint); only `Source` subclasses."""
+    module, _, name = config["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Source)):
+        raise ValueError(f"{config['class_path']!r} is not a mint data source")
+    return cls(**config["init_args"])
+
+
+def resize_rgb(image: Image.Image, size: int | None) -> np.ndarray:
+    """Convert any PIL image to RGB uint8 (H, W, 3), resized to size x size when `size` is set."""
+    image = image.convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+class TorchvisionSource(Source):
+    """CIFAR-10, CIFAR-100 or GTSRB through torchvision's own data set classes and official splits.
+
+    Args:
+        name: which data set.
+        root: folder holding (or receiving) torchvision's files.
+        download: download missing files in `prepare_data()` (needs internet).
+        image_size: side of the square images given to the classifier; GTSRB's varying sizes are
+            resized to it (bilinear, whole image), CIFAR is left at 32 unless this differs.
+    """
+
+    NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "gtsrb": 43}
+
+    def __init__(
+        self,
+        name: Literal["cifar10", "cifar100", "gtsrb"] = "cifar10",
+        root: str = "data",
+        download: bool = True,
+        image_size: int = 32,
+    ) -> None:
+        if name not in self.NUM_CLASSES:
+            raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(self.NUM_CLASSES)}")
+        self.name, self.root, self.download, self.image_size = name, root, download, image_size
+        self._init_args = {"name": name, "root": root, "download": download, "image_size": image_size}
+
+    @property
+    def num_classes(self) -> int:
+        return self.NUM_CLASSES[self.name]
+
+    def _dataset(self, split: Split, download: bool):
+        from torchvision import datasets
+
+        try:
+            if self.name == "gtsrb":
+                return datasets.GTSRB(self.root, split=split, download=download)
+            cls = datasets.CIFAR10 if self.name == "cifar10" else datasets.CIFAR100
+            return cls(self.root, train=split == "train", download=download)
+        except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+            raise FileNotFoundError(
+                f"{self.name} ({split}) was not found under {os.path.abspath(self.root)!r} ({err}). "
+                f"Set `download: true` on a machine with internet, copy torchvision's files there, "
+                f"or point `root` at them; offline copies can be read with mint.data.NpzSource."
+            ) from err
+        except OSError as err:  # URLError and friends: no network
+            raise ConnectionError(
+                f"downloading {self.name} into {os.path.abspath(self.root)!r} failed ({err}). "
+                f"Without internet, use `download: false` with the files already there, "
+                f"or mint.data.NpzSource / mint.data.ImageFolderSource."
+            ) from err
+
+    def prepare(self) -> None:
+        for split in ("train", "test"):
+            self._dataset(split, self.download)
+
+    def load(self, split: Split) -> ImageSet:
+        ds = self._dataset(split, download=False)
+        if self.name == "gtsrb":
+            return self._load_gtsrb(ds, split)
+        images = np.asarray(ds.data)
+        if self.image_size != images.shape[1]:
+            images = np.stack([resize_rgb(Image.fromarray(im), self.image_size) for im in images])
+        return ImageSet(images, np.asarray(ds.targets))
+
+    def _load_gtsrb(self, ds, split: Split) -> ImageSet:
+        # Decoding ~40k PPM files takes a while: keep a resized copy beside torchvision's files.
+        cache = Path(self.root) / f"gtsrb_{split}_{self.image_size}px.npz"
+        if cache.exists():
+            with np.load(cache, allow_pickle=False) as z:
+                return ImageSet(z["images"], z["labels"], z["groups"] if "groups" in z else None)
+        samples = ds._samples  # list of (path, class): torchvision keeps no public accessor
+        images = np.stack([resize_rgb(Image.open(p), self.image_size) for p, _ in samples])
+        labels = np.array([c for _, c in samples], dtype=np.int64)
+        groups = None
+        if split == "train":  # file names TTTTT_FFFFF.ppm: track TTTTT of the class folder
+            tracks = [int(Path(p).name.split("_")[0]) for p, _ in samples]
+            groups = labels * 1000 + np.array(tracks, dtype=np.int64)
+        arrays = {"images": images, "labels": labels} | ({"groups": groups} if groups is not None else {})
+        write_atomic(cache, lambda tmp: np.savez(tmp.open("wb"), **arrays))
+        return ImageSet(images, labels, groups)
+
+
+class NpzSource(Source):
+    """Arrays in `.npz` files: `images` (uint8 N x H x W x 3) and `labels`, optionally `groups`.
+
+    This is the format of `../shared/data/*.npz`; files are read with `allow_pickle=False`.
+
+    Args:
+        train: path of the train split (members and non-members are drawn from it).
+        test: path of the test split (extra non-members; the classifier's validation data).
+    """
+
+    def __init__(self, train: str, test: str) -> None:
+        self.train, self.test = train, test
+        self._init_args = {"train": str(train), "test": str(test)}
+
+    def _path(self, split: Split) -> Path:
+        path = Path(self.train if split == "train" else self.test)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"npz file for the {split} split not found: {str(path)!r} (absolute: {path.absolute()})"
+            )
+        return path
+
+    @property
+    def num_classes(self) -> int:
+        labels = [np.load(self._path(s), allow_pickle=False)["labels"] for s in ("train", "test")]
+        return int(max(int(x.max()) for x in labels if len(x))) + 1
+
+    @property
+    def image_size(self) -> int:
+        # Read the array header only: the images themselves may be large.
+        with zipfile.ZipFile(self._path("train")) as zf, zf.open("images.npy") as f:
+            version = np.lib.format.read_magic(f)
+            fmt = np.lib.format
+            shape = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)[0]
+        if len(shape) < 3 or shape[1] != shape[2]:
+            raise ValueError(f"{self.train}: images must be square (N, H, H, 3), got {shape}")
+        return int(shape[1])
+
+    def load(self, split: Split) -> ImageSet:
+        path = self._path(split)
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("images", "labels") if k not in z]
+            if missing:
+                raise KeyError(f"{path} has no array {missing} (it holds {sorted(z.keys())})")
+            return ImageSet(z["images"], z["labels"], z["groups"] if "groups" in z else None)
+
+
+class ImageFolderSource(Source):
+    """A user's own images in class folders: `train/<class>/*.png`, and optionally `test/<class>/...`.
+
+    Class indices follow the sorted folder names of `train`. Grayscale, RGBA and other sizes are
+    converted to RGB and resized to `image_size`.
+
+    Args:
+        train: folder of class subfolders for the train split.
+        test: same for the test split; without it, the test split is empty.
+        image_size: side of the square images given to the classifier.
+        group_pattern: optional regular expression applied to each file name; its first group
+            identifies images that must stay together (e.g. `"^(\\d+)_"` for `TRACK_FRAME.png`).
+    """
+
+    def __init__(
+        self, train: str, test: str | None = None, image_size: int = 32, group_pattern: str | None = None
+    ) -> None:
+        self.train, self.test, self.image_size, self.group_pattern = train, test, image_size, group_pattern
+        self._init_args = {"train": train, "test": test, "image_size": image_size, "group_pattern": group_pattern}
+
+    def classes(self) -> list[str]:
+        """Class names: the sorted subfolders of `train`."""
+        root = Path(self.train)
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {str(root)!r}")
+        names = sorted(d.name for d in root.iterdir() if d.is_dir())
+        if not names:
+            raise ValueError(f"{root} has no class subfolders (expected {root}/<class>/<image files>)")
+        return names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes())
+
+    def load(self, split: Split) -> ImageSet:
+        classes = self.classes()
+        folder = self.train if split == "train" else self.test
+        if folder is None:
+            empty = np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+            return ImageSet(empty, np.zeros(0, np.int64))
+        images, labels, names, notes = [], [], [], []
+        for label, name in enumerate(classes):
+            files = sorted(p for p in (Path(folder) / name).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not files:
+                raise ValueError(f"class folder {Path(folder) / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            for f in files:
+                with Image.open(f) as im:
+                    if im.mode != "RGB" or im.size != (self.image_size, self.image_size):
+                        notes.append(f"{f}: {im.mode} {im.size[0]}x{im.size[1]} converted")
+                    images.append(resize_rgb(im, self.image_size))
+                labels.append(label)
+                names.append(f.name)
+        return ImageSet(np.stack(images), np.array(labels), self._groups(names, labels), notes)
+
+    def _groups(self, names: list[str], labels: list[int]) -> np.ndarray | None:
+        if self.group_pattern is None:
+            return None
+        regex = re.compile(self.group_pattern)
+        matches = [regex.search(n) for n in names]
+        unmatched = [n for n, m in zip(names, matches, strict=True) if m is None]
+        if unmatched:
+            raise ValueError(
+                f"group_pattern {self.group_pattern!r} matches no group in {len(unmatched)} of "
+                f"{len(names)} file names (e.g. {unmatched[:3]})"
+            )
+        keys = [(lab, m.group(1) if m.groups() else m.group(0)) for lab, m in zip(labels, matches, strict=True)]
+        _, ids = np.unique(np.array([f"{k[0]}/{k[1]}" for k in keys]), return_inverse=True)
+        return ids.astype(np.int64)
