@@ -6,6 +6,8 @@ python -m mint.cli fit --config configs/mint_layer7.yaml
 
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
@@ -22,8 +24,13 @@ class MintCLI(LightningCLI):
         parser.link_arguments("model.init_args.layers", "data.init_args.layers", apply_on="parse")
 
 
-def main(args: ArgsType = None) -> MintCLI:
-    """Run the CLI (`args` for tests; by default the command line)."""
+def main(args: ArgsType = None):
+    """Run the CLI (`args` for tests; by default the command line). `mint quickstart` runs the demo."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list) and argv[:1] == ["quickstart"]:
+        from mint.quickstart import main as quickstart
+
+        return quickstart(argv[1:])
     return MintCLI(
         subclass_mode_model=True, subclass_mode_data=True, args=args, auto_configure_optimizers=False
     )

@@ -4,6 +4,7 @@ from mint.data.classifier_datamodule import ClassifierDataModule
 from mint.data.image_set import ImageSet
 from mint.data.mint_datamodule import MINTDataModule
 from mint.data.membership import build_membership, rebuild_membership
+from mint.data.sample import SampleSource
 from mint.data.sources import ImageFolderSource, NpzSource, Source, TorchvisionSource
 from mint.data.split import membership_split, partition
 
@@ -13,6 +14,7 @@ __all__ = [
     "ImageSet",
     "MINTDataModule",
     "NpzSource",
+    "SampleSource",
     "Source",
     "TorchvisionSource",
     "build_membership",

@@ -1,0 +1,95 @@
+"""Activation extraction vs a plain forward pass, and MINT epochs from the cache vs on the fly.
+
+Prints ratios measured in one run (targets from the MINT issue: extraction >= 0.9x the throughput of a
+plain forward pass; an epoch from the cache >= 5x faster than extracting on the fly).
+
+    python benchmarks/extraction_and_cache.py \
+        --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+
+import lightning as L
+import numpy as np
+import torch
+
+from mint.data import MINTDataModule
+from mint.data.activation_cache import ActivationCache
+from mint.detector import MINTModule
+from mint.target import FrozenTarget, load_target_checkpoint
+
+
+def forward_throughput(target: FrozenTarget, images: np.ndarray, batch: int) -> float:
+    """Images per second of the classifier's plain forward pass (normalization included), no storing."""
+    net = target.net
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div_(255)
+            net((x - target.mean[:, None, None]) / target.std[:, None, None])
+    return len(images) / (time.perf_counter() - start)
+
+
+def extraction_throughput(target: FrozenTarget, images: np.ndarray, batch: int, folder: str) -> float:
+    """Images per second of building an activation cache (extraction, float16 conversion, writing)."""
+    cache = ActivationCache(folder, {"benchmark": time.time()}, verify=False)
+    start = time.perf_counter()
+    cache.build(target, images, np.arange(len(images)), batch)
+    return len(images) / (time.perf_counter() - start)
+
+
+def epoch_seconds(ckpt: str, layers: list[str], cache_dir: str | None, train_size: int) -> float:
+    """Wall time of one MINT training epoch (no validation), the cache already built if used."""
+    dm = MINTDataModule(ckpt, layers, train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir)
+    dm.prepare_data()
+    dm.setup("fit")
+    model = MINTModule(ckpt, layers)
+    trainer = L.Trainer(
+        max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    model.configure_callbacks = lambda: []
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--target-ckpt", default="lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt"
+    )
+    parser.add_argument("--images", type=int, default=10000, help="images for the throughput test")
+    parser.add_argument("--train-size", type=int, default=5000, help="members (and non-members) per epoch")
+    parser.add_argument("--batch", type=int, default=512)
+    args = parser.parse_args()
+    record = load_target_checkpoint(args.target_ckpt)
+    from mint.data.membership import rebuild_membership
+
+    images = rebuild_membership(record.manifest).train.images[: args.images]
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, CPU")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        for layers in (["layer7"], ["layer2"]):
+            target = FrozenTarget.from_record(record, layers)
+            forward_throughput(target, images[:1024], args.batch)  # warm-up
+            fwd = forward_throughput(target, images, args.batch)
+            ext = extraction_throughput(target, images, args.batch, tmp)
+            print(f"{layers[0]}: plain forward {fwd:8.0f} img/s | cache build {ext:8.0f} img/s | "
+                  f"ratio {ext / fwd:.2f} (target >= 0.9)")  # fmt: skip
+        for layers in (["layer7"], ["layer2"]):
+            cached = epoch_seconds(args.target_ckpt, layers, tmp, args.train_size)  # builds, then times
+            cached = epoch_seconds(args.target_ckpt, layers, tmp, args.train_size)
+            fly = epoch_seconds(args.target_ckpt, layers, None, args.train_size)
+            n = 2 * args.train_size
+            print(f"{layers[0]}: MINT epoch over {n} images: cached {cached:6.1f} s | "
+                  f"on the fly {fly:6.1f} s | speed-up {fly / cached:.1f}x (target >= 5x)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

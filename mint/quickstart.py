@@ -1,0 +1,151 @@
+"""`mint quickstart`: the whole MINT pipeline on the bundled CIFAR-10 sample, offline, in minutes.
+
+    mint quickstart                      # or: python -m mint.quickstart
+    mint quickstart --classifier-epochs 5 --mint-epochs 3 --output /tmp/mint_runs
+
+1. trains a small `PaperCNN` on 1,000 member images of the bundled sample until it memorizes;
+2. trains the MINT detector on its layer 7 (class-conditioned) with balanced members / non-members;
+3. tests it on held-out members and non-members and prints the result beside the classifier's
+   accuracy gap and the loss-threshold attack on the same images.
+
+Every run gets a new folder `<output>/run_N`, so a second run never overwrites the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+from mint.cli import main as cli_main
+
+
+def new_run_dir(output: str | Path) -> Path:
+    """Create `<output>/run_N` with the next free N; fail before any training if it is not writable."""
+    output = Path(output)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        taken = [int(m.group(1)) for p in output.iterdir() if (m := re.fullmatch(r"run_(\d+)", p.name))]
+        run = output / f"run_{max(taken, default=-1) + 1}"
+        run.mkdir()
+        probe = run / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise SystemExit(
+            f"mint quickstart: cannot write to the output folder {str(output)!r}: {err}"
+        ) from err
+    return run
+
+
+def _trainer_args(run: Path, name: str, epochs: int, seed: int) -> list[str]:
+    return [
+        f"--seed_everything={seed}",
+        f"--trainer.max_epochs={epochs}",
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.save_dir={run}",
+        f"--trainer.logger.name={name}",
+        "--trainer.enable_model_summary=false",
+        "--trainer.log_every_n_steps=5",
+    ]
+
+
+def run_quickstart(
+    output: str | Path = "lightning_logs/quickstart",
+    classifier_epochs: int = 30,
+    mint_epochs: int = 20,
+    seed: int = 0,
+    progress_bar: bool = True,
+) -> dict:
+    """Run the pipeline; return a summary (also written to `<run>/summary.json`)."""
+    run = new_run_dir(output)
+    bar = [f"--trainer.enable_progress_bar={str(progress_bar).lower()}"]
+    clf = cli_main([
+        "fit", *_trainer_args(run, "classifier", classifier_epochs, seed), *bar,
+        "--model=mint.ClassifierModule", "--model.width=0.5", "--model.block_dropout=0",
+        "--data=mint.ClassifierDataModule", "--data.source=mint.data.SampleSource", "--data.batch_size=50",
+        "--trainer.check_val_every_n_epoch=5",
+    ])  # fmt: skip
+    target_ckpt = clf.trainer.checkpoint_callback.last_model_path  # the memorized end state
+    clf.trainer.validate(clf.model, datamodule=clf.datamodule, verbose=False)  # measure that end state
+    mint_args = [
+        *_trainer_args(run, "mint_layer7", mint_epochs, seed), *bar,
+        "--model=mint.MINTModule", f"--model.target_ckpt={target_ckpt}", "--model.layers=[layer7]",
+        "--model.class_conditioning=per_class", "--data=mint.MINTDataModule", "--data.val_size=100",
+        "--data.test_size=250", "--data.batch_size=50", f"--data.cache_dir={run / 'activation_cache'}",
+    ]  # fmt: skip
+    det = cli_main(["fit", *mint_args])
+    best = det.trainer.checkpoint_callback.best_model_path
+    test = cli_main(["test", *mint_args, f"--ckpt_path={best}"])
+    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    metrics = clf.trainer.callback_metrics
+    summary = {
+        "classifier_member_acc": float(metrics["val/member_acc"]),
+        "classifier_test_acc": float(metrics["val/acc"]),
+        "classifier_gap": float(metrics["val/gap"]),
+        "mint": results["mint"],
+        "loss_attack_auroc": results["loss_attack"]["auroc"],
+        "classifier_ckpt": target_ckpt,
+        "mint_ckpt": best,
+        "test_results": str(Path(test.trainer.log_dir) / "test_results.json"),
+        "run_dir": str(run),
+    }
+    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(format_summary(summary))
+    return summary
+
+
+def _fmt(value: float, n_nonmembers: int, fpr: float) -> str:
+    if math.isnan(value):
+        return f"not resolvable (needs >= {round(1 / fpr)} non-members, has {n_nonmembers})"
+    return f"{value:.3f}"
+
+
+def format_summary(s: dict) -> str:
+    """The short table printed at the end of the quickstart."""
+    m = s["mint"]
+    rows = [
+        ("classifier accuracy on members (train)", f"{s['classifier_member_acc']:.3f}"),
+        ("classifier accuracy on test split", f"{s['classifier_test_acc']:.3f}"),
+        ("generalization gap", f"{s['classifier_gap']:.3f}"),
+        (
+            f"MINT layer7 AUROC ({m['n_members']} members / {m['n_nonmembers']} non-members)",
+            f"{m['auroc']:.3f}",
+        ),
+        ("MINT accuracy at 0.5", f"{m['acc']:.3f}"),
+        ("MINT TPR @ 1% FPR", _fmt(m["tpr@1%fpr"], m["n_nonmembers"], 0.01)),
+        ("MINT TPR @ 0.1% FPR", _fmt(m["tpr@0.1%fpr"], m["n_nonmembers"], 0.001)),
+        ("loss-threshold attack AUROC (same images)", f"{s['loss_attack_auroc']:.3f}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = ["", "mint quickstart: bundled CIFAR-10 sample, PaperCNN target, MINT at layer 7 (per class)"]
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    lines += [
+        f"  classifier checkpoint: {s['classifier_ckpt']}",
+        f"  MINT checkpoint:       {s['mint_ckpt']}",
+        f"  results:               {s['test_results']}",
+        f"  TensorBoard:           tensorboard --logdir {s['run_dir']}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point of `mint quickstart`."""
+    parser = argparse.ArgumentParser(prog="mint quickstart", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--output", default="lightning_logs/quickstart", help="folder of the runs (run_N inside)"
+    )
+    parser.add_argument("--classifier-epochs", type=int, default=30, help="epochs of the classifier")
+    parser.add_argument("--mint-epochs", type=int, default=20, help="epochs of the MINT detector")
+    parser.add_argument("--seed", type=int, default=0, help="seed of everything")
+    parser.add_argument("--no-progress-bar", action="store_true", help="hide progress bars")
+    args = parser.parse_args(argv)
+    return run_quickstart(
+        args.output, args.classifier_epochs, args.mint_epochs, args.seed, not args.no_progress_bar
+    )
+
+
+if __name__ == "__main__":
+    main()

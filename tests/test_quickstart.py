@@ -1,0 +1,33 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from mint.cli import main
+
+
+def test_quickstart_end_to_end_and_never_overwrites(tmp_path, capsys):
+    args = ["quickstart", "--output", str(tmp_path), "--classifier-epochs", "2", "--mint-epochs", "2"]
+    summary = main([*args, "--no-progress-bar"])
+    run = Path(summary["run_dir"])
+    assert run == tmp_path / "run_0"
+    for key in ("classifier_ckpt", "mint_ckpt", "test_results"):
+        assert Path(summary[key]).is_file(), key
+    assert (run / "summary.json").is_file()
+    assert list(run.glob("mint_layer7/version_*/roc_test.png"))
+    assert list(run.glob("classifier/version_*/events.out.tfevents.*"))
+    auroc = summary["mint"]["auroc"]
+    assert 0.0 <= auroc <= 1.0 and not math.isnan(auroc)
+    results = json.loads(Path(summary["test_results"]).read_text())
+    assert results["mint"]["n_members"] == results["mint"]["n_nonmembers"] == 250
+    assert "MINT layer7 AUROC" in capsys.readouterr().out
+    second = main([*args, "--no-progress-bar", "--mint-epochs", "1"])
+    assert Path(second["run_dir"]) == tmp_path / "run_1" and Path(summary["mint_ckpt"]).is_file()
+
+
+def test_unwritable_output_fails_before_training(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit, match="cannot write to the output folder"):
+        main(["quickstart", "--output", str(blocker / "runs")])
