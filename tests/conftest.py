@@ -66,3 +66,18 @@ def memorizing_classifier(tmp_path_factory) -> Path:
         "--data.batch_size=50",
         "--trainer.check_val_every_n_epoch=20",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_gtsrb_classifier(tmp_path_factory) -> Path:
+    """A small PaperCNN on the GTSRB sample (whose images carry track groups)."""
+    tmp = tmp_path_factory.mktemp("tiny_gtsrb")
+    return train_classifier(
+        tmp,
+        "classifier_gtsrb.yaml",
+        "gtsrb",
+        "--trainer.max_epochs=1",
+        "--model.width=0.25",
+        "--data.batch_size=64",
+        "--trainer.limit_val_batches=1",
+    )

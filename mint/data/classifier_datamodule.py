@@ -31,6 +31,8 @@ class ClassifierDataModule(L.LightningDataModule):
         split_seed: seed of the member / non-member split.
         stratify: give every class the same member share.
         group_aware: keep images of one group (e.g. a GTSRB track) on one side of the split.
+        duplicates: exact / near-exact duplicate images: `merge` them into one group (default),
+            `drop` all copies but one, or `ignore` them. The manifest records what was found.
         augment: training augmentation. Off by default on purpose: augmentation reduces
             memorization, and so the membership signal a later audit can find. `crop` is a random
             crop with 4-pixel reflect padding; `crop_flip` adds horizontal flips (not for GTSRB:
@@ -49,6 +51,7 @@ class ClassifierDataModule(L.LightningDataModule):
         split_seed: int = 0,
         stratify: bool = True,
         group_aware: bool = True,
+        duplicates: Literal["merge", "drop", "ignore"] = "merge",
         augment: Literal["none", "crop", "crop_flip"] = "none",
         batch_size: int = 128,
         num_workers: int = 0,
@@ -62,7 +65,7 @@ class ClassifierDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.source = source
         self.member_fraction, self.split_seed, self.stratify = member_fraction, split_seed, stratify
-        self.group_aware, self.augment = group_aware, augment
+        self.group_aware, self.duplicates, self.augment = group_aware, duplicates, augment
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.member_eval_size = member_eval_size
@@ -87,7 +90,7 @@ class ClassifierDataModule(L.LightningDataModule):
         if self.data is not None:
             return
         self.data = build_membership(
-            self.source, self.member_fraction, self.split_seed, self.stratify, self.group_aware
+            self.source, self.member_fraction, self.split_seed, self.stratify, self.group_aware, self.duplicates
         )
         members = self.data.split.members
         if len(members) < self.batch_size:

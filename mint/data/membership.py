@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from mint.data.duplicates import duplicate_clusters, merge_groups
 from mint.data.image_set import ImageSet
 from mint.data.sources import Source, source_from_config
 from mint.data.split import MembershipSplit, membership_split
@@ -21,10 +23,19 @@ class MembershipData:
     test: ImageSet
     split: MembershipSplit
     manifest: dict
+    groups: np.ndarray | None = None  # the groups the split kept together (source groups + duplicates)
+
+
+Duplicates = Literal["merge", "drop", "ignore"]
 
 
 def build_membership(
-    source: Source, member_fraction: float, seed: int, stratify: bool, group_aware: bool = True
+    source: Source,
+    member_fraction: float,
+    seed: int,
+    stratify: bool,
+    group_aware: bool = True,
+    duplicates: Duplicates = "merge",
 ) -> MembershipData:
     """Load `source` and split its train split into members and non-members (pure, seeded).
 
@@ -34,6 +45,9 @@ def build_membership(
         seed: seed of the split.
         stratify: same member share in every class.
         group_aware: keep the source's groups (if any) on one side of the boundary.
+        duplicates: exact / near-exact duplicate images of the train split: `merge` them into one
+            group (one side of the boundary), `drop` all copies but the first from both sides, or
+            `ignore` them (a copy of a member may then be a "non-member").
     """
     if not 0.0 < member_fraction < 1.0:
         raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
@@ -41,14 +55,27 @@ def build_membership(
     if len(train) < 2:
         raise ValueError(f"the train split of {source.config()} holds {len(train)} images; at least 2 are needed")
     groups = train.groups if group_aware else None
+    dup_report = {"action": duplicates}
+    if duplicates != "ignore":
+        clusters, found = duplicate_clusters(train.images)
+        dup_report |= found
+        if found["duplicate_clusters"]:
+            groups = merge_groups(clusters, np.arange(len(train)) if groups is None else groups)
     split = membership_split(train.labels, member_fraction, seed, stratify, groups)
+    if duplicates == "drop" and dup_report["duplicate_clusters"]:
+        first = np.zeros(len(train), bool)
+        first[np.unique(clusters, return_index=True)[1]] = True  # keep the first copy of each
+        split = MembershipSplit(split.members[first[split.members]], split.nonmembers[first[split.nonmembers]])
+        dup_report["dropped_images"] = int((~first).sum())
     manifest = {
         "version": MANIFEST_VERSION,
         "source": source.config(),
         "member_fraction": member_fraction,
         "seed": seed,
         "stratify": stratify,
-        "group_aware": groups is not None,
+        "group_aware": group_aware and train.groups is not None,
+        "num_groups": int(len(np.unique(groups))) if groups is not None else len(train),
+        "duplicates": dup_report,
         "num_train": len(train),
         "num_test": len(test),
         "num_classes": int(max(train.labels.max(), test.labels.max(initial=0))) + 1,
@@ -58,7 +85,7 @@ def build_membership(
         **split.record(),
         "notes": train.notes[:20] + test.notes[:20],
     }
-    return MembershipData(train, test, split, manifest)
+    return MembershipData(train, test, split, manifest, groups)
 
 
 def rebuild_membership(manifest: dict, source: Source | None = None) -> MembershipData:
@@ -70,7 +97,12 @@ def rebuild_membership(manifest: dict, source: Source | None = None) -> Membersh
     """
     source = source or source_from_config(manifest["source"])
     data = build_membership(
-        source, manifest["member_fraction"], manifest["seed"], manifest["stratify"], manifest["group_aware"]
+        source,
+        manifest["member_fraction"],
+        manifest["seed"],
+        manifest["stratify"],
+        manifest["group_aware"],
+        manifest.get("duplicates", {}).get("action", "ignore"),  # manifests before the check: none done
     )
     keys = ("train_fingerprint", "test_fingerprint", "members_sha256", "nonmembers_sha256")
     diff = [k for k in keys if data.manifest[k] != manifest[k]]

@@ -114,7 +114,7 @@ class MINTDataModule(L.LightningDataModule):
                 f"the data has {data.manifest['num_classes']} classes but the classifier "
                 f"{self.target_ckpt} has {self.num_classes} outputs"
             )
-        groups = data.train.groups if self.record.manifest.get("group_aware") else None
+        groups = data.groups  # source groups and duplicate clusters: never split across sets
         labels = data.train.labels
         pools = {"member": data.split.members, "nonmember": data.split.nonmembers}
         fixed = self.sizes["val"] + self.sizes["test"]
@@ -132,6 +132,12 @@ class MINTDataModule(L.LightningDataModule):
             side: partition(pool, labels, sizes, self.seed + k, stratify, groups)
             for k, (side, pool) in enumerate(pools.items())
         }
+        if groups is not None:  # group sizes make the sides differ slightly: trim to exact balance
+            rng = np.random.default_rng(self.seed)
+            for p in range(len(PORTIONS)):
+                n = min(len(drawn["member"][p]), len(drawn["nonmember"][p]))
+                for side in drawn:
+                    drawn[side][p] = np.sort(rng.choice(drawn[side][p], n, replace=False))
         # The cache holds one row per image, in the order: train (members, non-members), val, test.
         pool, members, portions, start = [], [], {}, 0
         for p, name in enumerate(PORTIONS):

@@ -1,0 +1,37 @@
+import numpy as np
+
+from mint.data import MINTDataModule, NpzSource, build_membership, membership_split
+from tests.conftest import shared_file
+
+
+def test_no_track_crosses_any_boundary(tiny_gtsrb_classifier):
+    dm = MINTDataModule(str(tiny_gtsrb_classifier), val_size=50, test_size=100, cache_dir=None)
+    plan = dm.plan
+    data = plan["data"]
+    tracks = data.train.groups
+    assert data.manifest["group_aware"] and data.manifest["num_groups"] < len(tracks)
+    assert not set(tracks[data.split.members]) & set(tracks[data.split.nonmembers])
+    sets = {name: set(data.groups[plan["pool"][rows]]) for name, rows in plan["portions"].items()}
+    assert (
+        not sets["train"] & sets["val"]
+        and not sets["train"] & sets["test"]
+        and not sets["val"] & sets["test"]
+    )
+    for name, rows in plan["portions"].items():
+        assert plan["members"][rows].mean() == 0.5, name  # trimmed to exact balance
+    assert plan["sizes"]["test"]["members"] > 80  # as close to the request as track sizes allow
+
+
+def test_random_split_of_gtsrb_mixes_tracks():
+    src = NpzSource(shared_file("gtsrb_mini_train.npz"), shared_file("gtsrb_mini_test.npz"))
+    data = build_membership(src, 0.5, 0, True, group_aware=False, duplicates="ignore")
+    tracks = data.train.groups
+    assert set(tracks[data.split.members]) & set(tracks[data.split.nonmembers])
+    assert not data.manifest["group_aware"]
+
+
+def test_without_groups_or_duplicates_the_split_is_unchanged():
+    src = NpzSource(shared_file("cifar100_mini_train.npz"), shared_file("cifar100_mini_test.npz"))
+    data = build_membership(src, 0.5, 7, True)
+    assert data.manifest["duplicates"]["duplicate_clusters"] == 0 and data.groups is None
+    assert np.array_equal(data.split.members, membership_split(data.train.labels, 0.5, 7, True).members)
