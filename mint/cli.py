@@ -7,6 +7,9 @@ python -m mint.cli fit --config configs/mint_layer7.yaml
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+import torch
 
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
@@ -22,6 +25,15 @@ class MintCLI(LightningCLI):
         # The classifier checkpoint and layers are named once, on the MINT model, and passed to its data.
         parser.link_arguments("model.init_args.target_ckpt", "data.init_args.target_ckpt", apply_on="parse")
         parser.link_arguments("model.init_args.layers", "data.init_args.layers", apply_on="parse")
+
+    def before_instantiate_classes(self) -> None:
+        """`test --ckpt_path MINT.ckpt` reads the classifier from that checkpoint, which carries it."""
+        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        ckpt_path = config.get("ckpt_path")
+        target = config.get("model.init_args.target_ckpt")
+        if ckpt_path and target and Path(ckpt_path).is_file() and not Path(target).is_file():
+            if "mint_target" in torch.load(ckpt_path, map_location="cpu", weights_only=True):
+                config["model.init_args.target_ckpt"] = config["data.init_args.target_ckpt"] = ckpt_path
 
 
 def main(args: ArgsType = None):

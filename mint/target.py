@@ -41,7 +41,11 @@ class TargetRecord:
 
 
 def load_target_checkpoint(path: str | Path) -> TargetRecord:
-    """Read a classifier checkpoint with `weights_only=True`, with errors that say what to do."""
+    """Read a classifier checkpoint with `weights_only=True`, with errors that say what to do.
+
+    A MINT detector checkpoint is accepted too: it holds its classifier's weights, architecture,
+    split and sha256, so a detector can be tested or used for audits from its checkpoint alone.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -54,6 +58,10 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint (loaded with weights_only=True): {err}"
         ) from err
+    if isinstance(ckpt, dict) and "mint_target" in ckpt:  # a MINT checkpoint carries its classifier
+        meta = ckpt["mint_target"]
+        weights = {k[len("target.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("target.")}
+        return TargetRecord(meta["hparams"], weights, meta["manifest"], meta["sha256"], meta["path"])
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     manifest = (ckpt.get("ClassifierDataModule") or {}).get("manifest") if isinstance(ckpt, dict) else None
     if "arch" not in hparams or manifest is None or "state_dict" not in ckpt:

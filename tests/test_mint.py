@@ -172,3 +172,18 @@ def test_sets_are_balanced_and_disjoint(tiny_classifier):
         assert plan["members"][rows].mean() == 0.5, name
     members = set(plan["data"].split.members)
     assert all((idx in members) == bool(m) for idx, m in zip(plan["pool"], plan["members"], strict=True))
+
+
+def test_a_mint_checkpoint_stands_alone(tmp_path, tiny_classifier):
+    import shutil
+
+    copy = tmp_path / "classifier.ckpt"
+    shutil.copy(tiny_classifier, copy)
+    small = ["--data.val_size=20", "--data.test_size=40", "--data.batch_size=20", "--trainer.max_epochs=1"]
+    cli = main(["fit", *mint_args(tmp_path, copy, *small)])
+    mint_ckpt = cli.trainer.checkpoint_callback.best_model_path
+    copy.unlink()  # the classifier's own file is gone: the MINT checkpoint must suffice
+    main(["test", *mint_args(tmp_path, mint_ckpt, *small), f"--ckpt_path={mint_ckpt}"])
+    results = json.loads(sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1].read_text())
+    assert results["target_sha256"] == cli.model.target_meta["sha256"]
+    assert results["mint"]["n_members"] == 40
