@@ -31,7 +31,8 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
         f"--data.source.train={SHARED / f'{data}_mini_train.npz'}",
         f"--data.source.test={SHARED / f'{data}_mini_test.npz'}", "--data.batch_size=50",
         *PROTOCOLS[protocol], f"--trainer.max_epochs={epochs}", "--trainer.check_val_every_n_epoch=10",
-        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger", f"--trainer.logger.name={name}_clf", *log,
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.name={name}_clf", *log,
     ])  # fmt: skip
     ckpt = clf.trainer.checkpoint_callback.last_model_path
     mint = [

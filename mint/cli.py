@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
