@@ -102,7 +102,8 @@ def test_image_folder_group_pattern(tmp_path):
 
 
 def test_fewer_members_than_a_batch(tmp_path):
-    path = write_npz(tmp_path / "s.npz", images=np.zeros((20, 8, 8, 3), np.uint8), labels=np.arange(20) % 2)
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    path = write_npz(tmp_path / "s.npz", images=images, labels=np.arange(20) % 2)
     dm = ClassifierDataModule(NpzSource(path, path), batch_size=64)
     with pytest.raises(ValueError, match="only 10 member images for a batch_size of 64"):
         dm.setup("fit")
