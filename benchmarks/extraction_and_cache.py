@@ -39,7 +39,7 @@ def extraction_throughput(target: FrozenTarget, images: np.ndarray, batch: int, 
     """Images per second of building an activation cache (extraction, float16 conversion, writing)."""
     cache = ActivationCache(folder, {"benchmark": time.time()}, verify=False)
     start = time.perf_counter()
-    cache.build(target, images, np.arange(len(images)), batch)
+    cache.ensure(lambda layers: target, images, np.arange(len(images)), target.layers, batch)
     return len(images) / (time.perf_counter() - start)
 
 

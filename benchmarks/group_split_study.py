@@ -55,7 +55,7 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
         "acc members": res["classifier_on_test_set"]["target_member_acc"],
         "acc non-members": res["classifier_on_test_set"]["target_nonmember_acc"],
         "gap": res["classifier_on_test_set"]["target_gap"],
-        "loss AUROC": res["loss_attack"]["auroc"],
+        "loss AUROC": res["baselines"]["loss"]["auroc"],
         "MINT AUROC": res["mint"]["auroc"],
     }
 

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import move_data_to_device
 from torch import Tensor
 
 from mint.atomic import write_json_atomic
+from mint.baselines import BASELINES, baseline_scores
 from mint.callbacks import LatestRunLink
-from mint.metrics import MembershipMetrics
+from mint.metrics import MembershipMetrics, ScoreCollector, best_threshold, full_report, write_per_class_csv
 from mint.models.detector import MINTDetector
 from mint.roc_plot import roc_figure
 from mint.target import LOGITS, FrozenTarget, load_target_checkpoint
@@ -31,9 +33,11 @@ class MINTModule(L.LightningModule):
 
     Logged: `train/loss`; `val/…` and `test/…` AUROC, accuracy, precision, recall and TPR at 10%, 1%
     and 0.1% FPR (NaN when the set has too few non-members to resolve the level). At test time also
-    the classifier's accuracy on the test set's members and non-members (`test/target_gap`), the
-    loss-threshold attack's AUROC on the same images, a log-log ROC figure, and `test_results.json`
-    beside the run.
+    the AUROC's bootstrap 95% interval, balanced accuracy and precision at the threshold chosen on the
+    validation set, the classifier's accuracy on the test set's members and non-members
+    (`test/target_gap`), the four black-box baselines of `mint.baselines` on the same images (their
+    thresholds fitted on the detector's training set), a log-log ROC figure, per-class AUROCs
+    (`per_class_auroc.csv`) and everything in `test_results.json` beside the run.
 
     Args:
         target_ckpt: checkpoint of the classifier to audit (written by the classifier stage).
@@ -90,9 +94,8 @@ class MINTModule(L.LightningModule):
         )
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.val_metrics = MembershipMetrics()
-        self.test_metrics = MembershipMetrics()
-        self.test_loss_attack = MembershipMetrics()
-        self.test_target_correct = MembershipMetrics()
+        self.test_scores = ScoreCollector()
+        self.thresholds: dict[str, float] = {}
 
     def activations(self, batch: dict) -> dict[str, Tensor]:
         """Cached activations, or a pass of the frozen classifier over the batch's images."""
@@ -118,44 +121,75 @@ class MINTModule(L.LightningModule):
         self._log_summary("val", self.val_metrics.compute())
         self.val_metrics.reset()
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
+    def on_test_start(self) -> None:
+        # Thresholds are chosen before looking at the test set: MINT's on the validation set, the
+        # baselines' on the detector's training set (the only data an attacker could fit them on).
+        sets = self.trainer.datamodule.datasets
+        val, train = self._score_set(sets["val"]), self._score_set(sets["train"])
+        self.thresholds = {"mint": best_threshold(val["scores"][:, 0], val["members"])}
+        for j, name in enumerate(BASELINES, start=1):
+            self.thresholds[name] = best_threshold(train["scores"][:, j], train["members"])
+
+    @torch.no_grad()
+    def _score_set(self, dataset) -> dict[str, Tensor]:
+        """MINT and baseline scores of a whole data set, in this process (for fitting thresholds)."""
+        dm = self.trainer.datamodule
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=dm.batch_size, collate_fn=dm.collate_fn(dataset), num_workers=0
+        )
+        scores, members = [], []
+        for batch in loader:
+            batch = move_data_to_device(batch, self.device)
+            scores.append(self._test_columns(batch).cpu())
+            members.append(batch["member"].cpu())
+        return {"scores": torch.cat(scores), "members": torch.cat(members)}
+
+    def _test_columns(self, batch: dict) -> Tensor:
+        """(B, columns): MINT logit, the four baselines, and whether the classifier is right."""
         acts = self.activations(batch)
-        logits = self.detector(acts, batch["label"])
-        self.test_metrics.update(logits, batch["member"], batch["id"])
-        # The classifier's own view of the same images: its loss (float64) and whether it is right.
-        log_probs = torch.log_softmax(acts[LOGITS].double(), dim=1)
-        loss = -log_probs.gather(1, batch["label"][:, None]).squeeze(1)
-        self.test_loss_attack.update(-loss, batch["member"], batch["id"])
+        mint = self.detector(acts, batch["label"]).double()
+        base = baseline_scores(acts[LOGITS], batch["label"])
         correct = (acts[LOGITS].argmax(1) == batch["label"]).double()
-        self.test_target_correct.update(correct, batch["member"], batch["id"])
+        return torch.stack([mint, *base.values(), correct], dim=1)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self.test_scores.update(self._test_columns(batch), batch["member"], batch["label"], batch["id"])
 
     def on_test_epoch_end(self) -> None:
-        summary = self.test_metrics.compute()
-        _, correct, members = self.test_target_correct.gathered()
+        _, cols, members, labels = self.test_scores.gathered()
+        self.test_scores.reset()
+        correct = cols[:, -1]
         target = {
             "target_member_acc": float(correct[members == 1].mean()),
             "target_nonmember_acc": float(correct[members == 0].mean()),
         }
         target["target_gap"] = target["target_member_acc"] - target["target_nonmember_acc"]
-        loss_attack = self.test_loss_attack.compute()
-        self._log_summary("test", summary | target | {"loss_attack_auroc": loss_attack["auroc"]})
+        names = ["mint", *BASELINES]
+        reports = {
+            n: full_report(cols[:, j], members, self.thresholds[n], labels) for j, n in enumerate(names)
+        }
+        flat = {k: v for k, v in reports["mint"].items() if isinstance(v, float | int)}
+        flat |= {
+            "auroc_ci95_low": reports["mint"]["auroc_ci95"][0],
+            "auroc_ci95_high": reports["mint"]["auroc_ci95"][1],
+        }
+        for name in BASELINES:
+            flat |= {f"{name}_{k}": reports[name][k] for k in ("auroc", "tpr@1%fpr", "tpr@0.1%fpr")}
+        self._log_summary("test", flat | target)
         if self.trainer.is_global_zero:
-            self._write_test_results(summary, target, loss_attack)
-        for metric in (self.test_metrics, self.test_loss_attack, self.test_target_correct):
-            metric.reset()
+            curves = {("MINT" if n == "mint" else n): (cols[:, j], members) for j, n in enumerate(names)}
+            self._write_test_results(reports, target, curves, labels)
 
     def _log_summary(self, stage: str, summary: dict[str, float]) -> None:
         # Values are already reduced over all ranks by the metrics: no further sync.
         for name, value in summary.items():
             self.log(f"{stage}/{name}", float(value), prog_bar=name == "auroc")
 
-    def _write_test_results(self, summary: dict, target: dict, loss_attack: dict) -> None:
-        _, scores, members = self.test_metrics.gathered()
-        figure = roc_figure({"MINT": (scores, members), "loss attack": self.test_loss_attack.gathered()[1:]})
+    def _write_test_results(self, reports: dict, target: dict, curves: dict, labels: Tensor) -> None:
         results = {
-            "mint": summary,
+            "mint": reports["mint"],
+            "baselines": {n: reports[n] for n in BASELINES},
             "classifier_on_test_set": target,
-            "loss_attack": loss_attack,
             "layers": self.hparams.layers,
             "detector": self.hparams.detector,
             "class_conditioning": self.hparams.class_conditioning,
@@ -165,9 +199,11 @@ class MINTModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if hasattr(dm, "manifest"):
             results["data"] = dm.manifest()
+        figure = roc_figure(curves)
         log_dir = self.trainer.log_dir
         if log_dir is not None:
             write_json_atomic(Path(log_dir) / "test_results.json", results)
+            write_per_class_csv(Path(log_dir) / "per_class_auroc.csv", reports)
             figure.savefig(Path(log_dir) / "roc_test.png", dpi=120)
         if isinstance(self.logger, TensorBoardLogger):
             self.logger.experiment.add_figure("test/roc", figure, self.global_step)

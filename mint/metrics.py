@@ -87,6 +87,109 @@ def membership_scores_summary(
     return out
 
 
+def auroc_ci(
+    scores: Tensor, members: Tensor, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUROC, resampling members and non-members separately."""
+    scores, members = scores.double().flatten(), members.long().flatten()
+    pos, neg = scores[members == 1], scores[members == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan"), float("nan")
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.empty(n_boot, dtype=torch.float64)
+    for b in range(n_boot):
+        p = pos[torch.randint(len(pos), (len(pos),), generator=gen)]
+        n = neg[torch.randint(len(neg), (len(neg),), generator=gen)]
+        values[b] = _rank_auroc(p, n)
+    lo, hi = torch.quantile(values, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
+def _rank_auroc(pos: Tensor, neg: Tensor) -> float:
+    """Mann-Whitney AUROC with average ranks for ties."""
+    both = torch.cat([pos, neg])
+    _, inverse, counts = torch.unique(both, return_inverse=True, return_counts=True)
+    upper = torch.cumsum(counts, 0).double()
+    avg_rank = upper - (counts.double() - 1) / 2  # 1-based average rank of each distinct value
+    rank_sum = avg_rank[inverse[: len(pos)]].sum()
+    return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def best_threshold(scores: Tensor, members: Tensor) -> float:
+    """The threshold with the highest balanced accuracy (chosen on validation data, applied to test)."""
+    fpr, tpr = roc_curve(scores, members)
+    values = torch.unique(scores.double())
+    cuts = torch.cat([values.flip(0), values.min()[None] - 1])  # the ROC's thresholds, high to low
+    k = int(torch.argmax(tpr - fpr))
+    if k == 0:
+        return float(values.max())
+    upper, lower = float(cuts[k - 1]), float(cuts[k])
+    return (upper + lower) / 2 if k < len(cuts) else upper - 1  # between the two distinct scores
+
+
+def at_threshold(scores: Tensor, members: Tensor, threshold: float) -> dict[str, float]:
+    """Balanced accuracy, precision, TPR and FPR when scores above `threshold` are called members."""
+    predicted, members = scores.double() > threshold, members.long() == 1
+    tpr = float((predicted & members).sum() / max(int(members.sum()), 1))
+    fpr = float((predicted & ~members).sum() / max(int((~members).sum()), 1))
+    called = int(predicted.sum())
+    precision = float((predicted & members).sum() / called) if called else float("nan")
+    return {"balanced_acc": (tpr + 1 - fpr) / 2, "precision": precision, "tpr": tpr, "fpr": fpr}
+
+
+def per_class_auroc(scores: Tensor, members: Tensor, labels: Tensor) -> dict[int, dict[str, float]]:
+    """AUROC within each class (which classes leak most), with the counts behind it."""
+    out = {}
+    for c in torch.unique(labels).tolist():
+        mask = labels == c
+        m = members[mask]
+        both = bool((m == 1).any() and (m == 0).any())
+        out[int(c)] = {
+            "auroc": auroc(scores[mask], m) if both else float("nan"),
+            "n_members": int((m == 1).sum()),
+            "n_nonmembers": int((m == 0).sum()),
+        }
+    return out
+
+
+def full_report(
+    test_scores: Tensor,
+    test_members: Tensor,
+    threshold: float,
+    labels: Tensor | None = None,
+    n_boot: int = 1000,
+) -> dict:
+    """Everything the evaluation tables report for one scorer on one held-out set.
+
+    Args:
+        test_scores: scores of the held-out set.
+        test_members: membership (0/1) of the held-out set.
+        threshold: decision threshold, chosen beforehand on other data (see `best_threshold`).
+        labels: class labels of the held-out set, for the per-class table.
+        n_boot: bootstrap resamples of the AUROC interval.
+    """
+    summary = membership_scores_summary(test_scores, test_members, threshold)
+    lo, hi = auroc_ci(test_scores, test_members, n_boot)
+    report = summary | {"auroc_ci95": [lo, hi], "threshold": threshold}
+    report |= {f"{k}_at_threshold": v for k, v in at_threshold(test_scores, test_members, threshold).items()}
+    if labels is not None:
+        report["per_class_auroc"] = per_class_auroc(test_scores, test_members, labels)
+    return report
+
+
+def write_per_class_csv(path, reports: dict[str, dict]) -> None:
+    """One row per class: counts and every scorer's AUROC (which classes leak most)."""
+    from mint.atomic import write_atomic
+
+    names = list(reports)
+    first = reports[names[0]]["per_class_auroc"]
+    lines = ["class,n_members,n_nonmembers," + ",".join(f"{n}_auroc" for n in names)]
+    for c, row in first.items():
+        aurocs = ",".join(f"{reports[n]['per_class_auroc'][c]['auroc']:.4f}" for n in names)
+        lines.append(f"{c},{row['n_members']},{row['n_nonmembers']},{aurocs}")
+    write_atomic(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+
+
 class MembershipMetrics(Metric):
     """Accumulate (id, score, membership) over batches and ranks; compute the summary once per epoch.
 
@@ -118,6 +221,39 @@ class MembershipMetrics(Metric):
     def compute(self) -> dict[str, float]:
         _, scores, members = self.gathered()
         return membership_scores_summary(scores, members, 0.0, self.fpr_levels)
+
+
+class ScoreCollector(Metric):
+    """Accumulate several score columns per sample (MINT, baselines, ...) with membership and class.
+
+    Like `MembershipMetrics` it syncs across DDP ranks and drops padding duplicates by sample id;
+    `gathered()` returns everything for the reports.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        for name in ("ids", "scores", "members", "labels"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, scores: Tensor, members: Tensor, labels: Tensor, ids: Tensor) -> None:
+        """Add a batch: scores (B, columns), membership (B,), class labels (B,), unique ids (B,)."""
+        self.ids.append(ids.long().flatten())
+        self.scores.append(scores.detach().double())
+        self.members.append(members.long().flatten())
+        self.labels.append(labels.long().flatten())
+
+    def gathered(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(ids, scores (N, columns), members, labels), deduplicated and sorted by id."""
+        ids, scores, members, labels = (
+            dim_zero_cat(x) for x in (self.ids, self.scores, self.members, self.labels)
+        )
+        ids, first = _first_occurrence(ids)
+        return ids, scores[first], members[first], labels[first]
+
+    def compute(self) -> Tensor:
+        return self.gathered()[1]
 
 
 def _first_occurrence(ids: Tensor) -> tuple[Tensor, Tensor]:

@@ -86,7 +86,7 @@ def run_quickstart(
         "classifier_test_acc": float(metrics["val/acc"]),
         "classifier_gap": float(metrics["val/gap"]),
         "mint": results["mint"],
-        "loss_attack_auroc": results["loss_attack"]["auroc"],
+        "loss_attack_auroc": results["baselines"]["loss"]["auroc"],
         "classifier_ckpt": target_ckpt,
         "mint_ckpt": best,
         "test_results": str(Path(test.trainer.log_dir) / "test_results.json"),

@@ -67,46 +67,36 @@ def test_control_with_members_and_nonmembers_from_one_pool_is_near_chance(tmp_pa
     assert abs(res["mint"]["auroc"] - 0.5) < 0.1, res["mint"]
 
 
-def test_cache_is_reused_and_corruption_is_detected(tmp_path, tiny_classifier):
-    dm = MINTDataModule(
-        str(tiny_classifier),
-        ["layer3", "layer7"],
-        val_size=20,
-        test_size=40,
-        cache_dir=str(tmp_path / "cache"),
-    )
-    dm.setup("fit")
+def test_cache_is_reused_extended_and_corruption_is_detected(tmp_path, tiny_classifier):
+    def setup(layers):
+        dm = MINTDataModule(
+            str(tiny_classifier), layers, val_size=20, test_size=40, cache_dir=str(tmp_path / "c")
+        )
+        dm.setup("fit")
+        return dm
+
+    dm = setup(["layer3", "layer7"])
     cache = dm.cache()
-    assert cache.problem() is None
-    arrays = cache.open()
+    assert cache.problem("layer3") is None and cache.problem("logits") is None
+    arrays = cache.open(["layer3", "logits"])
     assert arrays["layer3"].dtype == np.float16 and arrays["logits"].dtype == np.float32
     assert arrays["layer3"].shape[0] == len(dm.plan["pool"])
     mtime = (cache.dir / "layer3.npy").stat().st_mtime_ns
-    MINTDataModule(
-        str(tiny_classifier),
-        ["layer3", "layer7"],
-        val_size=20,
-        test_size=40,
-        cache_dir=str(tmp_path / "cache"),
-    ).setup("fit")
-    assert (cache.dir / "layer3.npy").stat().st_mtime_ns == mtime  # reused, not rebuilt
+    setup(["layer3", "layer5"])  # one more layer: added to the same folder, layer3 reused
+    assert (cache.dir / "layer3.npy").stat().st_mtime_ns == mtime and cache.problem("layer5") is None
     with open(cache.dir / "layer3.npy", "r+b") as f:  # flip bytes in the middle
         f.seek(2000)
         f.write(b"\xff" * 16)
-    assert "corrupted" in cache.problem()
-    with pytest.warns(UserWarning, match="corrupted.*rebuilding"):
-        MINTDataModule(
-            str(tiny_classifier),
-            ["layer3", "layer7"],
-            val_size=20,
-            test_size=40,
-            cache_dir=str(tmp_path / "cache"),
-        ).setup("fit")
-    assert cache.problem() is None
-    stale = ActivationCache(tmp_path / "cache", {"other": 1})
+    assert "corrupted" in cache.problem("layer3")
+    with pytest.warns(UserWarning, match="layer3 is corrupted.*rebuilding"):
+        setup(["layer3"])
+    assert cache.problem("layer3") is None
+    (cache.dir / "layer5.npy").write_bytes(b"torn")
+    assert "truncated" in cache.problem("layer5")
+    stale = ActivationCache(tmp_path / "c", {"other": 1})
     stale.dir.mkdir()
-    (stale.dir / "meta.json").write_text(json.dumps({"key": {"old": 1}, "arrays": {}}))
-    assert stale.problem().startswith("stale")
+    (stale.dir / "layer3.json").write_text(json.dumps({"key": {"old": 1}, "name": "layer3"}))
+    assert stale.problem("layer3").startswith("stale")
 
 
 def test_on_the_fly_matches_the_cache(tmp_path, tiny_classifier):

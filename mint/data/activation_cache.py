@@ -1,10 +1,11 @@
 """Disk cache of a frozen target's activations: extracted once, memory-mapped by every epoch and run.
 
-A cache folder is named by the hash of everything its contents depend on (the classifier
-checkpoint's sha256, the layers, the images' indices and fingerprint), so a change of any of them
-gives a new folder. It is built in a temporary folder and renamed into place only when complete,
-with the sha256 of every array in its `meta.json`: a crashed, torn or edited cache is detected on
-opening and rebuilt, never used.
+A cache folder is named by the hash of everything the activations depend on (the classifier
+checkpoint's sha256 and the images: their indices and the data's fingerprint). Inside, every layer
+(and the logits) is one `.npy` file with a `.json` record of its sha256; both are written to
+temporary files and renamed into place, so a crashed, torn or edited array is detected on opening
+and rebuilt, never used. Missing layers are added in one forward pass, so a layer sweep extracts
+once and every later run of any of those layers reads the cache.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ class ActivationCache:
 
     Args:
         root: folder holding cache folders.
-        key: everything the activations depend on.
+        key: what every array depends on (not the layer: each layer has its own file).
         verify: check each array's sha256 on opening (slower for large layers, but catches corruption).
     """
 
@@ -42,98 +43,105 @@ class ActivationCache:
         digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:24]
         self.root, self.dir, self.verify = Path(root), Path(root) / digest, verify
 
-    def problem(self) -> str | None:
-        """Why this cache cannot be used (None when it can)."""
-        meta_path = self.dir / "meta.json"
-        if not meta_path.is_file():
-            return "missing" if not self.dir.exists() else "incomplete (no meta.json)"
+    def _paths(self, name: str) -> tuple[Path, Path]:
+        stem = name.replace(".", "__")
+        return self.dir / f"{stem}.npy", self.dir / f"{stem}.json"
+
+    def problem(self, name: str) -> str | None:
+        """Why the array `name` cannot be used (None when it can)."""
+        array, record = self._paths(name)
+        if not record.is_file():
+            return "missing"
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(record.read_text())
         except json.JSONDecodeError:
-            return "corrupted meta.json"
-        if meta.get("key") != self.key:
+            return "corrupted (unreadable record)"
+        if meta.get("key") != self.key or meta.get("name") != name:
             return "stale (built for other inputs)"
-        for name, info in meta["arrays"].items():
-            path = self.dir / info["file"]
-            if not path.is_file() or path.stat().st_size != info["bytes"]:
-                return f"array {name} is missing or truncated"
-            if self.verify and file_sha256(path) != info["sha256"]:
-                return f"array {name} is corrupted (sha256 mismatch)"
+        if not array.is_file() or array.stat().st_size != meta["bytes"]:
+            return "missing or truncated"
+        if self.verify and file_sha256(array) != meta["sha256"]:
+            return "corrupted (sha256 mismatch)"
         return None
 
-    def open(self) -> dict[str, np.ndarray]:
-        """Memory-map every array: {layer: (N, ...) float16, "logits": (N, classes) float32}."""
-        meta = json.loads((self.dir / "meta.json").read_text())
-        return {name: np.load(self.dir / info["file"], mmap_mode="r") for name, info in meta["arrays"].items()}
+    def open(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Memory-map arrays: {layer: (N, ...) float16, "logits": (N, classes) float32}."""
+        return {name: np.load(self._paths(name)[0], mmap_mode="r") for name in names}
 
-    def ensure(self, target: FrozenTarget, images: np.ndarray, rows: np.ndarray, batch_size: int = 512,
-               device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-        """Open the cache, building (or rebuilding) it first when it is missing, stale or corrupted."""
-        problem = self.problem()
-        if problem is not None:
-            if problem != "missing":
-                warnings.warn(f"activation cache {self.dir} is {problem}: rebuilding it", stacklevel=2)
-            self.build(target, images, rows, batch_size, device)
-        return self.open()
+    def ensure(
+        self,
+        make_target: Callable[[list[str]], FrozenTarget],
+        images: np.ndarray,
+        rows: np.ndarray,
+        layers: list[str],
+        batch_size: int = 512,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, np.ndarray]:
+        """Open `layers` and the logits, extracting first (in one pass) those missing, stale or corrupted.
 
-    def build(self, target: FrozenTarget, images: np.ndarray, rows: np.ndarray, batch_size: int = 512,
-              device: torch.device | str = "cpu") -> None:
-        """Extract activations of `images[rows]` in one pass per batch and store them atomically."""
+        Args:
+            make_target: builds the frozen classifier reading the given layers.
+            images: uint8 (N, H, W, 3) images.
+            rows: which images, in cache order.
+            layers: layers needed.
+            batch_size: images per forward pass.
+            device: where to run the classifier.
+        """
+        names = [*layers, LOGITS]
+        problems = {name: self.problem(name) for name in names}
+        todo = [name for name in layers if problems[name] is not None]
+        for name, problem in problems.items():
+            if problem not in (None, "missing"):
+                warnings.warn(f"activation cache {self.dir} array {name} is {problem}: rebuilding it", stacklevel=2)
+        if todo or problems[LOGITS] is not None:
+            target = make_target(todo or layers[:1]).to(device)
+            try:
+                self._extract(target, images, rows, batch_size, [*todo, LOGITS])
+            finally:
+                target.to("cpu")
+        return self.open(names)
+
+    def _extract(self, target: FrozenTarget, images, rows, batch_size: int, names: list[str]) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.root / f".{self.dir.name}.{uuid.uuid4().hex[:8]}.tmp"
-            tmp.mkdir()
+            self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise PermissionError(
                 f"cannot write the activation cache under {str(self.root)!r} ({err}); "
                 f"set `cache_dir` to a writable folder, or `cache_dir: null` to extract on the fly"
             ) from err
-        try:
-            arrays = self._extract(target.to(device), images, rows, batch_size, tmp)
-            meta = {"key": self.key, "count": len(rows), "arrays": arrays}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-            self._publish(tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            target.to("cpu")
-
-    def _extract(self, target, images, rows, batch_size, folder: Path) -> dict:
         device = next(target.buffers()).device
-        names = [*target.layers, LOGITS]
         shapes = target.shapes | {LOGITS: (target.num_classes,)}
-        files, out = {}, {}
-        for name in names:
-            dtype = np.float32 if name == LOGITS else np.float16  # logits stay exact for loss scores
-            files[name] = f"{name.replace('.', '__')}.npy"
-            out[name] = np.lib.format.open_memmap(folder / files[name], "w+", dtype, (len(rows), *shapes[name]))
-        for start in tqdm(range(0, len(rows), batch_size), desc="extracting activations", leave=False):
-            batch = images[rows[start : start + batch_size]]  # (B, H, W, 3) uint8
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
-            acts = target(x)
-            for name in names:
-                value = acts[name].float().clamp_(-FP16_MAX, FP16_MAX) if name != LOGITS else acts[name].float()
-                out[name][start : start + len(batch)] = value.cpu().numpy()
-        arrays = {}
-        for name in names:
-            out[name].flush()
-            del out[name]
-            path = folder / files[name]
-            arrays[name] = {"file": files[name], "bytes": path.stat().st_size, "sha256": file_sha256(path)}
-        return arrays
-
-    def _publish(self, tmp: Path) -> None:
-        """Move a finished build into place; if another process was faster, keep its (equal) cache."""
-        if self.dir.exists():
-            if self.problem() is None:
-                return
-            trash = self.root / f".{self.dir.name}.{uuid.uuid4().hex[:8]}.old"
-            os.replace(self.dir, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        tag = uuid.uuid4().hex[:8]
+        tmp = {name: self._paths(name)[0].with_name(f".{name}.{tag}.npy.tmp") for name in names}
+        out = {}
         try:
-            os.replace(tmp, self.dir)
-        except OSError:  # another rank or node renamed its build first
-            if self.problem() is not None:
-                raise
+            for name in names:
+                dtype = np.float32 if name == LOGITS else np.float16  # logits stay exact for loss scores
+                out[name] = np.lib.format.open_memmap(tmp[name], "w+", dtype, (len(rows), *shapes[name]))
+            for start in tqdm(range(0, len(rows), batch_size), desc="extracting activations", leave=False):
+                batch = images[rows[start : start + batch_size]]  # (B, H, W, 3) uint8
+                x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
+                acts = target(x)
+                for name in names:
+                    value = acts[name].float()
+                    if name != LOGITS:
+                        value = value.clamp_(-FP16_MAX, FP16_MAX)
+                    out[name][start : start + len(batch)] = value.cpu().numpy()
+            for name in names:
+                out.pop(name).flush()
+                self._publish(name, tmp[name])
+        finally:
+            for path in tmp.values():
+                path.unlink(missing_ok=True)
+
+    def _publish(self, name: str, tmp: Path) -> None:
+        """Rename a finished array into place, then its record: a reader checks one against the other."""
+        array, record = self._paths(name)
+        meta = {"key": self.key, "name": name, "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp)}
+        os.replace(tmp, array)
+        record_tmp = record.with_name(f".{record.name}.{uuid.uuid4().hex[:8]}.tmp")
+        record_tmp.write_text(json.dumps(meta, indent=1))
+        os.replace(record_tmp, record)
 
 
 def collate_batch(batch):

@@ -162,17 +162,21 @@ class MINTDataModule(L.LightningDataModule):
         """The cache folder for this classifier, these layers and these images."""
         key = {
             "target_sha256": self.record.sha256,
-            "layers": self.layers,
             "pool_sha256": index_hash(self.plan["pool"]),
             "train_fingerprint": self.plan["data"].manifest["train_fingerprint"],
         }
         return ActivationCache(self.cache_dir, key, verify=self.verify_cache)
 
     def _build_cache(self) -> dict[str, np.ndarray]:
-        target = FrozenTarget.from_record(self.record, self.layers)
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        images = self.plan["data"].train.images
-        return self.cache().ensure(target, images, self.plan["pool"], self.extract_batch_size, device)
+        return self.cache().ensure(
+            lambda layers: FrozenTarget.from_record(self.record, layers),
+            self.plan["data"].train.images,
+            self.plan["pool"],
+            self.layers,
+            self.extract_batch_size,
+            device,
+        )
 
     def prepare_data(self) -> None:
         """Build the activation cache once per node, before any rank reads it."""
@@ -193,8 +197,12 @@ class MINTDataModule(L.LightningDataModule):
             )
         self.datasets = {name: make(rows) for name, rows in plan["portions"].items()}
 
+    @staticmethod
+    def collate_fn(dataset: Dataset):
+        """Cached datasets return whole batches; image datasets use the default collation."""
+        return collate_batch if isinstance(dataset, ActivationDataset) else None
+
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        cached = isinstance(self.datasets[name], ActivationDataset)
         return DataLoader(
             self.datasets[name],
             batch_size=self.batch_size,
@@ -203,7 +211,7 @@ class MINTDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            collate_fn=collate_batch if cached else None,
+            collate_fn=self.collate_fn(self.datasets[name]),
         )
 
     def train_dataloader(self) -> DataLoader:

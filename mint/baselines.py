@@ -1,0 +1,70 @@
+"""Black-box membership scores from the classifier's logits: the attacks other tools report.
+
+Each scorer maps logits (B, classes) and true labels (B,) to a score (B,) where higher means "more
+likely a member". All work in float64 from log-softmax, never from float32 probabilities: on a
+memorizing model many losses round to exactly 0 in float32, and the ties erase every low-FPR signal.
+
+- `loss`: minus the cross-entropy loss (Yeom et al., CSF 2018).
+- `confidence`: the top-1 log-probability (Salem et al., NDSS 2019).
+- `entropy`: minus the prediction entropy (Salem et al.).
+- `modified_entropy`: minus the modified entropy of Song & Mittal (USENIX Security 2021), which uses
+  the true label: -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _log_probs(logits: Tensor) -> Tensor:
+    return torch.log_softmax(logits.double(), dim=1)
+
+
+def _log1m_exp(log_p: Tensor) -> Tensor:
+    """log(1 - exp(log_p)) without cancellation: exact also where p rounds to 1."""
+    return torch.where(log_p > -0.693, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+
+
+def loss_score(logits: Tensor, labels: Tensor) -> Tensor:
+    """Minus the cross-entropy loss of the true class."""
+    return _log_probs(logits).gather(1, labels[:, None].long()).squeeze(1)
+
+
+def confidence_score(logits: Tensor, labels: Tensor) -> Tensor:
+    """Top-1 log-probability (the label is not used)."""
+    return _log_probs(logits).max(dim=1).values
+
+
+def entropy_score(logits: Tensor, labels: Tensor) -> Tensor:
+    """Minus the entropy of the predicted distribution (the label is not used)."""
+    log_p = _log_probs(logits)
+    return (log_p.exp() * log_p).sum(dim=1)
+
+
+def modified_entropy_score(logits: Tensor, labels: Tensor) -> Tensor:
+    """Minus Song & Mittal's modified entropy, which is low for confident, correct predictions."""
+    log_p = _log_probs(logits)
+    p = log_p.exp()
+    true = torch.nn.functional.one_hot(labels.long(), log_p.shape[1]).bool()
+    log_1mp = _log1m_exp(log_p)
+    term_true = -(1.0 - p) * log_p  # -(1 - p_y) log p_y, only at the true class
+    term_other = -p * log_1mp  # -p_i log(1 - p_i), at the other classes
+    return -torch.where(true, term_true, term_other).sum(dim=1)
+
+
+BASELINES = {
+    "loss": loss_score,
+    "confidence": confidence_score,
+    "entropy": entropy_score,
+    "modified_entropy": modified_entropy_score,
+}
+
+
+def baseline_scores(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
+    """Every baseline's scores for a batch; raises if the target gives no logits."""
+    if logits is None or logits.ndim != 2:
+        raise ValueError(
+            "the black-box baselines need the classifier's logits (B, classes); this target has none"
+        )
+    return {name: fn(logits, labels) for name, fn in BASELINES.items()}
