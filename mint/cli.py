@@ -42,6 +42,10 @@ def main(args: ArgsType = None):
         from mint.quickstart import main as quickstart
 
         return quickstart(argv[1:])
+    if isinstance(argv, list) and argv[:1] == ["sweep"]:
+        from mint.sweep import main as sweep
+
+        return sweep(argv[1:])
     return MintCLI(
         subclass_mode_model=True, subclass_mode_data=True, args=args, auto_configure_optimizers=False
     )

@@ -89,7 +89,7 @@ class TorchvisionSource(Source):
         if name not in self.NUM_CLASSES:
             raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(self.NUM_CLASSES)}")
         self.name, self.root, self.download, self.image_size = name, root, download, image_size
-        self._init_args = {"name": name, "root": root, "download": download, "image_size": image_size}
+        self._init_args = {"name": name, "root": str(Path(root).absolute()), "download": download, "image_size": image_size}
 
     @property
     def num_classes(self) -> int:
@@ -159,7 +159,8 @@ class NpzSource(Source):
 
     def __init__(self, train: str, test: str) -> None:
         self.train, self.test = train, test
-        self._init_args = {"train": str(train), "test": str(test)}
+        # Absolute paths: later stages may run from another folder.
+        self._init_args = {"train": str(Path(train).absolute()), "test": str(Path(test).absolute())}
 
     def _path(self, split: Split) -> Path:
         path = Path(self.train if split == "train" else self.test)
@@ -212,7 +213,12 @@ class ImageFolderSource(Source):
         self, train: str, test: str | None = None, image_size: int = 32, group_pattern: str | None = None
     ) -> None:
         self.train, self.test, self.image_size, self.group_pattern = train, test, image_size, group_pattern
-        self._init_args = {"train": train, "test": test, "image_size": image_size, "group_pattern": group_pattern}
+        self._init_args = {
+            "train": str(Path(train).absolute()),
+            "test": str(Path(test).absolute()) if test else None,
+            "image_size": image_size,
+            "group_pattern": group_pattern,
+        }
 
     def classes(self) -> list[str]:
         """Class names: the sorted subfolders of `train`."""
