@@ -139,3 +139,13 @@ def test_source_can_be_overridden_by_a_second_config(tmp_path):
         ]
     )
     assert type(cli.datamodule.source).__name__ == "NpzSource"
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    exe = shutil.which("mint") or str(Path(sys.executable).with_name("mint"))
+    if not Path(exe).is_file():
+        pytest.skip("the `mint` console script is not installed in this environment (pip install -e .)")
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
+    assert "fit" in out.stdout and "test" in out.stdout
