@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from mint.atomic import write_json_atomic
 from mint.callbacks import LatestRunLink
 from mint.models import build_classifier
 
@@ -93,21 +96,25 @@ class ClassifierModule(L.LightningModule):
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, "test", dataloader_idx)
 
-    def _log_accuracies(self, stage: str) -> None:
-        acc = self.val_acc.compute()
-        self.log(f"{stage}/acc", acc, prog_bar=True)
+    def _log_accuracies(self, stage: str) -> dict[str, float]:
+        results = {"acc": float(self.val_acc.compute())}
         if self.member_acc.update_count:
-            member = self.member_acc.compute()
-            self.log(f"{stage}/member_acc", member)
-            self.log(f"{stage}/gap", member - acc, prog_bar=True)
+            results["member_acc"] = float(self.member_acc.compute())
+            results["gap"] = results["member_acc"] - results["acc"]
+        for name, value in results.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name != "member_acc")
         self.val_acc.reset()
         self.member_acc.reset()
+        return results
 
     def on_validation_epoch_end(self) -> None:
         self._log_accuracies("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_accuracies("test")
+        results = self._log_accuracies("test")
+        log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
+        if self.trainer.is_global_zero and log_dir:
+            write_json_atomic(Path(log_dir) / "test_results.json", results)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self(batch[0]).softmax(-1)

@@ -46,8 +46,14 @@ def main(args: ArgsType = None):
         from mint.sweep import main as sweep
 
         return sweep(argv[1:])
+    # Every run writes into a new version_N folder, so allowing the config file to be overwritten never
+    # clobbers an earlier run; it avoids a race between DDP ranks checking for the file.
     return MintCLI(
-        subclass_mode_model=True, subclass_mode_data=True, args=args, auto_configure_optimizers=False
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
     )
 
 

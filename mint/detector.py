@@ -156,7 +156,7 @@ class MINTModule(L.LightningModule):
         self.test_scores.update(self._test_columns(batch), batch["member"], batch["label"], batch["id"])
 
     def on_test_epoch_end(self) -> None:
-        _, cols, members, labels = self.test_scores.gathered()
+        _, cols, members, labels = self.test_scores.compute()  # synced over DDP ranks
         self.test_scores.reset()
         correct = cols[:, -1]
         target = {
@@ -176,16 +176,17 @@ class MINTModule(L.LightningModule):
         for name in BASELINES:
             flat |= {f"{name}_{k}": reports[name][k] for k in ("auroc", "tpr@1%fpr", "tpr@0.1%fpr")}
         self._log_summary("test", flat | target)
+        log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
         if self.trainer.is_global_zero:
             curves = {("MINT" if n == "mint" else n): (cols[:, j], members) for j, n in enumerate(names)}
-            self._write_test_results(reports, target, curves, labels)
+            self._write_test_results(reports, target, curves, log_dir)
 
     def _log_summary(self, stage: str, summary: dict[str, float]) -> None:
         # Values are already reduced over all ranks by the metrics: no further sync.
         for name, value in summary.items():
             self.log(f"{stage}/{name}", float(value), prog_bar=name == "auroc")
 
-    def _write_test_results(self, reports: dict, target: dict, curves: dict, labels: Tensor) -> None:
+    def _write_test_results(self, reports: dict, target: dict, curves: dict, log_dir: str | None) -> None:
         results = {
             "mint": reports["mint"],
             "baselines": {n: reports[n] for n in BASELINES},
@@ -200,7 +201,6 @@ class MINTModule(L.LightningModule):
         if hasattr(dm, "manifest"):
             results["data"] = dm.manifest()
         figure = roc_figure(curves)
-        log_dir = self.trainer.log_dir
         if log_dir is not None:
             write_json_atomic(Path(log_dir) / "test_results.json", results)
             write_per_class_csv(Path(log_dir) / "per_class_auroc.csv", reports)

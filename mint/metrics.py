@@ -212,22 +212,22 @@ class MembershipMetrics(Metric):
         self.scores.append(scores.detach().double().flatten())
         self.members.append(members.long().flatten())
 
-    def gathered(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(ids, scores, members) with DDP padding duplicates removed, sorted by id."""
+    def _gathered(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(ids, scores, members) with DDP padding duplicates removed, sorted by id (inside `compute`)."""
         ids, scores, members = (dim_zero_cat(x) for x in (self.ids, self.scores, self.members))
         ids, first = _first_occurrence(ids)
         return ids, scores[first], members[first]
 
     def compute(self) -> dict[str, float]:
-        _, scores, members = self.gathered()
+        _, scores, members = self._gathered()
         return membership_scores_summary(scores, members, 0.0, self.fpr_levels)
 
 
 class ScoreCollector(Metric):
     """Accumulate several score columns per sample (MINT, baselines, ...) with membership and class.
 
-    Like `MembershipMetrics` it syncs across DDP ranks and drops padding duplicates by sample id;
-    `gathered()` returns everything for the reports.
+    Like `MembershipMetrics` it syncs across DDP ranks (in `compute()`, which torchmetrics wraps
+    with the sync) and drops padding duplicates by sample id.
     """
 
     full_state_update = False
@@ -244,16 +244,13 @@ class ScoreCollector(Metric):
         self.members.append(members.long().flatten())
         self.labels.append(labels.long().flatten())
 
-    def gathered(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(ids, scores (N, columns), members, labels), deduplicated and sorted by id."""
+    def compute(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(ids, scores (N, columns), members, labels) of all ranks, deduplicated and sorted by id."""
         ids, scores, members, labels = (
             dim_zero_cat(x) for x in (self.ids, self.scores, self.members, self.labels)
         )
         ids, first = _first_occurrence(ids)
         return ids, scores[first], members[first], labels[first]
-
-    def compute(self) -> Tensor:
-        return self.gathered()[1]
 
 
 def _first_occurrence(ids: Tensor) -> tuple[Tensor, Tensor]:

@@ -177,3 +177,11 @@ def test_a_mint_checkpoint_stands_alone(tmp_path, tiny_classifier):
     results = json.loads(sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1].read_text())
     assert results["target_sha256"] == cli.model.target_meta["sha256"]
     assert results["mint"]["n_members"] == 40
+
+
+def test_test_set_does_not_depend_on_train_size(tiny_classifier):
+    a = MINTDataModule(str(tiny_classifier), train_size=100, val_size=50, test_size=100, cache_dir=None).plan
+    b = MINTDataModule(str(tiny_classifier), train_size=600, val_size=50, test_size=100, cache_dir=None).plan
+    for name in ("test", "val"):
+        assert np.array_equal(a["pool"][a["portions"][name]], b["pool"][b["portions"][name]]), name
+    assert len(a["portions"]["train"]) == 200 and len(b["portions"]["train"]) == 1200

@@ -100,8 +100,9 @@ class ClassifierDataModule(L.LightningDataModule):
             )
         self.mean, self.std = channel_stats(self.data.train.images[members])
         self.data.manifest |= {"mean": self.mean, "std": self.std}
-        if self.trainer is not None and self.trainer.is_global_zero and self.trainer.log_dir:
-            write_json_atomic(Path(self.trainer.log_dir) / "split.json", self.data.manifest)
+        log_dir = self.trainer.log_dir if self.trainer is not None else None  # collective: all ranks call it
+        if log_dir and self.trainer.is_global_zero:
+            write_json_atomic(Path(log_dir) / "split.json", self.data.manifest)
 
     @property
     def manifest(self) -> dict:

@@ -126,10 +126,12 @@ class MINTDataModule(L.LightningDataModule):
                 f"{self.sizes['test']} test per side, but only {len(pools['member'])} members and "
                 f"{len(pools['nonmember'])} non-members exist. Lower train_size / val_size / test_size."
             )
-        sizes = [train, self.sizes["val"], self.sizes["test"]]
+        # Drawn in the order test, val, train: the test set does not change with train_size, so
+        # detectors trained on different amounts of data are compared on the same images.
+        sizes = [self.sizes["test"], self.sizes["val"], train]
         stratify = self.balance == "per_class"
         drawn = {
-            side: partition(pool, labels, sizes, self.seed + k, stratify, groups)
+            side: partition(pool, labels, sizes, self.seed + k, stratify, groups)[::-1]  # -> train, val, test
             for k, (side, pool) in enumerate(pools.items())
         }
         if groups is not None:  # group sizes make the sides differ slightly: trim to exact balance
