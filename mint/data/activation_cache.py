@@ -124,8 +124,8 @@ class ActivationCache:
                 acts = target(x)
                 for name in names:
                     value = acts[name].float()
-                    if name != LOGITS:
-                        value = value.clamp_(-FP16_MAX, FP16_MAX)
+                    if name != LOGITS:  # torch converts to float16 about twice as fast as numpy
+                        value = value.clamp_(-FP16_MAX, FP16_MAX).half()
                     out[name][start : start + len(batch)] = value.cpu().numpy()
             for name in names:
                 out.pop(name).flush()
