@@ -57,5 +57,10 @@ def main(args: ArgsType = None):
     )
 
 
+def run() -> None:
+    """Console-script entry point: `main` without its return value, which would become the exit status."""
+    main()
+
+
 if __name__ == "__main__":
     main()

@@ -149,3 +149,6 @@ def test_console_script_is_installed():
         pytest.skip("the `mint` console script is not installed in this environment (pip install -e .)")
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True)
     assert "fit" in out.stdout and "test" in out.stdout
+    # a successful run exits 0 and prints nothing but its own output (main's return value is dropped)
+    out = subprocess.run([exe, "fit", "--print_config"], capture_output=True, text=True)
+    assert out.returncode == 0 and "MintCLI object" not in out.stderr
