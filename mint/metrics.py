@@ -119,12 +119,12 @@ def best_threshold(scores: Tensor, members: Tensor) -> float:
     """The threshold with the highest balanced accuracy (chosen on validation data, applied to test)."""
     fpr, tpr = roc_curve(scores, members)
     values = torch.unique(scores.double())
-    cuts = torch.cat([values.flip(0), values.min()[None] - 1])  # the ROC's thresholds, high to low
+    # ROC point k > 0 calls the k highest distinct scores members; point 0 calls nobody.
+    cuts = torch.cat([values.flip(0), values.min()[None] - 1])  # distinct scores, high to low, then below all
     k = int(torch.argmax(tpr - fpr))
     if k == 0:
         return float(values.max())
-    upper, lower = float(cuts[k - 1]), float(cuts[k])
-    return (upper + lower) / 2 if k < len(cuts) else upper - 1  # between the two distinct scores
+    return (float(cuts[k - 1]) + float(cuts[k])) / 2  # between the last score called member and the next
 
 
 def at_threshold(scores: Tensor, members: Tensor, threshold: float) -> dict[str, float]:
