@@ -5,6 +5,9 @@ plain forward pass; an epoch from the cache >= 5x faster than extracting on the 
 
     python benchmarks/extraction_and_cache.py \
         --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
+
+The MINT epochs take the speed options of the configs: `--precision bf16-mixed`, `--channels-last`,
+`--compile`, `--num-workers N` (with persistent workers), `--pin-memory`.
 """
 
 from __future__ import annotations
@@ -43,15 +46,21 @@ def extraction_throughput(target: FrozenTarget, images: np.ndarray, batch: int, 
     return len(images) / (time.perf_counter() - start)
 
 
-def epoch_seconds(ckpt: str, layers: list[str], cache_dir: str | None, train_size: int) -> float:
+def epoch_seconds(
+    ckpt: str, layers: list[str], cache_dir: str | None, train_size: int, speed: argparse.Namespace
+) -> float:
     """Wall time of one MINT training epoch (no validation), the cache already built if used."""
-    dm = MINTDataModule(ckpt, layers, train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir)
+    dm = MINTDataModule(
+        ckpt, layers, train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir,
+        num_workers=speed.num_workers, pin_memory=speed.pin_memory,
+    )  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
-    model = MINTModule(ckpt, layers)
+    model = MINTModule(ckpt, layers, channels_last=speed.channels_last, compile=speed.compile)
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        precision=speed.precision,
     )  # fmt: skip
     model.configure_callbacks = lambda: []
     start = time.perf_counter()
@@ -67,6 +76,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10000, help="images for the throughput test")
     parser.add_argument("--train-size", type=int, default=5000, help="members (and non-members) per epoch")
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--precision", default="32-true", help="e.g. bf16-mixed")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the detector")
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--pin-memory", action="store_true")
     args = parser.parse_args()
     record = load_target_checkpoint(args.target_ckpt)
     from mint.data.membership import rebuild_membership
@@ -74,6 +88,8 @@ def main() -> None:
     images = rebuild_membership(record.manifest).train.images[: args.images]
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, CPU")  # fmt: skip
+    print(f"MINT epochs: precision {args.precision}, channels_last {args.channels_last}, "
+          f"compile {args.compile}, workers {args.num_workers}, pin_memory {args.pin_memory}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for layers in (["layer7"], ["layer2"]):
             target = FrozenTarget.from_record(record, layers)
@@ -83,9 +99,9 @@ def main() -> None:
             print(f"{layers[0]}: plain forward {fwd:8.0f} img/s | cache build {ext:8.0f} img/s | "
                   f"ratio {ext / fwd:.2f} (target >= 0.9)")  # fmt: skip
         for layers in (["layer7"], ["layer2"]):
-            cached = epoch_seconds(args.target_ckpt, layers, tmp, args.train_size)  # builds, then times
-            cached = epoch_seconds(args.target_ckpt, layers, tmp, args.train_size)
-            fly = epoch_seconds(args.target_ckpt, layers, None, args.train_size)
+            cached = epoch_seconds(args.target_ckpt, layers, tmp, args.train_size, args)  # builds the cache
+            cached = epoch_seconds(args.target_ckpt, layers, tmp, args.train_size, args)
+            fly = epoch_seconds(args.target_ckpt, layers, None, args.train_size, args)
             n = 2 * args.train_size
             print(f"{layers[0]}: MINT epoch over {n} images: cached {cached:6.1f} s | "
                   f"on the fly {fly:6.1f} s | speed-up {fly / cached:.1f}x (target >= 5x)")  # fmt: skip

@@ -6,6 +6,7 @@ python -m mint.cli fit --config configs/mint_layer7.yaml
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -13,6 +14,15 @@ import torch
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
+from mint.preflight import preflight
+
+# `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
+SUBCOMMANDS = {
+    "quickstart": "mint.quickstart",
+    "sweep": "mint.sweep",
+    "study": "mint.study",
+    "audit": "mint.audit",
+}
 
 
 class MintCLI(LightningCLI):
@@ -25,6 +35,15 @@ class MintCLI(LightningCLI):
         parser.link_arguments("model.init_args.target_ckpt", "data.init_args.target_ckpt", apply_on="parse")
         parser.link_arguments("model.init_args.layers", "data.init_args.layers", apply_on="parse")
 
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, and keep the config as asked (`self.requested`).
+
+        LightningCLI then silently replaces the model's arguments by the hyperparameters of a
+        `--ckpt_path` file; a resumed fit must refuse a configuration that differs instead.
+        """
+        super().parse_arguments(parser, args)
+        self.requested = self.config.clone()
+
     def before_instantiate_classes(self) -> None:
         """`test --ckpt_path MINT.ckpt` reads the classifier from that checkpoint, which carries it."""
         config = self.config.get(self.config.get("subcommand") or "", self.config)
@@ -33,19 +52,16 @@ class MintCLI(LightningCLI):
         if ckpt_path and target and Path(ckpt_path).is_file() and not Path(target).is_file():
             if "mint_target" in torch.load(ckpt_path, map_location="cpu", weights_only=True):
                 config["model.init_args.target_ckpt"] = config["data.init_args.target_ckpt"] = ckpt_path
+        subcommand = self.config.get("subcommand")
+        preflight(config, subcommand, self.requested.get(subcommand or "", self.requested))
 
 
 def main(args: ArgsType = None):
-    """Run the CLI (`args` for tests; by default the command line). `mint quickstart` runs the demo."""
+    """Run the CLI (`args` for tests; by default the command line), or one of `SUBCOMMANDS`."""
     argv = sys.argv[1:] if args is None else args
-    if isinstance(argv, list) and argv[:1] == ["quickstart"]:
-        from mint.quickstart import main as quickstart
-
-        return quickstart(argv[1:])
-    if isinstance(argv, list) and argv[:1] == ["sweep"]:
-        from mint.sweep import main as sweep
-
-        return sweep(argv[1:])
+    if isinstance(argv, list) and argv[:1] and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])  # imported only when asked for
+        return module.main(argv[1:])
     # Every run writes into a new version_N folder, so allowing the config file to be overwritten never
     # clobbers an earlier run; it avoids a race between DDP ranks checking for the file.
     return MintCLI(

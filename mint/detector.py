@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import move_data_to_device
+from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor
 
 from mint.atomic import write_json_atomic
@@ -19,6 +20,7 @@ from mint.baselines import BASELINES, baseline_scores
 from mint.callbacks import LatestRunLink
 from mint.metrics import MembershipMetrics, ScoreCollector, best_threshold, full_report, write_per_class_csv
 from mint.models.detector import MINTDetector
+from mint.resume import ResumeGuard, refuse_other_hparams
 from mint.roc_plot import roc_figure
 from mint.target import LOGITS, FrozenTarget, load_target_checkpoint
 
@@ -53,6 +55,10 @@ class MINTModule(L.LightningModule):
         lr_scheduler: optional learning-rate scheduler.
         num_classes: classes of the data (linked from the data module); checked against the classifier.
         image_size: image side of the data (linked from the data module); checked against the classifier.
+        channels_last: keep activation maps, images and the networks channels-last (NHWC): faster
+            convolutions on recent GPUs. The results do not change.
+        compile: `torch.compile` the detector (in place: checkpoints keep their keys). Compiling takes
+            a minute or more on first use, so it pays for long GPU runs; on CPU it needs a C++ compiler.
     """
 
     def __init__(
@@ -69,6 +75,8 @@ class MINTModule(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         num_classes: int | None = None,
         image_size: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         layers = list(layers or ["layer7"])
@@ -92,6 +100,11 @@ class MINTModule(L.LightningModule):
             mlp_hidden=mlp_hidden,
             dropout=dropout,
         )
+        if channels_last:
+            self.detector.to(memory_format=torch.channels_last)
+            self.target.to(memory_format=torch.channels_last)
+        if compile:
+            self.detector.compile()
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.val_metrics = MembershipMetrics()
         self.test_scores = ScoreCollector()
@@ -99,7 +112,15 @@ class MINTModule(L.LightningModule):
 
     def activations(self, batch: dict) -> dict[str, Tensor]:
         """Cached activations, or a pass of the frozen classifier over the batch's images."""
-        return batch["acts"] if "acts" in batch else self.target(batch["image"])
+        if "acts" not in batch:
+            images = batch["image"]
+            if self.hparams.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            return self.target(images)
+        if not self.hparams.channels_last:
+            return batch["acts"]
+        nhwc = torch.channels_last
+        return {k: v.contiguous(memory_format=nhwc) if v.dim() == 4 else v for k, v in batch["acts"].items()}
 
     def forward(self, batch: dict) -> Tensor:
         """Membership logits (B,) for a batch (`acts` or `image`, and `label`)."""
@@ -209,8 +230,48 @@ class MINTModule(L.LightningModule):
             self.logger.experiment.add_figure("test/roc", figure, self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the classifier's architecture, split and hash beside its weights (in `state_dict`)."""
+        """Keep the classifier's architecture, split and hash beside its weights (in `state_dict`).
+
+        With a calibration set (`data.calibration_size > 0`), the detector's scores of those known
+        members and non-members, made with the weights being saved, go in too: `mint audit`
+        compares an audited set's scores with them.
+        """
         checkpoint["mint_target"] = self.target_meta
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        dataset = getattr(dm, "datasets", {}).get("calibration")
+        if dataset is not None and len(dataset):
+            if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
+                with isolate_rng():  # its loader draws a seed: saving must not change the training run
+                    self._calibration = (self.global_step, self.calibration_scores(dataset))
+            checkpoint["mint_calibration"] = self._calibration[1]
+            checkpoint["mint_data"] = dm.manifest()
+
+    @torch.no_grad()
+    def calibration_scores(self, dataset) -> dict[str, Tensor]:
+        """Scores (float64 logits) of a labelled member / non-member set, in eval mode.
+
+        Scored twice: with the true class, and with the classifier's predicted class, which is what
+        an audit of unlabelled images has to use.
+        """
+        was_training = self.training
+        self.eval()
+        dm = self.trainer.datamodule
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=dm.batch_size, collate_fn=dm.collate_fn(dataset), num_workers=0
+        )
+        out: dict[str, list[Tensor]] = {"true_label": [], "predicted_label": [], "members": [], "labels": []}
+        for batch in loader:
+            batch = move_data_to_device(batch, self.device)
+            acts = self.activations(batch)
+            out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
+            out["predicted_label"].append(self.detector(acts, acts[LOGITS].argmax(1)).double().cpu())
+            out["members"].append(batch["member"].long().cpu())
+            out["labels"].append(batch["label"].long().cpu())
+        self.train(was_training)
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        refuse_other_hparams(self, checkpoint)  # a fit resumed with another configuration
 
     def configure_optimizers(self):
         optimizer = self.optimizer(self.detector.parameters())
@@ -220,4 +281,4 @@ class MINTModule(L.LightningModule):
 
     def configure_callbacks(self):
         best = ModelCheckpoint(filename="best", monitor="val/auroc", mode="max", save_last=True)
-        return [best, LatestRunLink()]
+        return [best, LatestRunLink(), ResumeGuard()]

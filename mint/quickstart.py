@@ -16,28 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 
 from mint.cli import main as cli_main
-
-
-def new_run_dir(output: str | Path) -> Path:
-    """Create `<output>/run_N` with the next free N; fail before any training if it is not writable."""
-    output = Path(output)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        taken = [int(m.group(1)) for p in output.iterdir() if (m := re.fullmatch(r"run_(\d+)", p.name))]
-        run = output / f"run_{max(taken, default=-1) + 1}"
-        run.mkdir()
-        probe = run / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise SystemExit(
-            f"mint quickstart: cannot write to the output folder {str(output)!r}: {err}"
-        ) from err
-    return run
+from mint.runs import new_run_dir
 
 
 def _trainer_args(run: Path, name: str, epochs: int, seed: int) -> list[str]:
@@ -60,7 +42,7 @@ def run_quickstart(
     progress_bar: bool = True,
 ) -> dict:
     """Run the pipeline; return a summary (also written to `<run>/summary.json`)."""
-    run = new_run_dir(output)
+    run = new_run_dir(output, "mint quickstart")
     bar = [f"--trainer.enable_progress_bar={str(progress_bar).lower()}"]
     clf = cli_main([
         "fit", *_trainer_args(run, "classifier", classifier_epochs, seed), *bar,
@@ -74,7 +56,8 @@ def run_quickstart(
         *_trainer_args(run, "mint_layer7", mint_epochs, seed), *bar,
         "--model=mint.MINTModule", f"--model.target_ckpt={target_ckpt}", "--model.layers=[layer7]",
         "--model.class_conditioning=per_class", "--data=mint.MINTDataModule", "--data.val_size=100",
-        "--data.test_size=250", "--data.batch_size=50", f"--data.cache_dir={run / 'activation_cache'}",
+        "--data.test_size=250", "--data.calibration_size=100", "--data.batch_size=50",
+        f"--data.cache_dir={run / 'activation_cache'}",
     ]  # fmt: skip
     det = cli_main(["fit", *mint_args])
     best = det.trainer.checkpoint_callback.best_model_path
@@ -127,6 +110,7 @@ def format_summary(s: dict) -> str:
         f"  MINT checkpoint:       {s['mint_ckpt']}",
         f"  results:               {s['test_results']}",
         f"  TensorBoard:           tensorboard --logdir {s['run_dir']}",
+        f"  audit a set of images: mint audit --ckpt {s['mint_ckpt']} --images FOLDER --output DIR",
     ]
     return "\n".join(lines)
 

@@ -13,23 +13,12 @@ Arguments after `--` go to every `fit` / `test` call (any LightningCLI override)
 from __future__ import annotations
 
 import argparse
-import json
-import re
 from pathlib import Path
 
-from mint.atomic import write_atomic
 from mint.cli import MintCLI
-from mint.cli import main as cli_main
 from mint.models import PAPER_LAYERS, readable_layers
 from mint.roc_plot import plt
-
-
-def _new_run(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in folder.iterdir() if (m := re.fullmatch(r"run_(\d+)", p.name))]
-    run = folder / f"run_{max(taken, default=-1) + 1}"
-    run.mkdir()
-    return run
+from mint.runs import fit_and_test, new_run_dir, scorer_row, write_tables
 
 
 def _parse(config: str, extra: list[str]) -> MintCLI:
@@ -42,11 +31,14 @@ def _parse(config: str, extra: list[str]) -> MintCLI:
     )
 
 
-def prepare(config: str, layers: list[str], extra: list[str]) -> Path:
-    """Check the layer names (a typo fails here, with the valid names) and extract them all in one pass."""
+def prepare(config: str, layers: list[str], extra: list[str]) -> tuple[Path, dict]:
+    """Check the layer names (a typo fails here, with the valid names) and extract them all in one pass.
+
+    Returns the sweep folder and the activation shape of every layer.
+    """
     cli = _parse(config, [*extra, f"--model.init_args.layers=[{', '.join(layers)}]"])
     cli.datamodule.prepare_data()
-    return Path(cli.trainer.logger.save_dir) / f"sweep_{Path(config).stem}"
+    return Path(cli.trainer.logger.save_dir) / f"sweep_{Path(config).stem}", cli.model.target.shapes
 
 
 def all_layers(config: str, extra: list[str]) -> list[str]:
@@ -55,80 +47,61 @@ def all_layers(config: str, extra: list[str]) -> list[str]:
     return names if names == list(PAPER_LAYERS) else [n for n in names if "." not in n]
 
 
-def run_sweep(config: str, layers: list[str], extra: list[str]) -> list[dict]:
-    """Train and test one detector per layer; return the table rows (also written to disk)."""
+def run_sweep(
+    config: str, layers: list[str], extra: list[str], detectors: list[str] | None = None
+) -> list[dict]:
+    """Train and test one detector per layer (and detector kind); return the table rows (also on disk)."""
     if layers == ["all"]:
         layers = all_layers(config, extra)
-    sweep_dir = prepare(config, layers, extra)
-    run = _new_run(sweep_dir)
-    rows, results = [], {}
+    detectors = detectors or ["auto"]
+    sweep_dir, shapes = prepare(config, layers, extra)
+    run = new_run_dir(sweep_dir, "mint sweep")
+    rows, first = [], None
     for layer in layers:
-        args = [
-            "--config", config, *extra, f"--model.init_args.layers=[{layer}]",
-            f"--trainer.logger.init_args.save_dir={run.parent}",
-            f"--trainer.logger.init_args.name={run.name}",
-        ]  # fmt: skip
-        fit = cli_main(["fit", *args, f"--trainer.logger.init_args.version={layer}"])
-        best = fit.trainer.checkpoint_callback.best_model_path
-        test = cli_main(
-            ["test", *args, f"--trainer.logger.init_args.version={layer}-test", f"--ckpt_path={best}"]
-        )
-        res = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
-        results[layer] = res
-        depth = readable_layers(fit.model.target.net).index(layer) + 1  # position in the network
-        rows.append(_row(f"MINT {layer}", depth, fit.model.target.shapes[layer], res["mint"]))
-    first = results[layers[0]]
+        is_map = len(shapes[layer]) == 3 and shapes[layer][1] * shapes[layer][2] > 1
+        # `auto` is a CNN on maps and an MLP on vectors; a vector has no CNN detector.
+        resolved = {k: "cnn" if k == "cnn" or (k == "auto" and is_map) else "mlp" for k in detectors}
+        runs = {r: k for k, r in reversed(resolved.items()) if is_map or r == "mlp"} or {"mlp": "auto"}
+        for kind in runs.values():
+            args = ["--config", config, *extra, f"--model.init_args.layers=[{layer}]"]
+            args += [f"--model.init_args.detector={kind}"] if kind != "auto" else []
+            version = layer if kind == "auto" else f"{layer}-{kind}"
+            fit, res = fit_and_test(args, run.parent, run.name, version)
+            first = first or res
+            shape = shapes[layer]
+            used = fit.model.detector.kinds[layer]  # `auto` resolved: CNN for maps, MLP for vectors
+            depth = readable_layers(fit.model.target.net).index(layer) + 1  # position in the network
+            rows.append({"scorer": f"MINT {layer} ({used.upper()})", "depth": depth,
+                         "shape": "x".join(map(str, shape)), **scorer_row(res["mint"]),
+                         "n": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}"})  # fmt: skip
     for name, report in first["baselines"].items():
-        rows.append(_row(f"baseline: {name}", "", "logits", report))
-    target = first["classifier_on_test_set"]
-    _write_tables(run, rows, target, layers)
+        rows.append({"scorer": f"baseline: {name}", "depth": "", "shape": "logits", **scorer_row(report),
+                     "n": f"{report['n_members']}+{report['n_nonmembers']}"})  # fmt: skip
+    _write_outputs(run, rows, first["classifier_on_test_set"], layers)
     return rows
 
 
-def _row(name: str, depth, shape, r: dict) -> dict:
-    lo, hi = r["auroc_ci95"]
-    return {
-        "scorer": name,
-        "depth": depth,
-        "shape": "x".join(map(str, shape)) if isinstance(shape, tuple | list) else shape,
-        "auroc": r["auroc"],
-        "auroc_ci95": f"[{lo:.3f}, {hi:.3f}]",
-        "balanced_acc": r["balanced_acc_at_threshold"],
-        "tpr@1%fpr": r["tpr@1%fpr"],
-        "tpr@0.1%fpr": r["tpr@0.1%fpr"],
-        "n": f"{r['n_members']}+{r['n_nonmembers']}",
-    }
-
-
-def _fmt(v) -> str:
-    return "n/r" if isinstance(v, float) and v != v else (f"{v:.3f}" if isinstance(v, float) else str(v))
-
-
-def _write_tables(run: Path, rows: list[dict], target: dict, layers: list[str]) -> None:
-    cols = list(rows[0])
-    write_atomic(run / "sweep.csv", lambda t: t.write_text(
-        "\n".join([",".join(cols)] + [",".join(f'"{r[c]}"' for c in cols) for r in rows]) + "\n"
-    ))  # fmt: skip
-    md = [
+def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str]) -> None:
+    header = (
         f"Classifier on the test set: members {target['target_member_acc']:.3f}, non-members "
-        f"{target['target_nonmember_acc']:.3f}, gap {target['target_gap']:.3f}. n/r: not resolvable.",
-        "",
-        "| " + " | ".join(cols) + " |",
-        "|" + " --- |" * len(cols),
-        *("| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows),
-    ]
-    write_atomic(run / "sweep.md", lambda t: t.write_text("\n".join(md) + "\n"))
+        f"{target['target_nonmember_acc']:.3f}, gap {target['target_gap']:.3f}. n/r: not resolvable."
+    )
+    md = write_tables(run, "sweep", rows, header)
     fig, ax = plt.subplots(figsize=(6, 4))
-    mint = [r for r in rows if r["scorer"].startswith("MINT")]
-    ax.plot([r["depth"] for r in mint], [r["auroc"] for r in mint], "o-", label="MINT")
+    for kind in ("CNN", "MLP"):
+        mint = [r for r in rows if r["scorer"].startswith("MINT") and f"({kind})" in r["scorer"]]
+        if mint:
+            ax.plot([r["depth"] for r in mint], [r["auroc"] for r in mint], "o-", label=f"MINT {kind}")
     for r in rows:
         if r["scorer"].startswith("baseline"):
             ax.axhline(r["auroc"], ls="--", lw=0.8, label=r["scorer"])
-    ax.set(xticks=[r["depth"] for r in mint], xticklabels=layers, xlabel="layer (depth)", ylabel="AUROC")
+    depths = sorted({r["depth"] for r in rows if r["scorer"].startswith("MINT")})
+    ax.set(xticks=depths, xticklabels=layers, xlabel="layer (depth)", ylabel="AUROC")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(run / "sweep_auroc.png", dpi=120)
-    print("\n".join(md))
+    plt.close(fig)
+    print(md)
     print(f"mint sweep: tables and plot in {run}")
 
 
@@ -137,10 +110,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="mint sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="a MINT config (e.g. configs/mint_layer7.yaml)")
     parser.add_argument("--layers", nargs="+", default=["all"], help="layer names, or `all`")
+    parser.add_argument(
+        "--detectors",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "cnn", "mlp"],
+        help="detector kinds per layer (`cnn mlp`: both on every map; vectors always get the MLP)",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then LightningCLI overrides")
     args = parser.parse_args(argv)
     extra = [a for a in args.extra if a != "--"]
-    return run_sweep(args.config, args.layers, extra)
+    return run_sweep(args.config, args.layers, extra, args.detectors)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ def test_mint_configs_run(config, tmp_path, classifiers):
             f"--data.cache_dir={tmp_path / 'cache'}",
             "--data.val_size=20",
             "--data.test_size=40",
+            "--data.calibration_size=10",
             "--data.batch_size=16",
         ]
     )

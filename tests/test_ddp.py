@@ -48,6 +48,7 @@ def test_ddp_metrics_equal_single_process(tmp_path, tiny_classifier, devices):
         f"--model.init_args.target_ckpt={tiny_classifier}",
         "--data.val_size=30",
         "--data.test_size=45",
+        "--data.calibration_size=10",
         "--data.batch_size=16",
         f"--data.cache_dir={tmp_path / 'c'}",
     ]

@@ -32,7 +32,13 @@ def fit_and_test(tmp_path, ckpt, *extra) -> dict:
     return json.loads(results.read_text())
 
 
-SIZES = ["--data.train_size=250", "--data.val_size=50", "--data.test_size=100", "--data.batch_size=50"]
+SIZES = [
+    "--data.train_size=250",
+    "--data.val_size=50",
+    "--data.test_size=100",
+    "--data.calibration_size=0",
+    "--data.batch_size=50",
+]
 
 
 def test_detector_finds_members_of_a_memorizing_classifier(tmp_path, memorizing_classifier):
@@ -62,7 +68,13 @@ def relabelled_checkpoint(src, dst, seed=123):
 
 def test_control_with_members_and_nonmembers_from_one_pool_is_near_chance(tmp_path, memorizing_classifier):
     ckpt = relabelled_checkpoint(memorizing_classifier, tmp_path / "control.ckpt")
-    sizes = ["--data.train_size=600", "--data.val_size=100", "--data.test_size=250", "--data.batch_size=50"]
+    sizes = [
+        "--data.train_size=600",
+        "--data.val_size=100",
+        "--data.test_size=250",
+        "--data.calibration_size=0",
+        "--data.batch_size=50",
+    ]
     res = fit_and_test(tmp_path, ckpt, *sizes, "--trainer.max_epochs=10", "--model.layers=[layer8]")
     assert abs(res["mint"]["auroc"] - 0.5) < 0.1, res["mint"]
 
@@ -153,13 +165,16 @@ def test_too_few_images_for_the_requested_sizes(tiny_classifier):
 
 
 def test_sets_are_balanced_and_disjoint(tiny_classifier):
-    dm = MINTDataModule(str(tiny_classifier), val_size=50, test_size=100, cache_dir=None)
+    dm = MINTDataModule(str(tiny_classifier), val_size=50, calibration_size=30, test_size=100, cache_dir=None)
     plan = dm.plan
     images = {n: set(plan["pool"][rows]) for n, rows in plan["portions"].items()}
-    assert not images["train"] & images["val"] and not images["train"] & images["test"]
-    assert not images["val"] & images["test"]
+    names = list(images)
+    assert names == ["train", "val", "calibration", "test"]
+    for i, a in enumerate(names):
+        assert all(not images[a] & images[b] for b in names[i + 1 :]), a
     for name, rows in plan["portions"].items():
         assert plan["members"][rows].mean() == 0.5, name
+    assert len(plan["portions"]["calibration"]) == 60 and len(plan["portions"]["test"]) == 200
     members = set(plan["data"].split.members)
     assert all((idx in members) == bool(m) for idx, m in zip(plan["pool"], plan["members"], strict=True))
 
@@ -169,7 +184,13 @@ def test_a_mint_checkpoint_stands_alone(tmp_path, tiny_classifier):
 
     copy = tmp_path / "classifier.ckpt"
     shutil.copy(tiny_classifier, copy)
-    small = ["--data.val_size=20", "--data.test_size=40", "--data.batch_size=20", "--trainer.max_epochs=1"]
+    small = [
+        "--data.val_size=20",
+        "--data.test_size=40",
+        "--data.calibration_size=10",
+        "--data.batch_size=20",
+        "--trainer.max_epochs=1",
+    ]
     cli = main(["fit", *mint_args(tmp_path, copy, *small)])
     mint_ckpt = cli.trainer.checkpoint_callback.best_model_path
     copy.unlink()  # the classifier's own file is gone: the MINT checkpoint must suffice
@@ -177,6 +198,15 @@ def test_a_mint_checkpoint_stands_alone(tmp_path, tiny_classifier):
     results = json.loads(sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1].read_text())
     assert results["target_sha256"] == cli.model.target_meta["sha256"]
     assert results["mint"]["n_members"] == 40
+    # the calibration scores that `mint audit` needs travel in the checkpoint, made with its weights
+    ckpt = torch.load(mint_ckpt, weights_only=True)
+    cal = ckpt["mint_calibration"]
+    assert cal["members"].tolist().count(1) == 10 and cal["members"].tolist().count(0) == 10
+    module = MINTModule.load_from_checkpoint(mint_ckpt, weights_only=True, target_ckpt=mint_ckpt)
+    module.trainer = cli.trainer
+    again = module.calibration_scores(cli.datamodule.datasets["calibration"])
+    assert torch.allclose(again["true_label"], cal["true_label"])
+    assert ckpt["mint_data"]["sets"]["calibration"] == {"members": 10, "nonmembers": 10}
 
 
 def test_test_set_does_not_depend_on_train_size(tiny_classifier):

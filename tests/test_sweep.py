@@ -9,6 +9,7 @@ def sweep_args(tmp_path, ckpt, layers):
         "sweep", "--config", str(ROOT / "configs" / "mint_layer7.yaml"), "--layers", *layers, "--",
         f"--model.init_args.target_ckpt={ckpt}", f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--data.cache_dir={tmp_path / 'cache'}", "--data.val_size=20", "--data.test_size=40",
+        "--data.calibration_size=10",
         "--data.batch_size=20", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",
     ]  # fmt: skip
 
@@ -18,7 +19,7 @@ def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_classifier):
     run = tmp_path / "sweep_mint_layer7" / "run_0"
     assert {p.name for p in run.iterdir()} >= {"sweep.csv", "sweep.md", "sweep_auroc.png", "layer3", "layer7"}
     scorers = [r["scorer"] for r in rows]
-    assert scorers[:2] == ["MINT layer3", "MINT layer7"] and len(scorers) == 6  # + 4 baselines
+    assert scorers[:2] == ["MINT layer3 (CNN)", "MINT layer7 (MLP)"] and len(scorers) == 6  # + 4 baselines
     assert [r["depth"] for r in rows[:2]] == [3, 7]
     caches = list((tmp_path / "cache").iterdir())
     assert len(caches) == 1 and {p.name for p in caches[0].glob("*.npy")} == {

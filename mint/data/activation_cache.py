@@ -1,4 +1,4 @@
-"""Disk cache of a frozen target's activations: extracted once, memory-mapped by every epoch and run.
+"""Disk cache of a frozen target's activations: extracted once, read back by every epoch and run.
 
 A cache folder is named by the hash of everything the activations depend on (the classifier
 checkpoint's sha256 and the images: their indices and the data's fingerprint). Inside, every layer
@@ -20,13 +20,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities.seed import isolate_rng
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from mint.data.npy_io import NpyRows, NpyWriter
 from mint.target import LOGITS, FrozenTarget, file_sha256
 
 CACHE_VERSION = 1
 FP16_MAX = 65504.0
+
+
+def unwritable(root: str | Path, reason: object) -> PermissionError:
+    """The error for a cache folder that cannot be written, saying what to do instead."""
+    return PermissionError(
+        f"cannot write the activation cache under {str(root)!r} ({reason}); set `cache_dir` "
+        f"(`--data.cache_dir`) to a writable folder, or `cache_dir: null` to extract on the fly"
+    )
 
 
 class ActivationCache:
@@ -92,52 +102,65 @@ class ActivationCache:
         todo = [name for name in layers if problems[name] is not None]
         for name, problem in problems.items():
             if problem not in (None, "missing"):
-                warnings.warn(f"activation cache {self.dir} array {name} is {problem}: rebuilding it", stacklevel=2)
+                warnings.warn(
+                    f"activation cache {self.dir} array {name} is {problem}: rebuilding it", stacklevel=2
+                )
         if todo or problems[LOGITS] is not None:
-            target = make_target(todo or layers[:1]).to(device)
+            # Building the classifier draws its (then overwritten) initial weights from the global
+            # generators: isolated, so a run that builds the cache and one that reuses it (or DDP
+            # rank 0, which builds it, and the other ranks) train with the same random stream.
+            with isolate_rng():
+                target = make_target(todo or layers[:1]).to(device)
             try:
                 self._extract(target, images, rows, batch_size, [*todo, LOGITS])
             finally:
                 target.to("cpu")
         return self.open(names)
 
-    def _extract(self, target: FrozenTarget, images, rows, batch_size: int, names: list[str]) -> None:
+    def _make_dir(self) -> None:
+        """Create the cache folder and make sure a file can be written in it, with an error that says how."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            probe = self.dir / f".write_test.{uuid.uuid4().hex[:8]}"
+            probe.touch()
+            probe.unlink()
         except OSError as err:
-            raise PermissionError(
-                f"cannot write the activation cache under {str(self.root)!r} ({err}); "
-                f"set `cache_dir` to a writable folder, or `cache_dir: null` to extract on the fly"
-            ) from err
+            raise unwritable(self.root, err) from err
+
+    def _extract(self, target: FrozenTarget, images, rows, batch_size: int, names: list[str]) -> None:
+        self._make_dir()
         device = next(target.buffers()).device
         shapes = target.shapes | {LOGITS: (target.num_classes,)}
         tag = uuid.uuid4().hex[:8]
         tmp = {name: self._paths(name)[0].with_name(f".{name}.{tag}.npy.tmp") for name in names}
-        out = {}
+        # Batches are appended to plain files (hashed on the way), never held whole in memory nor
+        # memory-mapped: peak memory is one batch whatever the number of images.
+        out: dict[str, NpyWriter] = {}
         try:
             for name in names:
                 dtype = np.float32 if name == LOGITS else np.float16  # logits stay exact for loss scores
-                out[name] = np.lib.format.open_memmap(tmp[name], "w+", dtype, (len(rows), *shapes[name]))
+                out[name] = NpyWriter(tmp[name], dtype, (len(rows), *shapes[name]))
             for start in tqdm(range(0, len(rows), batch_size), desc="extracting activations", leave=False):
                 batch = images[rows[start : start + batch_size]]  # (B, H, W, 3) uint8
-                x = torch.from_numpy(np.ascontiguousarray(batch)).to(device).permute(0, 3, 1, 2).float().div_(255)
-                acts = target(x)
+                x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+                acts = target(x.permute(0, 3, 1, 2).float().div_(255))
                 for name in names:
                     value = acts[name].float()
                     if name != LOGITS:  # torch converts to float16 about twice as fast as numpy
                         value = value.clamp_(-FP16_MAX, FP16_MAX).half()
-                    out[name][start : start + len(batch)] = value.cpu().numpy()
+                    out[name].write(value.cpu().numpy())
             for name in names:
-                out.pop(name).flush()
-                self._publish(name, tmp[name])
+                self._publish(name, tmp[name], out.pop(name).close())
         finally:
+            for writer in out.values():
+                writer.abort()
             for path in tmp.values():
                 path.unlink(missing_ok=True)
 
-    def _publish(self, name: str, tmp: Path) -> None:
+    def _publish(self, name: str, tmp: Path, sha256: str) -> None:
         """Rename a finished array into place, then its record: a reader checks one against the other."""
         array, record = self._paths(name)
-        meta = {"key": self.key, "name": name, "bytes": tmp.stat().st_size, "sha256": file_sha256(tmp)}
+        meta = {"key": self.key, "name": name, "bytes": tmp.stat().st_size, "sha256": sha256}
         os.replace(tmp, array)
         record_tmp = record.with_name(f".{record.name}.{uuid.uuid4().hex[:8]}.tmp")
         record_tmp.write_text(json.dumps(meta, indent=1))
@@ -159,16 +182,22 @@ class ActivationDataset(Dataset):
         labels: class label of each row of the cache.
     """
 
-    def __init__(self, arrays: dict[str, np.ndarray], rows: np.ndarray, members: np.ndarray,
-                 labels: np.ndarray) -> None:
-        self.arrays, self.rows, self.members, self.labels = arrays, np.asarray(rows), members, labels
+    def __init__(
+        self, arrays: dict[str, np.ndarray], rows: np.ndarray, members: np.ndarray, labels: np.ndarray
+    ) -> None:
+        # Memory-mapped arrays are read through plain file reads: mapped pages would stay in this
+        # process's memory, and an epoch over a large layer would grow it by the whole cache.
+        self.arrays = {name: NpyRows.of(array) for name, array in arrays.items()}
+        self.rows, self.members, self.labels = np.asarray(rows), members, labels
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitems__(self, idx: list[int]) -> dict:
-        rows = np.sort(self.rows[np.asarray(idx)])  # sorted reads are sequential on the memory map
-        acts = {name: torch.from_numpy(np.ascontiguousarray(a[rows])).float() for name, a in self.arrays.items()}
+        rows = np.sort(self.rows[np.asarray(idx)])  # sorted rows: sequential reads, runs in one call
+        acts = {
+            name: torch.from_numpy(np.ascontiguousarray(a[rows])).float() for name, a in self.arrays.items()
+        }
         return {
             "acts": acts,
             "member": torch.from_numpy(self.members[rows]).float(),
@@ -178,4 +207,7 @@ class ActivationDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         batch = self.__getitems__([i])
-        return {"acts": {k: v[0] for k, v in batch["acts"].items()}, **{k: batch[k][0] for k in ("member", "label", "id")}}
+        return {
+            "acts": {k: v[0] for k, v in batch["acts"].items()},
+            **{k: batch[k][0] for k in ("member", "label", "id")},
+        }

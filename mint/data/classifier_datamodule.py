@@ -39,6 +39,9 @@ class ClassifierDataModule(L.LightningDataModule):
             mirrored signs change meaning).
         batch_size: images per batch (per device under DDP).
         num_workers: data loader worker processes.
+        persistent_workers: keep the loader's worker processes between epochs (with `num_workers` > 0).
+            A resumed fit matches an uninterrupted one exactly only without them: workers keep
+            random generators of their own, which a checkpoint cannot hold.
         pin_memory: pin host memory for faster GPU copies; default: when CUDA is available.
         member_eval_size: members also scored at every validation (eval mode), so the classifier
             can log its accuracy on members and the generalization gap.
@@ -55,6 +58,7 @@ class ClassifierDataModule(L.LightningDataModule):
         augment: Literal["none", "crop", "crop_flip"] = "none",
         batch_size: int = 128,
         num_workers: int = 0,
+        persistent_workers: bool = True,
         pin_memory: bool | None = None,
         member_eval_size: int = 5000,
     ) -> None:
@@ -68,6 +72,7 @@ class ClassifierDataModule(L.LightningDataModule):
         self.group_aware, self.duplicates, self.augment = group_aware, duplicates, augment
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.persistent_workers = persistent_workers and num_workers > 0
         self.member_eval_size = member_eval_size
         self.data: MembershipData | None = None
         self.mean: list[float] | None = None
@@ -90,7 +95,12 @@ class ClassifierDataModule(L.LightningDataModule):
         if self.data is not None:
             return
         self.data = build_membership(
-            self.source, self.member_fraction, self.split_seed, self.stratify, self.group_aware, self.duplicates
+            self.source,
+            self.member_fraction,
+            self.split_seed,
+            self.stratify,
+            self.group_aware,
+            self.duplicates,
         )
         members = self.data.split.members
         if len(members) < self.batch_size:
@@ -119,7 +129,7 @@ class ClassifierDataModule(L.LightningDataModule):
             drop_last=shuffle,  # a last batch of one image would break BatchNorm
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -162,6 +172,10 @@ class ClassifierDataModule(L.LightningDataModule):
         if recorded is None or self.data is None:
             return
         keys = ("source", "member_fraction", "seed", "stratify", "members_sha256", "train_fingerprint")
-        diff = {k: (recorded.get(k), self.manifest.get(k)) for k in keys if recorded.get(k) != self.manifest.get(k)}
+        diff = {
+            k: (recorded.get(k), self.manifest.get(k))
+            for k in keys
+            if recorded.get(k) != self.manifest.get(k)
+        }
         if diff:
             raise ValueError(f"the checkpoint was made with a different split (checkpoint, now): {diff}")

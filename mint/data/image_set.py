@@ -32,7 +32,9 @@ class ImageSet:
         self.images = to_rgb_uint8(self.images, self.notes)
         self.labels = np.asarray(self.labels)
         if self.labels.ndim != 1 or not np.issubdtype(self.labels.dtype, np.integer):
-            raise ValueError(f"labels must be a 1-D integer array, got {self.labels.dtype} {self.labels.shape}")
+            raise ValueError(
+                f"labels must be a 1-D integer array, got {self.labels.dtype} {self.labels.shape}"
+            )
         self.labels = self.labels.astype(np.int64)
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels: lengths must match")

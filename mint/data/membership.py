@@ -53,7 +53,9 @@ def build_membership(
         raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
     train, test = source.load("train"), source.load("test")
     if len(train) < 2:
-        raise ValueError(f"the train split of {source.config()} holds {len(train)} images; at least 2 are needed")
+        raise ValueError(
+            f"the train split of {source.config()} holds {len(train)} images; at least 2 are needed"
+        )
     groups = train.groups if group_aware else None
     dup_report = {"action": duplicates}
     if duplicates != "ignore":
@@ -65,7 +67,9 @@ def build_membership(
     if duplicates == "drop" and dup_report["duplicate_clusters"]:
         first = np.zeros(len(train), bool)
         first[np.unique(clusters, return_index=True)[1]] = True  # keep the first copy of each
-        split = MembershipSplit(split.members[first[split.members]], split.nonmembers[first[split.nonmembers]])
+        split = MembershipSplit(
+            split.members[first[split.members]], split.nonmembers[first[split.nonmembers]]
+        )
         dup_report["dropped_images"] = int((~first).sum())
     manifest = {
         "version": MANIFEST_VERSION,
@@ -74,7 +78,7 @@ def build_membership(
         "seed": seed,
         "stratify": stratify,
         "group_aware": group_aware and train.groups is not None,
-        "num_groups": int(len(np.unique(groups))) if groups is not None else len(train),
+        "num_groups": len(np.unique(groups)) if groups is not None else len(train),
         "duplicates": dup_report,
         "num_train": len(train),
         "num_test": len(test),

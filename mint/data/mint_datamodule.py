@@ -16,14 +16,16 @@ from mint.data.sources import Source
 from mint.data.split import index_hash, partition
 from mint.target import FrozenTarget, TargetRecord, load_target_checkpoint
 
-PORTIONS = ("train", "val", "test")
+# Cache row order; drawn in reverse (test first), so the test set does not depend on the others' sizes.
+PORTIONS = ("train", "val", "calibration", "test")
 
 
 class ImageMembershipDataset(Dataset):
     """Items `{"image", "member", "label", "id"}` for extraction on the fly (no cache)."""
 
-    def __init__(self, images: np.ndarray, pool: np.ndarray, rows: np.ndarray, members: np.ndarray,
-                 labels: np.ndarray) -> None:
+    def __init__(
+        self, images: np.ndarray, pool: np.ndarray, rows: np.ndarray, members: np.ndarray, labels: np.ndarray
+    ) -> None:
         self.images, self.pool, self.rows, self.members, self.labels = images, pool, rows, members, labels
 
     def __len__(self) -> int:
@@ -31,7 +33,9 @@ class ImageMembershipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         row = int(self.rows[i])
-        image = torch.from_numpy(self.images[self.pool[row]]).permute(2, 0, 1).float().div_(255.0)  # HWC -> CHW
+        image = (
+            torch.from_numpy(self.images[self.pool[row]]).permute(2, 0, 1).float().div_(255.0)
+        )  # HWC -> CHW
         return {"image": image, "member": float(self.members[row]), "label": int(self.labels[row]), "id": row}
 
 
@@ -52,11 +56,17 @@ class MINTDataModule(L.LightningDataModule):
             remain after the validation and test sets.
         val_size: members (and as many non-members) for validation.
         test_size: members (and as many non-members) held out for the test.
+        calibration_size: members (and as many non-members) held out for `mint audit`: the
+            detector's scores of these known members / non-members are stored in its checkpoint, and
+            an audited set's scores are compared with them. 0: the detector cannot audit sets.
         balance: `per_class`: every set has the same class mix on both sides; `global`: only the
             totals are balanced.
         seed: seed of the drawing of the sets.
         batch_size: items per batch.
         num_workers: data loader worker processes.
+        persistent_workers: keep the loader's worker processes between epochs (with `num_workers` > 0).
+            A resumed fit matches an uninterrupted one exactly only without them: workers keep
+            random generators of their own, which a checkpoint cannot hold.
         pin_memory: pin host memory; default: when CUDA is available.
         cache_dir: folder of the activation cache; `null` extracts on the fly every epoch (for maps
             too large to store).
@@ -72,10 +82,12 @@ class MINTDataModule(L.LightningDataModule):
         train_size: int | None = None,
         val_size: int = 500,
         test_size: int = 1000,
+        calibration_size: int = 0,
         balance: Literal["per_class", "global"] = "per_class",
         seed: int = 0,
         batch_size: int = 128,
         num_workers: int = 0,
+        persistent_workers: bool = True,
         pin_memory: bool | None = None,
         cache_dir: str | None = ".mint_cache",
         verify_cache: bool = True,
@@ -83,11 +95,21 @@ class MINTDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.target_ckpt, self.layers, self.source = target_ckpt, list(layers or ["layer7"]), source
-        self.sizes = {"train": train_size, "val": val_size, "test": test_size}
+        self.sizes = {
+            "train": train_size,
+            "val": val_size,
+            "calibration": calibration_size,
+            "test": test_size,
+        }
         self.balance, self.seed = balance, seed
         self.batch_size, self.num_workers = batch_size, num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.cache_dir, self.verify_cache, self.extract_batch_size = cache_dir, verify_cache, extract_batch_size
+        self.persistent_workers = persistent_workers and num_workers > 0
+        self.cache_dir, self.verify_cache, self.extract_batch_size = (
+            cache_dir,
+            verify_cache,
+            extract_batch_size,
+        )
         self.datasets: dict[str, Dataset] = {}
 
     @cached_property
@@ -117,21 +139,22 @@ class MINTDataModule(L.LightningDataModule):
         groups = data.groups  # source groups and duplicate clusters: never split across sets
         labels = data.train.labels
         pools = {"member": data.split.members, "nonmember": data.split.nonmembers}
-        fixed = self.sizes["val"] + self.sizes["test"]
+        fixed = self.sizes["val"] + self.sizes["calibration"] + self.sizes["test"]
         available = min(len(p) for p in pools.values())
         train = self.sizes["train"] if self.sizes["train"] is not None else available - fixed
         if train < 1 or train + fixed > available:
             raise ValueError(
                 f"not enough images for the requested sets: {train} train + {self.sizes['val']} val + "
-                f"{self.sizes['test']} test per side, but only {len(pools['member'])} members and "
-                f"{len(pools['nonmember'])} non-members exist. Lower train_size / val_size / test_size."
+                f"{self.sizes['calibration']} calibration + {self.sizes['test']} test per side, but only "
+                f"{len(pools['member'])} members and {len(pools['nonmember'])} non-members exist. "
+                "Lower train_size / val_size / calibration_size / test_size."
             )
-        # Drawn in the order test, val, train: the test set does not change with train_size, so
-        # detectors trained on different amounts of data are compared on the same images.
-        sizes = [self.sizes["test"], self.sizes["val"], train]
+        # Drawn in the order test, calibration, val, train: the test set does not change with
+        # train_size, so detectors trained on different amounts of data are compared on the same images.
+        sizes = [self.sizes["test"], self.sizes["calibration"], self.sizes["val"], train]
         stratify = self.balance == "per_class"
         drawn = {
-            side: partition(pool, labels, sizes, self.seed + k, stratify, groups)[::-1]  # -> train, val, test
+            side: partition(pool, labels, sizes, self.seed + k, stratify, groups)[::-1]  # -> PORTIONS order
             for k, (side, pool) in enumerate(pools.items())
         }
         if groups is not None:  # group sizes make the sides differ slightly: trim to exact balance
@@ -140,7 +163,7 @@ class MINTDataModule(L.LightningDataModule):
                 n = min(len(drawn["member"][p]), len(drawn["nonmember"][p]))
                 for side in drawn:
                     drawn[side][p] = np.sort(rng.choice(drawn[side][p], n, replace=False))
-        # The cache holds one row per image, in the order: train (members, non-members), val, test.
+        # The cache holds one row per image, in PORTIONS order (members, then non-members, in each).
         pool, members, portions, start = [], [], {}, 0
         for p, name in enumerate(PORTIONS):
             for side in ("member", "nonmember"):
@@ -156,8 +179,10 @@ class MINTDataModule(L.LightningDataModule):
             "members": np.concatenate(members),
             "labels": labels[pool],
             "portions": portions,
-            "sizes": {n: {"members": len(drawn["member"][p]), "nonmembers": len(drawn["nonmember"][p])}
-                      for p, n in enumerate(PORTIONS)},
+            "sizes": {
+                n: {"members": len(drawn["member"][p]), "nonmembers": len(drawn["nonmember"][p])}
+                for p, n in enumerate(PORTIONS)
+            },
         }
 
     def cache(self) -> ActivationCache:
@@ -212,7 +237,7 @@ class MINTDataModule(L.LightningDataModule):
             drop_last=shuffle,  # a last batch of one item would break BatchNorm
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.persistent_workers,
             collate_fn=self.collate_fn(self.datasets[name]),
         )
 
@@ -232,6 +257,7 @@ class MINTDataModule(L.LightningDataModule):
             "classifier_split": plan["data"].manifest,
             "sets": plan["sizes"],
             "sets_sha256": {n: index_hash(plan["pool"][rows]) for n, rows in plan["portions"].items()},
+            "requested_sizes": self.sizes,
             "balance": self.balance,
             "seed": self.seed,
         }

@@ -55,7 +55,10 @@ def source_from_config(config: dict) -> Source:
     cls = getattr(importlib.import_module(module), name, None)
     if not (isinstance(cls, type) and issubclass(cls, Source)):
         raise ValueError(f"{config['class_path']!r} is not a mint data source")
-    return cls(**config["init_args"])
+    # A wrapping source (e.g. ClassSubset) records the source it wraps as a nested config.
+    args = {k: source_from_config(v) if isinstance(v, dict) and "class_path" in v else v
+            for k, v in config["init_args"].items()}  # fmt: skip
+    return cls(**args)
 
 
 def resize_rgb(image: Image.Image, size: int | None) -> np.ndarray:
@@ -89,7 +92,12 @@ class TorchvisionSource(Source):
         if name not in self.NUM_CLASSES:
             raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(self.NUM_CLASSES)}")
         self.name, self.root, self.download, self.image_size = name, root, download, image_size
-        self._init_args = {"name": name, "root": str(Path(root).absolute()), "download": download, "image_size": image_size}
+        self._init_args = {
+            "name": name,
+            "root": str(Path(root).absolute()),
+            "download": download,
+            "image_size": image_size,
+        }
 
     @property
     def num_classes(self) -> int:
@@ -196,7 +204,7 @@ class NpzSource(Source):
 
 
 class ImageFolderSource(Source):
-    """A user's own images in class folders: `train/<class>/*.png`, and optionally `test/<class>/...`.
+    r"""A user's own images in class folders: `train/<class>/*.png`, and optionally `test/<class>/...`.
 
     Class indices follow the sorted folder names of `train`. Grayscale, RGBA and other sizes are
     converted to RGB and resized to `image_size`.
@@ -244,7 +252,9 @@ class ImageFolderSource(Source):
         for label, name in enumerate(classes):
             files = sorted(p for p in (Path(folder) / name).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
-                raise ValueError(f"class folder {Path(folder) / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                raise ValueError(
+                    f"class folder {Path(folder) / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                )
             for f in files:
                 with Image.open(f) as im:
                     if im.mode != "RGB" or im.size != (self.image_size, self.image_size):
@@ -265,6 +275,8 @@ class ImageFolderSource(Source):
                 f"group_pattern {self.group_pattern!r} matches no group in {len(unmatched)} of "
                 f"{len(names)} file names (e.g. {unmatched[:3]})"
             )
-        keys = [(lab, m.group(1) if m.groups() else m.group(0)) for lab, m in zip(labels, matches, strict=True)]
+        keys = [
+            (lab, m.group(1) if m.groups() else m.group(0)) for lab, m in zip(labels, matches, strict=True)
+        ]
         _, ids = np.unique(np.array([f"{k[0]}/{k[1]}" for k in keys]), return_inverse=True)
         return ids.astype(np.int64)

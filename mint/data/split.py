@@ -116,7 +116,7 @@ def membership_split(
         raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
     labels = np.asarray(labels)
     n = len(labels)
-    n_members = int(round(member_fraction * n))
+    n_members = round(member_fraction * n)
     if n_members == 0 or n_members == n:
         raise ValueError(f"member_fraction {member_fraction} of {n} images leaves one side empty")
     (members,) = partition(np.arange(n), labels, [n_members], seed, stratify, groups)

@@ -117,11 +117,13 @@ class MINTDetector(nn.Module):
     ) -> None:
         super().__init__()
         self.paths = nn.ModuleDict()
+        self.kinds: dict[str, str] = {}  # layer -> "cnn" | "mlp", `auto` resolved
         for layer, shape in layer_shapes.items():
             is_map = len(shape) == 3 and shape[1] * shape[2] > 1
             use_cnn = kind == "cnn" or (kind == "auto" and is_map)
             if use_cnn and len(shape) != 3:
                 raise ValueError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
+            self.kinds[layer] = "cnn" if use_cnn else "mlp"
             self.paths[path_key(layer)] = (
                 MINTCNN(shape, cnn_filters, cnn_kernel, cnn_hidden, dropout)
                 if use_cnn

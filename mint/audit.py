@@ -1,0 +1,236 @@
+"""`mint audit`: was this set of images used to train this model?
+
+    mint audit --ckpt lightning_logs/mint_layer7/latest/checkpoints/best.ckpt --images my_photos/ \
+        --output audit_my_photos
+
+The MINT checkpoint carries its frozen classifier and the detector's scores of known members and
+non-members held out for calibration (`data.calibration_size`). Every audited image is scored
+(streamed in batches, resized and normalized as the classifier's training data were); the set's
+scores are compared with the calibration non-members' by a one-sided Mann-Whitney U test, and the
+share of the set that was in training is estimated with a confidence interval (`mint.set_test`).
+Written to `--output`: `scores.csv` (one row per image), `summary.json`, `histogram.png` and a
+self-contained `report.html`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mint.audit_inputs import AuditInputs, list_inputs
+from mint.audit_report import histogram_figure, verdict, write_html
+from mint.set_test import mann_whitney_greater, member_fraction_estimate
+from mint.target import LOGITS, file_sha256
+
+
+def _fail(message: str):
+    raise SystemExit(f"mint audit: {message}")
+
+
+def load_detector(path: str | Path, device: torch.device):
+    """The MINT module of a detector checkpoint, with its classifier and calibration scores."""
+    from mint.detector import MINTModule
+
+    path = Path(path)
+    if not path.is_file():
+        _fail(
+            f"detector checkpoint not found: {str(path)!r} "
+            "(train one: mint fit --config configs/mint_layer7.yaml)"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        _fail(f"{path} is not a readable PyTorch checkpoint (loaded with weights_only=True): {err}")
+    state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
+    if "mint_target" not in ckpt or not any(k.startswith("target.") for k in state):
+        if any(k.startswith("net.") for k in state):
+            _fail(
+                f"{path} is a classifier checkpoint, not a MINT detector. Train a detector on it first: "
+                f"mint fit --config configs/mint_layer7.yaml --model.init_args.target_ckpt {path}"
+            )
+        _fail(
+            f"{path} is not a MINT detector checkpoint carrying its classifier "
+            "(no `mint_target` record or no classifier weights)"
+        )
+    if "mint_calibration" not in ckpt:
+        _fail(
+            f"{path} holds no calibration scores, so an audited set has nothing to be compared with. "
+            "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
+            "(the shipped mint_*_layer7 configs do)."
+        )
+    module = MINTModule.load_from_checkpoint(
+        path, map_location=device, weights_only=True, target_ckpt=str(path)
+    )
+    module.eval()
+    return module, ckpt
+
+
+@torch.no_grad()
+def score_images(
+    module, inputs: AuditInputs, labels: str, batch_size: int, progress: bool, sink
+) -> torch.Tensor:
+    """Score every decodable image; write one CSV row each to `sink`; return the scores (float64)."""
+    scores, seen_skips = [], len(inputs.skipped)
+    bar = tqdm(total=len(inputs.items), unit="img", desc="mint audit", disable=not progress, file=sys.stderr)
+    for batch in inputs.batches(batch_size):
+        x = (
+            torch.from_numpy(batch.images).to(module.device).permute(0, 3, 1, 2).float().div_(255.0)
+        )  # NHWC -> NCHW
+        acts = module.target(x)
+        predicted = acts[LOGITS].argmax(1)
+        used = predicted if labels == "predicted" else torch.from_numpy(batch.labels).to(module.device)
+        s = module.detector(acts, used).double().cpu()
+        scores.append(s)
+        for name, lab, pred, used_lab, value in zip(
+            batch.names, batch.labels.tolist(), predicted.tolist(), used.tolist(), s.tolist(), strict=True
+        ):
+            sink.writerow(
+                [name, lab if lab >= 0 else "", pred, used_lab, f"{value:.8g}", f"{_sigmoid(value):.6f}"]
+            )
+        bar.update(len(batch.names) + len(inputs.skipped) - seen_skips)  # skipped files count as done
+        seen_skips = len(inputs.skipped)
+    bar.close()
+    if not scores:
+        _fail(f"none of the {len(inputs.items)} files of {inputs.path} could be decoded as images")
+    return torch.cat(scores)
+
+
+def _sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + math.exp(-v)) if v > -700 else 0.0
+
+
+def _prepare_output(output: Path, overwrite: bool) -> Path:
+    if output.exists() and not overwrite:
+        _fail(f"the output {str(output)!r} already exists; choose another --output or pass --overwrite")
+    tmp = output.with_name(f".{output.name}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        _fail(f"cannot write the report next to {str(output)!r}: {err}")
+    return tmp
+
+
+def run_audit(
+    ckpt: str,
+    images: str,
+    output: str,
+    overwrite: bool = False,
+    labels: str = "auto",
+    class_names: list[str] | None = None,
+    batch_size: int = 256,
+    device: str = "auto",
+    progress: bool = True,
+    command: str | None = None,
+) -> dict:
+    """Audit a set of images; write the report folder; return the summary."""
+    out = Path(output)
+    if out.exists() and not overwrite:  # before any work
+        _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    module, raw = load_detector(ckpt, dev)
+    target = module.target
+    inputs = list_inputs(images, target.image_size, target.num_classes, class_names)
+    conditioned = module.hparams.class_conditioning != "none"
+    if labels == "given" and not inputs.has_labels:
+        _fail(f"--labels given, but {images} has no labels ({inputs.label_note}); use --labels predicted")
+    if labels == "auto":
+        labels = "given" if inputs.has_labels or not conditioned else "predicted"
+    tmp = _prepare_output(out, overwrite)
+    with (tmp / "scores.csv").open("w", newline="") as f:
+        sink = csv.writer(f)
+        sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
+        scores = score_images(module, inputs, labels, batch_size, progress, sink)
+    cal = raw["mint_calibration"]
+    key = "predicted_label" if labels == "predicted" and conditioned else "true_label"
+    members, nonmembers = cal[key][cal["members"] == 1], cal[key][cal["members"] == 0]
+    test = mann_whitney_greater(scores, nonmembers)
+    fraction = member_fraction_estimate(scores, nonmembers, members)
+    separation = mann_whitney_greater(members, nonmembers)["auroc"]
+    summary = {
+        "verdict": verdict(test["p_value"], len(scores)),
+        "p_value": test["p_value"],
+        "effect_size_auroc_vs_nonmembers": test["auroc"],
+        "z": test["z"],
+        "member_fraction": fraction,
+        "n_audited": len(scores),
+        "n_skipped": len(inputs.skipped),
+        "skipped": inputs.skipped,
+        "conversions": dict(inputs.conversions),
+        "labels": labels if conditioned else "not used (detector not class-conditioned)",
+        "label_source": inputs.label_note,
+        "calibration": {
+            "n_members": len(members),
+            "n_nonmembers": len(nonmembers),
+            "detector_auroc_members_vs_nonmembers": separation,
+        },
+        "audited_score_median": float(scores.median()),
+        "detector": {
+            "checkpoint": str(Path(ckpt).resolve()),
+            "sha256": file_sha256(ckpt),
+            "layers": list(module.hparams.layers),
+            "class_conditioning": module.hparams.class_conditioning,
+            "data": raw.get("mint_data", {}).get("sets"),
+        },
+        "classifier": {
+            "sha256": module.target_meta["sha256"],
+            "path": module.target_meta["path"],
+            "arch": module.target_meta["hparams"].get("arch"),
+            "source": module.target_meta["manifest"].get("source"),
+        },
+        "input": str(Path(images).resolve()),
+        "command": command or "mint audit (from Python)",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": str(dev),
+    }
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    figure = histogram_figure(scores, members, nonmembers)
+    figure.savefig(tmp / "histogram.png", dpi=110)
+    write_html(tmp / "report.html", summary, figure)
+    if out.exists():
+        shutil.rmtree(out)  # --overwrite: the old report goes only once the new one is complete
+    tmp.rename(out)
+    print(f"{summary['verdict']}\nmint audit: report in {out / 'report.html'}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Command-line entry point of `mint audit`."""
+    parser = argparse.ArgumentParser(
+        prog="mint audit",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--ckpt", required=True, help="MINT detector checkpoint (it carries its classifier)")
+    parser.add_argument("--images", required=True, help="image folder (optionally class subfolders) or .npz")
+    parser.add_argument("--output", required=True, help="report folder to create")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    parser.add_argument(
+        "--labels", choices=["auto", "given", "predicted"], default="auto",
+        help="class fed to a class-conditioned detector: given (folders / npz labels), predicted by the "
+        "classifier, or auto (given when every image has one)",
+    )  # fmt: skip
+    parser.add_argument("--class-names", help="comma-separated class names in index order (class subfolders)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
+    command = "mint audit " + " ".join(argv if argv is not None else sys.argv[1:])
+    return run_audit(
+        args.ckpt, args.images, args.output, args.overwrite, args.labels, names,
+        args.batch_size, args.device, not args.no_progress_bar, command,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Checks of a parsed command line, made before anything is built or any process is launched.
+
+Lightning's own errors for these cases come late and say little ("No supported gpu backend
+found!"), or there is none (64 CPU processes on a 2-core machine). Each error here says what the
+machine has and what to type instead. `fit --ckpt_path last` is also resolved here: Lightning looks
+for `last.ckpt` only in the new run's own folder, so without this it would start from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from mint.data.activation_cache import unwritable
+from mint.resume import IGNORED_HPARAMS, differences, refuse
+from mint.target import file_sha256
+
+CPU_DDP = "--trainer.accelerator=cpu --trainer.devices=2 --trainer.strategy=ddp"
+
+
+def preflight(config: Any, subcommand: str | None, requested: Any = None) -> None:
+    """Check the subcommand's config (a jsonargparse namespace); may fill in a logger version.
+
+    Args:
+        config: the subcommand's config, as about to be instantiated.
+        subcommand: `fit`, `test`, ...
+        requested: the same config as parsed, before LightningCLI put a `--ckpt_path` file's
+            hyperparameters in place of the model's arguments.
+    """
+    trainer = (config.get(f"trainer.{k}") for k in ("accelerator", "devices", "strategy"))
+    check_devices(*trainer)
+    if config.get("data.init_args.cache_dir"):
+        check_cache_dir(config.get("data.init_args.cache_dir"))
+    ckpt_path = config.get("ckpt_path")
+    if subcommand == "fit" and ckpt_path == "last":
+        resolve_last(config.get("trainer.logger"))
+    elif ckpt_path and requested is not None and Path(ckpt_path).is_file():
+        for key, value in model_args(requested).items():  # speed options as asked, not as checkpointed
+            if key in IGNORED_HPARAMS:
+                config[f"model.init_args.{key}"] = value
+        if subcommand == "fit":
+            refuse_changed_model(requested, ckpt_path)
+
+
+def model_args(config: Any) -> dict[str, Any]:
+    """The model's init arguments in a config, as a dict."""
+    args = config.get("model.init_args")
+    return args.as_dict() if hasattr(args, "as_dict") else {}
+
+
+def refuse_changed_model(requested: Any, ckpt_path: str) -> None:
+    """Refuse `fit --ckpt_path FILE` with model arguments other than the checkpoint's, listing them."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+    saved = dict(ckpt.get("hyper_parameters", {}))
+    asked = model_args(requested)
+    # Values left to links (num_classes, image_size) or defaults resolved in __init__ are None here.
+    asked = {k: v for k, v in asked.items() if v is not None and k in saved}
+    diff = {}
+    if saved.get("_class_path") and requested.get("model.class_path") != saved["_class_path"]:
+        diff["model"] = (saved["_class_path"], requested.get("model.class_path"))
+    if "target_ckpt" in asked:  # a classifier is the same by content, whatever its path
+        old, new = saved.pop("target_ckpt"), asked.pop("target_ckpt")
+        old_sha = ckpt.get("mint_target", {}).get("sha256")
+        if new != old and old_sha and Path(new).is_file() and file_sha256(new) != old_sha:
+            diff["target_ckpt"] = (
+                f"{old} (sha256 {old_sha[:12]})",
+                f"{new} (sha256 {file_sha256(new)[:12]})",
+            )
+    refuse(diff | differences({k: saved[k] for k in asked}, asked), "model hyperparameters")
+
+
+def accelerator_name(accelerator: Any) -> str:
+    """`gpu` for any CUDA accelerator, else the lower-cased name (`cpu`, `auto`, ...)."""
+    name = str(getattr(accelerator, "class_path", accelerator) or "auto").lower()
+    if name in ("gpu", "cuda") or name.endswith("cudaaccelerator"):
+        return "gpu"
+    return "cpu" if name.endswith("cpuaccelerator") else name
+
+
+def requested_devices(devices: Any) -> int | None:
+    """How many devices `--trainer.devices` asks for; None for all there are (`auto`, -1)."""
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:  # "0,1": device indices
+            return len([d for d in text.split(",") if d.strip()])
+        devices = int(text) if text.lstrip("-").isdigit() else None
+    return devices if isinstance(devices, int) and devices > 0 else None
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_devices(accelerator: Any, devices: Any, strategy: Any = None) -> None:
+    """Refuse hardware the machine does not have, saying what it has and what to use."""
+    name, count = accelerator_name(accelerator), requested_devices(devices)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+    asked = f"accelerator={name}, devices={devices}, strategy={getattr(strategy, 'class_path', strategy)}"
+    if name == "gpu" and gpus == 0:
+        raise ValueError(
+            f"the trainer asks for GPUs ({asked}) but torch finds none on this machine{seen}. "
+            f"configs/trainer/ddp.yaml is for GPU machines. Without GPUs, leave it out (one CPU process), "
+            f"or test DDP on CPU with gloo: {CPU_DDP}"
+        )
+    if name in ("gpu", "auto") and gpus and count and count > gpus:
+        raise ValueError(
+            f"--trainer.devices={devices} asks for {count} GPUs but this machine has {gpus}{seen}. Use "
+            f"--trainer.devices={gpus} (or -1: all of them); GPUs of other machines join with "
+            f"--trainer.num_nodes=N under torchrun or SLURM (README, Multi-node)."
+        )
+    if (name == "cpu" or (name == "auto" and not gpus)) and count and count > cpu_cores():
+        # Oversubscribing cores works (only slowly), so it is a warning: a 1-core CI machine may still
+        # run the 2-process DDP test.
+        why = "no GPU was found, so accelerator=auto means CPU processes: " if name == "auto" else ""
+        warnings.warn(
+            f"--trainer.devices={devices} starts {count} CPU processes but this machine has "
+            f"{cpu_cores()} CPU cores ({why}{asked}); they will share the cores. Several CPU processes "
+            f"are only useful to test DDP: {CPU_DDP}",
+            stacklevel=2,
+        )
+
+
+def check_cache_dir(cache_dir: str | Path) -> None:
+    """Refuse an activation cache folder that cannot be created or written (before any extraction)."""
+    existing = Path(cache_dir).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise unwritable(cache_dir, f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise unwritable(cache_dir, f"{existing} is not writable by this user")
+
+
+def resolve_last(logger: Any) -> None:
+    """Point the logger at the newest earlier run that has a `last.ckpt`, so `--ckpt_path last` resumes it.
+
+    Only when the logger's `version` is not given (with it, Lightning already looks in that run).
+    The resumed run keeps logging into the same `version_N` folder.
+    """
+    args = getattr(logger, "init_args", None)
+    if args is None or getattr(args, "version", "given") is not None or not getattr(args, "save_dir", None):
+        return
+    root = Path(args.save_dir) / (getattr(args, "name", None) or "")
+    runs = [run for run in root.glob("version_*") if (run / "checkpoints" / "last.ckpt").is_file()]
+    if not runs:
+        return  # Lightning warns and starts from scratch: `--ckpt_path last` can be set before a first run
+    newest = max(runs, key=lambda run: (run / "checkpoints" / "last.ckpt").stat().st_mtime)
+    args.version = newest.name
+    rank_zero_info(f"mint: --ckpt_path last resumes {newest / 'checkpoints' / 'last.ckpt'}")

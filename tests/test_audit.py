@@ -1,0 +1,128 @@
+"""`mint audit` on the mini CIFAR-10 sample with a small memorizing classifier."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mint.cli import main
+from mint.data import MINTDataModule
+from tests.conftest import ROOT
+
+SIZES = {"val_size": 50, "calibration_size": 60, "test_size": 80}
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory, memorizing_classifier):
+    """A MINT detector (logits layer) with 60 + 60 calibration images held out."""
+    tmp = tmp_path_factory.mktemp("audit_detector")
+    cli = main([
+        "fit", "--config", str(ROOT / "configs" / "mint_layer7.yaml"),
+        f"--model.init_args.target_ckpt={memorizing_classifier}", "--model.layers=[layer8]",
+        *(f"--data.{k}={v}" for k, v in SIZES.items()), "--data.batch_size=50",
+        f"--data.cache_dir={tmp / 'cache'}", "--trainer.max_epochs=15",
+        f"--trainer.logger.init_args.save_dir={tmp}",
+        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    ])  # fmt: skip
+    return cli.trainer.checkpoint_callback.best_model_path
+
+
+@pytest.fixture(scope="module")
+def held_out(memorizing_classifier):
+    """Images of the detector's test set (never seen by the detector): members and non-members."""
+    plan = MINTDataModule(str(memorizing_classifier), ["layer8"], cache_dir=None, **SIZES).plan
+    rows = plan["portions"]["test"]
+    idx, member = plan["pool"][rows], plan["members"][rows].astype(bool)
+    images, labels = plan["data"].train.images[idx], plan["labels"][rows]
+    return {"member": (images[member], labels[member]), "non": (images[~member], labels[~member])}
+
+
+def audit(ckpt, images, out, *extra):
+    return main(["audit", "--ckpt", str(ckpt), "--images", str(images), "--output", str(out),
+                 "--no-progress-bar", *extra])  # fmt: skip
+
+
+def npz(path, images, labels=None):
+    arrays = {"images": images} | ({"labels": labels} if labels is not None else {})
+    np.savez(path, **arrays)
+    return path
+
+
+def test_members_give_a_small_p_value_and_unseen_images_do_not(tmp_path, detector, held_out):
+    members = audit(detector, npz(tmp_path / "m.npz", *held_out["member"]), tmp_path / "m")
+    unseen = audit(detector, npz(tmp_path / "n.npz", *held_out["non"]), tmp_path / "n")
+    assert members["p_value"] < 1e-3 and members["verdict"].startswith("Strong evidence")
+    assert unseen["p_value"] > 0.05 and unseen["verdict"].startswith("No evidence")
+    assert members["member_fraction"]["fraction"] > 0.6 and unseen["member_fraction"]["fraction"] < 0.4
+    rows = (tmp_path / "m" / "scores.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(held_out["member"][0])
+    report = (tmp_path / "m" / "report.html").read_text()
+    assert "Strong evidence" in report and "data:image/png;base64," in report
+    assert json.loads((tmp_path / "m" / "summary.json").read_text())["detector"]["sha256"]
+
+
+def test_mixed_set_gives_a_fraction_near_the_true_one(tmp_path, detector, held_out):
+    (mi, ml), (ni, nl) = held_out["member"], held_out["non"]
+    mixed = npz(tmp_path / "mix.npz", np.concatenate([mi[:40], ni[:40]]), np.concatenate([ml[:40], nl[:40]]))
+    res = audit(detector, mixed, tmp_path / "mix")["member_fraction"]
+    assert abs(res["fraction"] - 0.5) < 0.25 and res["ci_low"] < 0.5 < res["ci_high"], res
+
+
+def write_folder(root, images, labels):
+    for i, (im, lab) in enumerate(zip(images, labels, strict=True)):
+        (root / str(lab)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(root / str(lab) / f"{i}.png")
+
+
+def test_folder_with_odd_files_is_converted_skipped_and_reported(tmp_path, detector, held_out):
+    images, labels = held_out["member"]
+    root = tmp_path / "photos"
+    write_folder(root, images[:30], labels[:30])
+    Image.fromarray(images[30]).convert("L").save(root / str(labels[30]) / "gray.png")
+    Image.fromarray(images[31]).convert("RGBA").save(root / str(labels[31]) / "rgba.png")
+    Image.fromarray(images[32]).resize((48, 48)).save(root / str(labels[32]) / "big.jpg")
+    (root / str(labels[0]) / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (root / str(labels[0]) / "notes.txt").write_text("not an image")
+    (root / "stray.png").write_bytes((root / str(labels[1]) / "1.png").read_bytes())
+    res = audit(detector, root, tmp_path / "out")
+    assert res["n_audited"] == 33 and res["labels"] == "given"
+    reasons = {p.rsplit("/", 1)[-1]: r for p, r in res["skipped"]}
+    assert set(reasons) == {"broken.png", "notes.txt", "stray.png"}
+    assert "cannot be decoded" in reasons["broken.png"] and "class subfolder" in reasons["stray.png"]
+    assert res["conversions"] == {"L converted to RGB": 1, "RGBA converted to RGB": 1, "resized to 32x32": 1}
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "broken.png" in report and "RGBA converted to RGB" in report
+
+
+def test_unlabelled_images_use_the_predicted_class(tmp_path, detector, held_out):
+    res = audit(detector, npz(tmp_path / "u.npz", held_out["member"][0]), tmp_path / "u")
+    assert res["labels"] == "predicted" and res["p_value"] < 0.01
+
+
+def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_classifier, held_out):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no images to audit"):
+        audit(detector, tmp_path / "empty", tmp_path / "o1")
+    images = npz(tmp_path / "m.npz", *held_out["member"])
+    with pytest.raises(SystemExit, match="is a classifier checkpoint, not a MINT detector"):
+        audit(memorizing_classifier, images, tmp_path / "o2")
+    ckpt = torch.load(detector, weights_only=True)
+    del ckpt["mint_target"]
+    torch.save(ckpt, tmp_path / "headless.ckpt")
+    with pytest.raises(SystemExit, match="not a MINT detector checkpoint carrying its classifier"):
+        audit(tmp_path / "headless.ckpt", images, tmp_path / "o3")
+    ckpt = torch.load(detector, weights_only=True)
+    del ckpt["mint_calibration"]
+    torch.save(ckpt, tmp_path / "uncalibrated.ckpt")
+    with pytest.raises(SystemExit, match="no calibration scores.*calibration_size"):
+        audit(tmp_path / "uncalibrated.ckpt", images, tmp_path / "o4")
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
+    audit(detector, images, tmp_path / "done")
+    with pytest.raises(SystemExit, match="already exists.*--overwrite"):
+        audit(detector, images, tmp_path / "done")
+    audit(detector, images, tmp_path / "done", "--overwrite")
+    with pytest.raises(SystemExit, match="not a class index"):
+        write_folder(tmp_path / "named" / "x", held_out["member"][0][:2], ["cat", "dog"])
+        audit(detector, tmp_path / "named" / "x", tmp_path / "o5")

@@ -1,0 +1,149 @@
+"""Resumed fits: killed after an epoch, `--ckpt_path last` ends exactly where an uninterrupted fit ends."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from mint.cli import main
+from tests.conftest import ROOT, npz_args
+
+TINY = [
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+    "--trainer.deterministic=true",
+    "--trainer.limit_train_batches=5",
+    "--trainer.limit_val_batches=2",
+    "--trainer.max_epochs=2",
+]
+
+
+class SigkillAt(Callback):
+    """Kill this process (SIGKILL: no cleanup, no checkpoint) at a batch of a later epoch."""
+
+    def __init__(self, epoch: int = 1, batch: int = 2) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class FailAt(SigkillAt):
+    """Raise at a batch of a later epoch (an in-process crash)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise RuntimeError("simulated crash")
+
+
+def classifier_args(save_dir, *extra):
+    return [
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "classifier_cifar10.yaml"),
+        *npz_args("cifar10"),
+        f"--trainer.logger.init_args.save_dir={save_dir}",
+        "--model.init_args.width=0.25",
+        "--data.batch_size=64",
+        "--data.num_workers=0",
+        *TINY,
+        *extra,
+    ]
+
+
+def assert_same_run(a, b):
+    assert a.trainer.global_step == b.trainer.global_step
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+    ma, mb = a.trainer.callback_metrics, b.trainer.callback_metrics
+    assert ma.keys() == mb.keys()
+    for key in ma:  # NaN (a TPR at an FPR too low for the set) equals NaN
+        torch.testing.assert_close(ma[key], mb[key], rtol=0, atol=0, equal_nan=True, msg=key)
+
+
+def test_killed_classifier_fit_resumes_exactly(tmp_path):
+    full = main(classifier_args(tmp_path / "full"))
+    killed = subprocess.run(
+        [
+            *(sys.executable, "-m", "mint.cli"),
+            *classifier_args(tmp_path / "killed", "--trainer.callbacks+=tests.test_resume.SigkillAt"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    (last,) = (tmp_path / "killed").glob("classifier_cifar10/version_*/checkpoints/last.ckpt")
+    saved = torch.load(last, weights_only=True)
+    assert saved["epoch"] == 0  # the epoch before the kill
+
+    # `--ckpt_path last` alone finds the killed run (not the new run's empty folder) and logs into it
+    resumed = main(classifier_args(tmp_path / "killed", "--ckpt_path=last"))
+    assert resumed.trainer.log_dir == str(last.parents[1])
+    assert_same_run(full, resumed)
+    assert not torch.equal(saved["state_dict"]["net.layer1.0.weight"], resumed.model.net.layer1[0].weight)
+
+
+def test_crashed_mint_fit_resumes_exactly(tmp_path, tiny_classifier):
+    def args(save_dir, *extra):
+        return [
+            "fit",
+            "--config",
+            str(ROOT / "configs" / "mint_layer7.yaml"),
+            f"--model.init_args.target_ckpt={tiny_classifier}",
+            f"--trainer.logger.init_args.save_dir={save_dir}",
+            f"--data.cache_dir={tmp_path / 'cache'}",
+            "--data.train_size=100",
+            "--data.val_size=20",
+            "--data.test_size=20",
+            "--data.calibration_size=20",  # scored at every checkpoint save, for `mint audit`
+            "--data.batch_size=20",
+            *TINY,
+            *extra,
+        ]
+
+    full = main(args(tmp_path / "full"))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        main(args(tmp_path / "crashed", "--trainer.callbacks+=tests.test_resume.FailAt"))
+    resumed = main(args(tmp_path / "crashed", "--ckpt_path=last"))
+    assert_same_run(full, resumed)
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one_epoch")
+    cli = main(classifier_args(tmp, "--trainer.max_epochs=1"))
+    return cli.trainer.checkpoint_callback.last_model_path
+
+
+@pytest.mark.parametrize(
+    ("change", "listed"),
+    [
+        ("--model.init_args.width=0.5", "width: 0.25 (checkpoint) != 0.5 (now)"),
+        ("--model.init_args.block_dropout=0.1", "block_dropout: 0.25 (checkpoint) != 0.1 (now)"),
+        (
+            "--model.init_args.optimizer.init_args.lr=0.01",
+            "optimizer0.0.lr: 0.001 (checkpoint) != 0.01 (now)",
+        ),
+        ("--data.split_seed=1", "different split"),
+    ],
+)
+def test_resuming_with_another_config_is_refused(tmp_path, one_epoch_run, change, listed):
+    with pytest.raises(ValueError, match="checkpoint") as err:
+        main(classifier_args(tmp_path, f"--ckpt_path={one_epoch_run}", change))
+    assert listed in str(err.value)
+
+
+def test_resuming_with_only_speed_options_changed_is_allowed(tmp_path, one_epoch_run):
+    speed = "--model.init_args.channels_last=true"
+    cli = main(classifier_args(tmp_path, f"--ckpt_path={one_epoch_run}", speed))
+    assert cli.trainer.current_epoch == 2
+    assert cli.model.hparams.channels_last  # as asked, not the checkpoint's value

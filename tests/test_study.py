@@ -1,0 +1,62 @@
+import csv
+
+import numpy as np
+import pytest
+
+from mint.cli import main
+from mint.data import ClassSubset, NpzSource
+from tests.conftest import ROOT, npz_args, shared_file
+
+
+def test_class_subset_keeps_the_first_classes_and_rebuilds_from_its_record():
+    full = NpzSource(shared_file("cifar100_mini_train.npz"), shared_file("cifar100_mini_test.npz"))
+    sub = ClassSubset(full, classes=20)
+    train = sub.load("train")
+    assert sub.num_classes == 20 and set(np.unique(train.labels)) == set(range(20))
+    assert len(train) == int((full.load("train").labels < 20).sum())
+    from mint.data.sources import source_from_config
+
+    again = source_from_config(sub.config())
+    assert (
+        isinstance(again, ClassSubset) and again.load("test").fingerprint() == sub.load("test").fingerprint()
+    )
+    with pytest.raises(ValueError, match="only 100 classes"):
+        ClassSubset(full, classes=101)
+
+
+def test_class_count_study_end_to_end(tmp_path):
+    clf_args = " ".join([
+        *npz_args("cifar100"), "--trainer.max_epochs=2", "--model.width=0.25", "--data.batch_size=32",
+        "--data.num_workers=0", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    ])  # fmt: skip
+    mint_args = (
+        "--data.val_size=10 --data.test_size=30 --data.calibration_size=10 --data.batch_size=16 "
+        f"--data.cache_dir={tmp_path / 'cache'} "
+        "--trainer.max_epochs=1 --trainer.enable_progress_bar=false --trainer.enable_model_summary=false"
+    )
+    rows = main([
+        "study", "--factor", "classes", "--values", "10", "20",
+        "--classifier-config", str(ROOT / "configs" / "classifier_cifar100.yaml"),
+        "--mint-config", str(ROOT / "configs" / "mint_cifar100_layer7.yaml"),
+        "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path),
+    ])  # fmt: skip
+    assert [r["classes"] for r in rows] == [10, 20]
+    labels = np.load(shared_file("cifar100_mini_train.npz"))["labels"]
+    for r in rows:  # half of the kept classes' images are members
+        assert r["classifier_members"] == pytest.approx((labels < r["classes"]).sum() / 2, rel=0.1)
+    assert all(0.0 <= r["mint_auroc"] <= 1.0 and r["n_test"] == "30+30" for r in rows)
+    run = tmp_path / "study_classes" / "run_0"
+    assert {"study.csv", "study.md", "study.png", "classifier", "mint"} <= {p.name for p in run.iterdir()}
+    with (run / "study.csv").open() as f:
+        assert [r["classes"] for r in csv.DictReader(f)] == ["10", "20"]
+
+
+def test_study_rejects_bad_values_before_any_training(tmp_path):
+    base = ["study", "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"), "--output", str(tmp_path)]
+    with pytest.raises(SystemExit, match="member fractions"):
+        main([*base, "--factor", "members", "--values", "0.5", "2", "--classifier-config", "x.yaml"])
+    with pytest.raises(SystemExit, match="none, embedding, per_class"):
+        main([*base, "--factor", "conditioning", "--values", "per_clas", "--target-ckpt", "x.ckpt"])
+    with pytest.raises(SystemExit, match="give --classifier-config"):
+        main([*base, "--factor", "classes", "--values", "10"])
+    assert not (tmp_path / "study_members").exists()
