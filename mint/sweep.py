@@ -13,8 +13,10 @@ Arguments after `--` go to every `fit` / `test` call (any LightningCLI override)
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
+from mint.atomic import write_json_atomic
 from mint.cli import MintCLI
 from mint.models import PAPER_LAYERS, readable_layers
 from mint.roc_plot import plt
@@ -54,7 +56,9 @@ def run_sweep(
     if layers == ["all"]:
         layers = all_layers(config, extra)
     detectors = detectors or ["auto"]
+    start = time.perf_counter()
     sweep_dir, shapes = prepare(config, layers, extra)
+    timing = {"extract_all_layers_s": time.perf_counter() - start, "runs_s": {}}
     run = new_run_dir(sweep_dir, "mint sweep")
     rows, first = [], None
     for layer in layers:
@@ -66,7 +70,9 @@ def run_sweep(
             args = ["--config", config, *extra, f"--model.init_args.layers=[{layer}]"]
             args += [f"--model.init_args.detector={kind}"] if kind != "auto" else []
             version = layer if kind == "auto" else f"{layer}-{kind}"
+            t0 = time.perf_counter()
             fit, res = fit_and_test(args, run.parent, run.name, version)
+            timing["runs_s"][version] = time.perf_counter() - t0  # fit + test, reading the cache
             first = first or res
             shape = shapes[layer]
             used = fit.model.detector.kinds[layer]  # `auto` resolved: CNN for maps, MLP for vectors
@@ -77,6 +83,8 @@ def run_sweep(
     for name, report in first["baselines"].items():
         rows.append({"scorer": f"baseline: {name}", "depth": "", "shape": "logits", **scorer_row(report),
                      "n": f"{report['n_members']}+{report['n_nonmembers']}"})  # fmt: skip
+    timing["total_s"] = time.perf_counter() - start
+    write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
     _write_outputs(run, rows, first["classifier_on_test_set"], layers)
     return rows
 

@@ -5,18 +5,19 @@ from tests.conftest import shared_file
 
 
 def test_no_track_crosses_any_boundary(tiny_gtsrb_classifier):
-    dm = MINTDataModule(str(tiny_gtsrb_classifier), val_size=50, test_size=100, cache_dir=None)
+    dm = MINTDataModule(
+        str(tiny_gtsrb_classifier), val_size=50, calibration_size=60, test_size=100, cache_dir=None
+    )
     plan = dm.plan
     data = plan["data"]
     tracks = data.train.groups
     assert data.manifest["group_aware"] and data.manifest["num_groups"] < len(tracks)
     assert not set(tracks[data.split.members]) & set(tracks[data.split.nonmembers])
     sets = {name: set(data.groups[plan["pool"][rows]]) for name, rows in plan["portions"].items()}
-    assert (
-        not sets["train"] & sets["val"]
-        and not sets["train"] & sets["test"]
-        and not sets["val"] & sets["test"]
-    )
+    names = list(sets)
+    assert names == ["train", "val", "calibration", "test"]
+    for i, a in enumerate(names):
+        assert all(not sets[a] & sets[b] for b in names[i + 1 :]), a
     for name, rows in plan["portions"].items():
         assert plan["members"][rows].mean() == 0.5, name  # trimmed to exact balance
     assert plan["sizes"]["test"]["members"] > 80  # as close to the request as track sizes allow
