@@ -78,19 +78,18 @@ class AuditInputs:
         with np.load(self.npz, allow_pickle=False) as z:
             images = z["images"]
         labels = np.array([label for _, label in self.items], np.int64)
-        if images.ndim == 3 or images.shape[-1] in (1, 4) or images.dtype != np.uint8:
-            self.conversions[f"npz images {images.dtype} {images.shape[1:]} converted to RGB uint8"] = len(
+        recolour = images.ndim == 3 or images.shape[-1] != 3 or images.dtype != np.uint8
+        resize = images.shape[1:3] != (self.image_size, self.image_size)
+        if recolour:
+            self.conversions[f"npz {images.dtype} {tuple(images.shape[1:])} converted to RGB uint8"] = len(
                 images
             )
+        if resize:
+            self.conversions[f"resized to {self.image_size}x{self.image_size}"] = len(images)
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            if (
-                chunk.shape[1:3] != (self.image_size, self.image_size)
-                or chunk.ndim != 4
-                or chunk.shape[-1] != 3
-            ):
+            if recolour or resize:
                 chunk = _to_rgb_resized(chunk, self.image_size)
-                self.conversions[f"resized to {self.image_size}x{self.image_size}"] += len(chunk)
             end = start + len(chunk)
             yield AuditBatch(chunk, labels[start:end], [f"index {i}" for i in range(start, end)])
 

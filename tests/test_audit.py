@@ -99,6 +99,14 @@ def test_folder_with_odd_files_is_converted_skipped_and_reported(tmp_path, detec
 def test_unlabelled_images_use_the_predicted_class(tmp_path, detector, held_out):
     res = audit(detector, npz(tmp_path / "u.npz", held_out["member"][0]), tmp_path / "u")
     assert res["labels"] == "predicted" and res["p_value"] < 0.01
+    gray = np.stack(
+        [np.asarray(Image.fromarray(im).convert("L").resize((40, 40))) for im in held_out["non"][0]]
+    )
+    res = audit(detector, npz(tmp_path / "g.npz", gray), tmp_path / "g")  # (N, 40, 40) uint8
+    assert res["n_audited"] == len(gray) and res["conversions"] == {
+        "npz uint8 (40, 40) converted to RGB uint8": len(gray),
+        "resized to 32x32": len(gray),
+    }
 
 
 def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_classifier, held_out):
