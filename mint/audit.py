@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mint.audit_inputs import AuditInputs, list_inputs
 from mint.audit_report import histogram_figure, verdict, write_html
+from mint.roc_plot import plt
 from mint.set_test import mann_whitney_greater, member_fraction_estimate
 from mint.target import LOGITS, file_sha256
 
@@ -94,7 +95,14 @@ def score_images(
             batch.names, batch.labels.tolist(), predicted.tolist(), used.tolist(), s.tolist(), strict=True
         ):
             sink.writerow(
-                [name, lab if lab >= 0 else "", pred, used_lab, f"{value:.8g}", f"{_sigmoid(value):.6f}"]
+                [
+                    name,
+                    lab if lab >= 0 else "",
+                    pred,
+                    used_lab if used_lab >= 0 else "",
+                    f"{value:.8g}",
+                    f"{_sigmoid(value):.6f}",
+                ]
             )
         bar.update(len(batch.names) + len(inputs.skipped) - seen_skips)  # skipped files count as done
         seen_skips = len(inputs.skipped)
@@ -196,6 +204,7 @@ def run_audit(
     figure = histogram_figure(scores, members, nonmembers)
     figure.savefig(tmp / "histogram.png", dpi=110)
     write_html(tmp / "report.html", summary, figure)
+    plt.close(figure)
     if out.exists():
         shutil.rmtree(out)  # --overwrite: the old report goes only once the new one is complete
     tmp.rename(out)

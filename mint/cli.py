@@ -62,6 +62,9 @@ def main(args: ArgsType = None):
     if isinstance(argv, list) and argv[:1] and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])  # imported only when asked for
         return module.main(argv[1:])
+    if isinstance(argv, list) and argv in (["-h"], ["--help"]):  # LightningCLI lists only its own
+        extra = ", ".join(SUBCOMMANDS)
+        print(f"mint: also {extra} (e.g. `mint audit --help`); LightningCLI subcommands below.\n")
     # Every run writes into a new version_N folder, so allowing the config file to be overwritten never
     # clobbers an earlier run; it avoids a race between DDP ranks checking for the file.
     return MintCLI(

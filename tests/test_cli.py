@@ -29,7 +29,7 @@ def test_module_help_lists_the_subcommands():
     out = subprocess.run(
         [sys.executable, "-m", "mint.cli", "--help"], capture_output=True, text=True, check=True
     )
-    for sub in ("fit", "validate", "test", "predict"):
+    for sub in ("fit", "validate", "test", "predict", "quickstart", "sweep", "study", "audit"):
         assert sub in out.stdout
 
 
