@@ -26,12 +26,19 @@ def npz_args(name: str) -> list[str]:
     ]
 
 
+def fit_args(
+    save_dir: Path, *extra: str, config: str = "classifier_cifar10.yaml", data: str = "cifar10"
+) -> list:
+    """`fit` arguments of a classifier config on a mini sample, logging into `save_dir`."""
+    args = ["fit", "--config", str(ROOT / "configs" / config), *npz_args(data)]
+    return [*args, f"--trainer.logger.init_args.save_dir={save_dir}", *extra]
+
+
 def train_classifier(tmp: Path, config: str, data: str, *extra: str) -> Path:
     """Fit a classifier config on a mini sample into `tmp`; return its last checkpoint."""
     from mint.cli import main
 
-    args = ["fit", "--config", str(ROOT / "configs" / config), *npz_args(data)]
-    args += [f"--trainer.logger.init_args.save_dir={tmp}", "--trainer.enable_progress_bar=false"]
+    args = fit_args(tmp, "--trainer.enable_progress_bar=false", config=config, data=data)
     args += ["--data.num_workers=0", "--trainer.enable_model_summary=false", *extra]
     cli = main(args)
     return Path(cli.trainer.checkpoint_callback.last_model_path)

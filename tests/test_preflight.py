@@ -8,18 +8,9 @@ import torch
 from mint.cli import main
 from mint.data import MINTDataModule
 from mint.preflight import CPU_DDP, check_cache_dir, check_devices, cpu_cores, requested_devices
-from tests.conftest import ROOT, npz_args
+from tests.conftest import ROOT, fit_args
 
-
-def classifier(tmp_path, *extra):
-    return [
-        "fit",
-        "--config",
-        str(ROOT / "configs" / "classifier_cifar10.yaml"),
-        *npz_args("cifar10"),
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
-        *extra,
-    ]
+classifier = fit_args
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from mint.cli import main
-from tests.conftest import ROOT, npz_args
+from tests.conftest import ROOT, fit_args
 
 TINY = [
     "--trainer.enable_progress_bar=false",
@@ -42,18 +42,8 @@ class FailAt(SigkillAt):
 
 
 def classifier_args(save_dir, *extra):
-    return [
-        "fit",
-        "--config",
-        str(ROOT / "configs" / "classifier_cifar10.yaml"),
-        *npz_args("cifar10"),
-        f"--trainer.logger.init_args.save_dir={save_dir}",
-        "--model.init_args.width=0.25",
-        "--data.batch_size=64",
-        "--data.num_workers=0",
-        *TINY,
-        *extra,
-    ]
+    tiny = ["--model.init_args.width=0.25", "--data.batch_size=64", "--data.num_workers=0", *TINY]
+    return fit_args(save_dir, *tiny, *extra)
 
 
 def assert_same_run(a, b):
