@@ -1,24 +1,33 @@
-"""mint: the Membership Inference Test (MINT) for image classifiers, on PyTorch Lightning."""
+"""mint: the Membership Inference Test (MINT) for image classifiers, on PyTorch Lightning.
 
-from mint.classifier import ClassifierModule
+The pipeline, one subpackage per stage: `mint.data` (sources, splits, data modules, activation
+cache) -> `mint.models` (target and detector networks) -> `mint.tasks` (the LightningModules) ->
+`mint.attacks` and `mint.evaluation` (membership scorers and their metrics) -> `mint.audit` (was
+this set used?) -> `mint.experiments` (quickstart, sweeps, factor studies). See docs/architecture.md.
+"""
+
 from mint.data import (
-    ClassifierDataModule,
+    ClassSubset,
+    DetectorDataModule,
+    FakeSource,
     ImageFolderSource,
-    MINTDataModule,
     NpzSource,
     SampleSource,
+    TargetDataModule,
     TorchvisionSource,
 )
-from mint.detector import MINTModule
+from mint.tasks import DetectorModule, TargetModule
 
 __all__ = [
-    "ClassifierDataModule",
-    "ClassifierModule",
+    "ClassSubset",
+    "DetectorDataModule",
+    "DetectorModule",
+    "FakeSource",
     "ImageFolderSource",
-    "MINTDataModule",
-    "MINTModule",
     "NpzSource",
     "SampleSource",
+    "TargetDataModule",
+    "TargetModule",
     "TorchvisionSource",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -10,18 +10,17 @@ import importlib
 import sys
 from pathlib import Path
 
-import torch
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
-from mint.preflight import preflight
+from mint.tasks.preflight import preflight
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
 SUBCOMMANDS = {
-    "quickstart": "mint.quickstart",
-    "sweep": "mint.sweep",
-    "study": "mint.study",
-    "audit": "mint.audit",
+    "quickstart": "mint.experiments.quickstart",
+    "sweep": "mint.experiments.sweep",
+    "study": "mint.experiments.study",
+    "audit": "mint.audit.command",
 }
 
 
@@ -29,11 +28,10 @@ class MintCLI(LightningCLI):
     """LightningCLI with the values one stage derives from another linked, never typed twice."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        # The data decides the classes and image size of a target; a detector's data module gives
+        # them only when it names another source, and the detector module checks them.
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
-        # The classifier checkpoint and layers are named once, on the MINT model, and passed to its data.
-        parser.link_arguments("model.init_args.target_ckpt", "data.init_args.target_ckpt", apply_on="parse")
-        parser.link_arguments("model.init_args.layers", "data.init_args.layers", apply_on="parse")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, and keep the config as asked (`self.requested`).
@@ -45,14 +43,18 @@ class MintCLI(LightningCLI):
         self.requested = self.config.clone()
 
     def before_instantiate_classes(self) -> None:
-        """`test --ckpt_path MINT.ckpt` reads the classifier from that checkpoint, which carries it."""
-        config = self.config.get(self.config.get("subcommand") or "", self.config)
-        ckpt_path = config.get("ckpt_path")
-        target = config.get("model.init_args.target_ckpt")
-        if ckpt_path and target and Path(ckpt_path).is_file() and not Path(target).is_file():
-            if "mint_target" in torch.load(ckpt_path, map_location="cpu", weights_only=True):
-                config["model.init_args.target_ckpt"] = config["data.init_args.target_ckpt"] = ckpt_path
+        """Check the run before anything is built; evaluate a detector with the target it carries.
+
+        `test`, `validate` and `predict` with a detector's `--ckpt_path` read the target from that
+        checkpoint (which holds the target the detector was trained on), never from `target_ckpt`,
+        which may since point at another file (a retrained target behind a `latest` link).
+        """
         subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand or "", self.config)
+        ckpt_path = config.get("ckpt_path")
+        detector = config.get("model.init_args.target_ckpt") is not None
+        if subcommand != "fit" and detector and ckpt_path and Path(ckpt_path).is_file():
+            config["model.init_args.target_ckpt"] = ckpt_path
         preflight(config, subcommand, self.requested.get(subcommand or "", self.requested))
 
 

@@ -1,23 +1,27 @@
-"""Data sources, the membership split and the LightningDataModules that serve them."""
+"""Data: sources of images, the member / non-member split, and the LightningDataModules that serve them."""
 
+from mint.data.activation_cache import ActivationCache
 from mint.data.class_subset import ClassSubset
-from mint.data.classifier_datamodule import ClassifierDataModule
-from mint.data.image_set import ImageSet
+from mint.data.detector_datamodule import DetectorDataModule
+from mint.data.fake import FakeSource
+from mint.data.images import ImageSet
 from mint.data.membership import build_membership, rebuild_membership
-from mint.data.mint_datamodule import MINTDataModule
 from mint.data.sample import SampleSource
 from mint.data.sources import ImageFolderSource, NpzSource, Source, TorchvisionSource
 from mint.data.split import membership_split, partition
+from mint.data.target_datamodule import TargetDataModule
 
 __all__ = [
+    "ActivationCache",
     "ClassSubset",
-    "ClassifierDataModule",
+    "DetectorDataModule",
+    "FakeSource",
     "ImageFolderSource",
     "ImageSet",
-    "MINTDataModule",
     "NpzSource",
     "SampleSource",
     "Source",
+    "TargetDataModule",
     "TorchvisionSource",
     "build_membership",
     "membership_split",

@@ -1,6 +1,6 @@
 """Disk cache of a frozen target's activations: extracted once, read back by every epoch and run.
 
-A cache folder is named by the hash of everything the activations depend on (the classifier
+A cache folder is named by the hash of everything the activations depend on (the target
 checkpoint's sha256 and the images: their indices and the data's fingerprint). Inside, every layer
 (and the logits) is one `.npy` file with a `.json` record of its sha256; both are written to
 temporary files and renamed into place, so a crashed, torn or edited array is detected on opening
@@ -15,17 +15,17 @@ import json
 import os
 import uuid
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities.seed import isolate_rng
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from mint.data.images import to_tensor
 from mint.data.npy_io import NpyRows, NpyWriter
-from mint.target import LOGITS, FrozenTarget, file_sha256
+from mint.files import file_sha256
+from mint.models.target import LOGITS, Target
 
 CACHE_VERSION = 1
 FP16_MAX = 65504.0
@@ -80,41 +80,35 @@ class ActivationCache:
 
     def ensure(
         self,
-        make_target: Callable[[list[str]], FrozenTarget],
+        target: Target,
         images: np.ndarray,
         rows: np.ndarray,
-        layers: list[str],
         batch_size: int = 512,
         device: torch.device | str = "cpu",
     ) -> dict[str, np.ndarray]:
-        """Open `layers` and the logits, extracting first (in one pass) those missing, stale or corrupted.
+        """Open the target's layers and logits, extracting first (in one pass) those missing or unusable.
 
         Args:
-            make_target: builds the frozen classifier reading the given layers.
+            target: the frozen target; its `layers` are the arrays needed.
             images: uint8 (N, H, W, 3) images.
             rows: which images, in cache order.
-            layers: layers needed.
             batch_size: images per forward pass.
-            device: where to run the classifier.
+            device: where to run the target during extraction (it is moved back afterwards).
         """
-        names = [*layers, LOGITS]
+        names = [*target.layers, LOGITS]
         problems = {name: self.problem(name) for name in names}
-        todo = [name for name in layers if problems[name] is not None]
         for name, problem in problems.items():
             if problem not in (None, "missing"):
                 warnings.warn(
                     f"activation cache {self.dir} array {name} is {problem}: rebuilding it", stacklevel=2
                 )
-        if todo or problems[LOGITS] is not None:
-            # Building the classifier draws its (then overwritten) initial weights from the global
-            # generators: isolated, so a run that builds the cache and one that reuses it (or DDP
-            # rank 0, which builds it, and the other ranks) train with the same random stream.
-            with isolate_rng():
-                target = make_target(todo or layers[:1]).to(device)
+        todo = [name for name in names if problems[name] is not None]
+        if todo:
+            home = next(target.buffers()).device
             try:
-                self._extract(target, images, rows, batch_size, [*todo, LOGITS])
+                self._extract(target.to(device), images, rows, batch_size, todo)
             finally:
-                target.to("cpu")
+                target.to(home)
         return self.open(names)
 
     def _make_dir(self) -> None:
@@ -127,7 +121,7 @@ class ActivationCache:
         except OSError as err:
             raise unwritable(self.root, err) from err
 
-    def _extract(self, target: FrozenTarget, images, rows, batch_size: int, names: list[str]) -> None:
+    def _extract(self, target: Target, images, rows, batch_size: int, names: list[str]) -> None:
         self._make_dir()
         device = next(target.buffers()).device
         shapes = target.shapes | {LOGITS: (target.num_classes,)}
@@ -142,8 +136,7 @@ class ActivationCache:
                 out[name] = NpyWriter(tmp[name], dtype, (len(rows), *shapes[name]))
             for start in tqdm(range(0, len(rows), batch_size), desc="extracting activations", leave=False):
                 batch = images[rows[start : start + batch_size]]  # (B, H, W, 3) uint8
-                x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-                acts = target(x.permute(0, 3, 1, 2).float().div_(255))
+                acts = target(to_tensor(torch.from_numpy(batch).to(device)))
                 for name in names:
                     value = acts[name].float()
                     if name != LOGITS:  # torch converts to float16 about twice as fast as numpy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mint.data.image_set import ImageSet
+from mint.data.images import ImageSet
 from mint.data.sources import Source, Split
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 
 from mint.data.duplicates import duplicate_clusters, merge_groups
-from mint.data.image_set import ImageSet
+from mint.data.images import ImageSet
 from mint.data.sources import Source, source_from_config
 from mint.data.split import MembershipSplit, membership_split
 
@@ -41,7 +41,7 @@ def build_membership(
 
     Args:
         source: where the images come from.
-        member_fraction: share of the train split that trains the classifier.
+        member_fraction: share of the train split that trains the target.
         seed: seed of the split.
         stratify: same member share in every class.
         group_aware: keep the source's groups (if any) on one side of the boundary.
@@ -49,8 +49,6 @@ def build_membership(
             group (one side of the boundary), `drop` all copies but the first from both sides, or
             `ignore` them (a copy of a member may then be a "non-member").
     """
-    if not 0.0 < member_fraction < 1.0:
-        raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
     train, test = source.load("train"), source.load("test")
     if len(train) < 2:
         raise ValueError(
@@ -96,7 +94,7 @@ def rebuild_membership(manifest: dict, source: Source | None = None) -> Membersh
     """Rebuild exactly the split a manifest records, refusing data that differs from the recorded data.
 
     Args:
-        manifest: the record written by `build_membership` (e.g. from a classifier checkpoint).
+        manifest: the record written by `build_membership` (e.g. from a target checkpoint).
         source: the source to read; by default the recorded one.
     """
     source = source or source_from_config(manifest["source"])
@@ -112,9 +110,9 @@ def rebuild_membership(manifest: dict, source: Source | None = None) -> Membersh
     diff = [k for k in keys if data.manifest[k] != manifest[k]]
     if diff:
         raise ValueError(
-            f"the data of {source.config()} is not the data the classifier was trained on "
+            f"the data of {source.config()} is not the data the target was trained on "
             f"(mismatch in {', '.join(diff)}; recorded source: {manifest['source']}). "
-            f"Use the recorded source, or retrain the classifier on this one."
+            f"Use the recorded source, or retrain the target on this one."
         )
     return data
 

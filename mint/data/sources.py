@@ -16,11 +16,10 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from mint.atomic import write_atomic
-from mint.data.image_set import ImageSet
+from mint.data.images import IMAGE_EXTENSIONS, ImageSet, resize_rgb
+from mint.files import write_atomic
 
 Split = Literal["train", "test"]
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 
 
 class Source:
@@ -40,7 +39,7 @@ class Source:
 
     @property
     def num_classes(self) -> int:
-        """Number of classes, for sizing the classifier's output."""
+        """Number of classes, for sizing the target's output."""
         raise NotImplementedError
 
     def config(self) -> dict:
@@ -61,14 +60,6 @@ def source_from_config(config: dict) -> Source:
     return cls(**args)
 
 
-def resize_rgb(image: Image.Image, size: int | None) -> np.ndarray:
-    """Convert any PIL image to RGB uint8 (H, W, 3), resized to size x size when `size` is set."""
-    image = image.convert("RGB")
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
-
 class TorchvisionSource(Source):
     """CIFAR-10, CIFAR-100 or GTSRB through torchvision's own data set classes and official splits.
 
@@ -76,7 +67,7 @@ class TorchvisionSource(Source):
         name: which data set.
         root: folder holding (or receiving) torchvision's files.
         download: download missing files in `prepare_data()` (needs internet).
-        image_size: side of the square images given to the classifier; GTSRB's varying sizes are
+        image_size: side of the square images given to the target; GTSRB's varying sizes are
             resized to it (bilinear, whole image), CIFAR is left at 32 unless this differs.
     """
 
@@ -162,7 +153,7 @@ class NpzSource(Source):
 
     Args:
         train: path of the train split (members and non-members are drawn from it).
-        test: path of the test split (extra non-members; the classifier's validation data).
+        test: path of the test split (extra non-members; the target's validation data).
     """
 
     def __init__(self, train: str, test: str) -> None:
@@ -212,7 +203,7 @@ class ImageFolderSource(Source):
     Args:
         train: folder of class subfolders for the train split.
         test: same for the test split; without it, the test split is empty.
-        image_size: side of the square images given to the classifier.
+        image_size: side of the square images given to the target.
         group_pattern: optional regular expression applied to each file name; its first group
             identifies images that must stay together (e.g. `"^(\\d+)_"` for `TRACK_FRAME.png`).
     """

@@ -1,6 +1,6 @@
 """Member / non-member splits: one pure, seeded, group-aware function and its record.
 
-Every stage (classifier training, MINT detector, audits) calls these functions with the same
+Every stage (target training, detector training, audits) calls these functions with the same
 arguments and gets the same indices, on every DDP rank, with no state of its own.
 """
 
@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from mint.errors import check_fraction
 
 
 def index_hash(indices: np.ndarray) -> str:
@@ -78,7 +80,7 @@ def partition(
 
 @dataclass(frozen=True)
 class MembershipSplit:
-    """Indices (into a source's train split) of the classifier's members D and non-members E."""
+    """Indices (into a source's train split) of the target's members and non-members."""
 
     members: np.ndarray
     nonmembers: np.ndarray
@@ -100,11 +102,11 @@ def membership_split(
     stratify: bool = True,
     groups: np.ndarray | None = None,
 ) -> MembershipSplit:
-    """Split a train split into members (the classifier's training data) and non-members.
+    """Split a train split into members (the target's training data) and non-members.
 
     Args:
         labels: class label of every image of the train split.
-        member_fraction: share of images that become members, in (0, 1).
+        member_fraction: share of images that become members (the target's training data), in (0, 1).
         seed: seed of the split.
         stratify: give each class the same member share.
         groups: optional group id per image; a group never straddles the boundary.
@@ -112,8 +114,7 @@ def membership_split(
     Returns:
         The split; every image is on exactly one side.
     """
-    if not 0.0 < member_fraction < 1.0:
-        raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
+    check_fraction("member_fraction", member_fraction)
     labels = np.asarray(labels)
     n = len(labels)
     n_members = round(member_fraction * n)

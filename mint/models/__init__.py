@@ -1,6 +1,20 @@
-"""Plain `nn.Module` networks: the audited classifier and the MINT detectors."""
+"""Plain `nn.Module`s: the paper's CNN and other target architectures, the frozen target, the detector."""
 
 from mint.models.build import build_classifier, readable_layers
+from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
+from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint
 
-__all__ = ["PAPER_LAYERS", "PaperCNN", "build_classifier", "readable_layers"]
+__all__ = [
+    "LOGITS",
+    "PAPER_LAYERS",
+    "CNNPath",
+    "Detector",
+    "MLPPath",
+    "PaperCNN",
+    "Target",
+    "TargetRecord",
+    "build_classifier",
+    "load_target_checkpoint",
+    "readable_layers",
+]

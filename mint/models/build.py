@@ -10,7 +10,7 @@ from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 
 
 def build_classifier(
-    arch: str, num_classes: int, width: float = 1.0, block_dropout: float = 0.25, image_size: int = 32
+    arch: str, num_classes: int, *, width: float, block_dropout: float, image_size: int
 ) -> nn.Module:
     """Return an untrained classifier: `paper_cnn` or any torchvision architecture name.
 

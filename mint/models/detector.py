@@ -1,4 +1,8 @@
-"""MINT detectors: small networks that read a frozen classifier's activations and say "member?"."""
+"""The detector: the small network that reads a frozen target's activations and says "member?".
+
+One path per layer (a CNN over activation maps, an MLP over vectors), concatenated, then a head.
+The defaults below are the only ones: the detector's LightningModule exposes the same options.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,19 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+PathKind = Literal["auto", "cnn", "mlp"]
+ClassConditioning = Literal["none", "embedding", "per_class"]
+PATH_KIND: PathKind = "auto"
+CLASS_CONDITIONING: ClassConditioning = "per_class"
+CNN_FILTERS = 64
+CNN_KERNEL = 5
+MLP_HIDDEN = 128
+DROPOUT = 0.5
+# The detector's options, as its LightningModule records them among its hyperparameters.
+OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout")
 
-class MINTCNN(nn.Module):
+
+class CNNPath(nn.Module):
     """CNN over one activation map, after the MINT group's recipe (DeAlcala et al., IEEE Access 2025).
 
     Standardize the map (BatchNorm without affine), Conv `filters` x `kernel` + ReLU, 2x2 max-pool,
@@ -28,10 +43,10 @@ class MINTCNN(nn.Module):
     def __init__(
         self,
         in_shape: tuple[int, int, int],
-        filters: int = 64,
-        kernel: int = 5,
+        filters: int = CNN_FILTERS,
+        kernel: int = CNN_KERNEL,
         hidden: int | None = None,
-        dropout: float = 0.5,
+        dropout: float = DROPOUT,
     ) -> None:
         super().__init__()
         c, h, w = in_shape
@@ -53,7 +68,7 @@ class MINTCNN(nn.Module):
         return self.net(x)
 
 
-class MINTMLP(nn.Module):
+class MLPPath(nn.Module):
     """MLP over an activation vector (the group's "vanilla" MINT): Dense, ReLU, BatchNorm, dropout.
 
     Args:
@@ -62,7 +77,7 @@ class MINTMLP(nn.Module):
         dropout: dropout rate.
     """
 
-    def __init__(self, in_features: int, hidden: int = 128, dropout: float = 0.5) -> None:
+    def __init__(self, in_features: int, hidden: int = MLP_HIDDEN, dropout: float = DROPOUT) -> None:
         super().__init__()
         self.out_features = hidden
         self.net = nn.Sequential(
@@ -84,13 +99,13 @@ def path_key(layer: str) -> str:
     return layer.replace(".", "__")
 
 
-class MINTDetector(nn.Module):
+class Detector(nn.Module):
     """One path per layer (CNN for maps, MLP for vectors), concatenated, then a membership head.
 
     Args:
         layer_shapes: {layer: activation shape without batch}, from a dry forward pass of the target.
-        num_classes: classes of the audited classifier (for class conditioning).
-        kind: `cnn`, `mlp`, or `auto` (CNN for maps larger than 1x1, MLP for vectors).
+        num_classes: classes of the target (for class conditioning).
+        path_kind: `cnn`, `mlp`, or `auto` (CNN for maps larger than 1x1, MLP for vectors).
         class_conditioning: `none`; `embedding` (a learned class embedding joins the features);
             `per_class` (one output unit per class, the true class's unit is read: the paper's
             class-specific MINT as one network).
@@ -106,13 +121,13 @@ class MINTDetector(nn.Module):
         self,
         layer_shapes: dict[str, tuple[int, ...]],
         num_classes: int,
-        kind: Literal["auto", "cnn", "mlp"] = "auto",
-        class_conditioning: Literal["none", "embedding", "per_class"] = "none",
-        cnn_filters: int = 64,
-        cnn_kernel: int = 5,
+        path_kind: PathKind = PATH_KIND,
+        class_conditioning: ClassConditioning = CLASS_CONDITIONING,
+        cnn_filters: int = CNN_FILTERS,
+        cnn_kernel: int = CNN_KERNEL,
         cnn_hidden: int | None = None,
-        mlp_hidden: int = 128,
-        dropout: float = 0.5,
+        mlp_hidden: int = MLP_HIDDEN,
+        dropout: float = DROPOUT,
         embedding_dim: int = 16,
     ) -> None:
         super().__init__()
@@ -120,14 +135,14 @@ class MINTDetector(nn.Module):
         self.kinds: dict[str, str] = {}  # layer -> "cnn" | "mlp", `auto` resolved
         for layer, shape in layer_shapes.items():
             is_map = len(shape) == 3 and shape[1] * shape[2] > 1
-            use_cnn = kind == "cnn" or (kind == "auto" and is_map)
+            use_cnn = path_kind == "cnn" or (path_kind == "auto" and is_map)
             if use_cnn and len(shape) != 3:
                 raise ValueError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
             self.kinds[layer] = "cnn" if use_cnn else "mlp"
             self.paths[path_key(layer)] = (
-                MINTCNN(shape, cnn_filters, cnn_kernel, cnn_hidden, dropout)
+                CNNPath(shape, cnn_filters, cnn_kernel, cnn_hidden, dropout)
                 if use_cnn
-                else MINTMLP(math.prod(shape), mlp_hidden, dropout)
+                else MLPPath(math.prod(shape), mlp_hidden, dropout)
             )
         self.layers = list(layer_shapes)
         self.class_conditioning = class_conditioning

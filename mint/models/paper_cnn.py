@@ -6,6 +6,9 @@ from torch import Tensor, nn
 
 # The paper's numbering of the layers a MINT detector may read ("layer 7" = penultimate).
 PAPER_LAYERS = tuple(f"layer{i}" for i in range(1, 9))
+# Defaults of the options the target's LightningModule exposes too (set here only).
+WIDTH = 1.0
+BLOCK_DROPOUT = 0.25
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -41,10 +44,10 @@ class PaperCNN(nn.Module):
     def __init__(
         self,
         num_classes: int = 10,
-        width: float = 1.0,
+        width: float = WIDTH,
         in_channels: int = 3,
         image_size: int = 32,
-        block_dropout: float = 0.25,
+        block_dropout: float = BLOCK_DROPOUT,
         dense_dropout: float = 0.0,
     ) -> None:
         super().__init__()

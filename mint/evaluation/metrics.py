@@ -1,8 +1,7 @@
-"""Membership metrics shared by MINT detectors and baselines: AUROC, accuracy, TPR at low FPR.
+"""Membership metrics of any scorer: AUROC with its interval, accuracy, TPR at low FPR, thresholds.
 
 Scores are kept in float64 and never squashed through a sigmoid before ranking: saturated scores
-tie, and ties make low-FPR numbers meaningless. Every sample carries an id, so the duplicates that
-a `DistributedSampler` pads in under DDP are counted once.
+tie, and ties make low-FPR numbers meaningless.
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ import math
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 FPR_LEVELS = (0.1, 0.01, 0.001)
 
@@ -175,87 +172,3 @@ def full_report(
     if labels is not None:
         report["per_class_auroc"] = per_class_auroc(test_scores, test_members, labels)
     return report
-
-
-def write_per_class_csv(path, reports: dict[str, dict]) -> None:
-    """One row per class: counts and every scorer's AUROC (which classes leak most)."""
-    from mint.atomic import write_atomic
-
-    names = list(reports)
-    first = reports[names[0]]["per_class_auroc"]
-    lines = ["class,n_members,n_nonmembers," + ",".join(f"{n}_auroc" for n in names)]
-    for c, row in first.items():
-        aurocs = ",".join(f"{reports[n]['per_class_auroc'][c]['auroc']:.4f}" for n in names)
-        lines.append(f"{c},{row['n_members']},{row['n_nonmembers']},{aurocs}")
-    write_atomic(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
-
-
-class MembershipMetrics(Metric):
-    """Accumulate (id, score, membership) over batches and ranks; compute the summary once per epoch.
-
-    Args:
-        fpr_levels: FPR levels for TPR@FPR.
-    """
-
-    full_state_update = False
-
-    def __init__(self, fpr_levels=FPR_LEVELS, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.fpr_levels = tuple(fpr_levels)
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
-        self.add_state("scores", default=[], dist_reduce_fx="cat")
-        self.add_state("members", default=[], dist_reduce_fx="cat")
-
-    def update(self, scores: Tensor, members: Tensor, ids: Tensor) -> None:
-        """Add a batch: scores (B,), membership 0/1 (B,), unique sample ids (B,)."""
-        self.ids.append(ids.long().flatten())
-        self.scores.append(scores.detach().double().flatten())
-        self.members.append(members.long().flatten())
-
-    def _gathered(self) -> tuple[Tensor, Tensor, Tensor]:
-        """(ids, scores, members) with DDP padding duplicates removed, sorted by id (inside `compute`)."""
-        ids, scores, members = (dim_zero_cat(x) for x in (self.ids, self.scores, self.members))
-        ids, first = _first_occurrence(ids)
-        return ids, scores[first], members[first]
-
-    def compute(self) -> dict[str, float]:
-        _, scores, members = self._gathered()
-        return membership_scores_summary(scores, members, 0.0, self.fpr_levels)
-
-
-class ScoreCollector(Metric):
-    """Accumulate several score columns per sample (MINT, baselines, ...) with membership and class.
-
-    Like `MembershipMetrics` it syncs across DDP ranks (in `compute()`, which torchmetrics wraps
-    with the sync) and drops padding duplicates by sample id.
-    """
-
-    full_state_update = False
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        for name in ("ids", "scores", "members", "labels"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-
-    def update(self, scores: Tensor, members: Tensor, labels: Tensor, ids: Tensor) -> None:
-        """Add a batch: scores (B, columns), membership (B,), class labels (B,), unique ids (B,)."""
-        self.ids.append(ids.long().flatten())
-        self.scores.append(scores.detach().double())
-        self.members.append(members.long().flatten())
-        self.labels.append(labels.long().flatten())
-
-    def compute(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(ids, scores (N, columns), members, labels) of all ranks, deduplicated and sorted by id."""
-        ids, scores, members, labels = (
-            dim_zero_cat(x) for x in (self.ids, self.scores, self.members, self.labels)
-        )
-        ids, first = _first_occurrence(ids)
-        return ids, scores[first], members[first], labels[first]
-
-
-def _first_occurrence(ids: Tensor) -> tuple[Tensor, Tensor]:
-    """Unique ids (sorted) and the position of each one's first occurrence."""
-    uniq, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full((len(uniq),), len(ids), dtype=torch.long, device=ids.device)
-    first.scatter_reduce_(0, inverse, torch.arange(len(ids), device=ids.device), reduce="amin")
-    return uniq, first

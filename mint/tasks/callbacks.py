@@ -1,4 +1,4 @@
-"""Callbacks shared by the classifier and MINT stages."""
+"""Callbacks of both training stages (target and detector)."""
 
 from __future__ import annotations
 

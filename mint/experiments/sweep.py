@@ -1,4 +1,4 @@
-"""`mint sweep`: MINT on every layer of a classifier (and the black-box baselines), one table.
+"""`mint sweep`: MINT on every layer of a target (and the black-box baselines), one table.
 
     mint sweep --config configs/mint_layer7.yaml --layers all
     mint sweep --config configs/mint_layer7.yaml --layers layer2 layer5 layer7 -- --trainer.max_epochs=10
@@ -16,11 +16,11 @@ import argparse
 import time
 from pathlib import Path
 
-from mint.atomic import write_json_atomic
 from mint.cli import MintCLI
+from mint.evaluation.roc_plot import plt
+from mint.experiments.runs import fit_and_test, new_run_dir, scorer_row, write_tables
+from mint.files import write_json_atomic
 from mint.models import PAPER_LAYERS, readable_layers
-from mint.roc_plot import plt
-from mint.runs import fit_and_test, new_run_dir, scorer_row, write_tables
 
 
 def _parse(config: str, extra: list[str]) -> MintCLI:
@@ -39,12 +39,12 @@ def prepare(config: str, layers: list[str], extra: list[str]) -> tuple[Path, dic
     Returns the sweep folder and the activation shape of every layer.
     """
     cli = _parse(config, [*extra, f"--model.init_args.layers=[{', '.join(layers)}]"])
-    cli.datamodule.prepare_data()
+    cli.datamodule.use_target(cli.model.target).prepare_data()
     return Path(cli.trainer.logger.save_dir) / f"sweep_{Path(config).stem}", cli.model.target.shapes
 
 
 def all_layers(config: str, extra: list[str]) -> list[str]:
-    """Every layer of the configured classifier: `layer1..8` for `paper_cnn`, else its top-level modules."""
+    """Every layer of the configured target: `layer1..8` for `paper_cnn`, else its top-level modules."""
     names = readable_layers(_parse(config, extra).model.target.net)
     return names if names == list(PAPER_LAYERS) else [n for n in names if "." not in n]
 
@@ -52,7 +52,7 @@ def all_layers(config: str, extra: list[str]) -> list[str]:
 def run_sweep(
     config: str, layers: list[str], extra: list[str], detectors: list[str] | None = None
 ) -> list[dict]:
-    """Train and test one detector per layer (and detector kind); return the table rows (also on disk)."""
+    """Train and test one detector per layer (and path kind); return the table rows (also on disk)."""
     if layers == ["all"]:
         layers = all_layers(config, extra)
     detectors = detectors or ["auto"]
@@ -63,12 +63,12 @@ def run_sweep(
     rows, first = [], None
     for layer in layers:
         is_map = len(shapes[layer]) == 3 and shapes[layer][1] * shapes[layer][2] > 1
-        # `auto` is a CNN on maps and an MLP on vectors; a vector has no CNN detector.
+        # `auto` is a CNN on maps and an MLP on vectors; a vector has no CNN path.
         resolved = {k: "cnn" if k == "cnn" or (k == "auto" and is_map) else "mlp" for k in detectors}
         runs = {r: k for k, r in reversed(resolved.items()) if is_map or r == "mlp"} or {"mlp": "auto"}
         for kind in runs.values():
             args = ["--config", config, *extra, f"--model.init_args.layers=[{layer}]"]
-            args += [f"--model.init_args.detector={kind}"] if kind != "auto" else []
+            args += [f"--model.init_args.path_kind={kind}"] if kind != "auto" else []
             version = layer if kind == "auto" else f"{layer}-{kind}"
             t0 = time.perf_counter()
             fit, res = fit_and_test(args, run.parent, run.name, version)
@@ -85,13 +85,13 @@ def run_sweep(
                      "n": f"{report['n_members']}+{report['n_nonmembers']}"})  # fmt: skip
     timing["total_s"] = time.perf_counter() - start
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
-    _write_outputs(run, rows, first["classifier_on_test_set"], layers)
+    _write_outputs(run, rows, first["target_on_test_set"], layers)
     return rows
 
 
 def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str]) -> None:
     header = (
-        f"Classifier on the test set: members {target['target_member_acc']:.3f}, non-members "
+        f"Target on the test set: members {target['target_member_acc']:.3f}, non-members "
         f"{target['target_nonmember_acc']:.3f}, gap {target['target_gap']:.3f}. n/r: not resolvable."
     )
     md = write_tables(run, "sweep", rows, header)
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         nargs="+",
         default=["auto"],
         choices=["auto", "cnn", "mlp"],
-        help="detector kinds per layer (`cnn mlp`: both on every map; vectors always get the MLP)",
+        help="path kinds per layer (`cnn mlp`: a detector of each on every map; vectors get the MLP)",
     )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then LightningCLI overrides")
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mint.data.sources import IMAGE_EXTENSIONS, resize_rgb
+from mint.data.images import IMAGE_EXTENSIONS, resize_rgb, to_rgb_uint8
 
 NO_LABEL = -1
 
@@ -95,7 +95,6 @@ class AuditInputs:
 
 
 def _to_rgb_resized(chunk: np.ndarray, size: int) -> np.ndarray:
-    from mint.data.image_set import to_rgb_uint8
 
     rgb = to_rgb_uint8(chunk)
     if rgb.shape[1:3] == (size, size):
@@ -112,7 +111,7 @@ def _class_index(name: str, class_names: list[str] | None, num_classes: int) -> 
         return class_names.index(name)
     if not name.isdigit() or int(name) >= num_classes:
         raise SystemExit(
-            f"mint audit: class folder {name!r} is not a class index of this classifier "
+            f"mint audit: class folder {name!r} is not a class index of this target "
             f"(0..{num_classes - 1}). "
             "Name the subfolders by class index, or give the class names in index order with "
             "--class-names (e.g. --class-names airplane,automobile,...)."
@@ -147,7 +146,7 @@ def list_inputs(
             raise SystemExit(f"mint audit: {path} holds {n} images but {len(labels)} labels")
         if n and labels.max() >= num_classes:
             raise SystemExit(
-                f"mint audit: {path} has label {labels.max()}, but the classifier has {num_classes} classes"
+                f"mint audit: {path} has label {labels.max()}, but the target has {num_classes} classes"
             )
         inputs.npz, inputs.items = path, [(f"index {i}", int(lab)) for i, lab in enumerate(labels)]
         inputs.label_note = "labels from the npz" if labelled else "the npz has no labels"

@@ -1,4 +1,4 @@
-"""Black-box membership scores from the classifier's logits: the attacks other tools report.
+"""Black-box membership scores from the target's logits: the attacks other tools report.
 
 Each scorer maps logits (B, classes) and true labels (B,) to a score (B,) where higher means "more
 likely a member". All work in float64 from log-softmax, never from float32 probabilities: on a
@@ -65,6 +65,6 @@ def baseline_scores(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
     """Every baseline's scores for a batch; raises if the target gives no logits."""
     if logits is None or logits.ndim != 2:
         raise ValueError(
-            "the black-box baselines need the classifier's logits (B, classes); this target has none"
+            "the black-box baselines need the target's logits (B, classes); this target has none"
         )
     return {name: fn(logits, labels) for name, fn in BASELINES.items()}

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mint.atomic import write_atomic
-from mint.roc_plot import plt
+from mint.evaluation.roc_plot import plt
+from mint.files import write_atomic
 
 LEVELS = ((1e-3, "Strong evidence"), (1e-2, "Evidence"), (5e-2, "Weak evidence"))
 
@@ -48,7 +48,7 @@ def caveats(summary: dict) -> list[str]:
     ]
     if summary["labels"] == "predicted":
         items.append(
-            "The images carried no class labels, so the classifier's predicted class was fed to the "
+            "The images carried no class labels, so the target's predicted class was fed to the "
             "class-conditioned detector (the calibration scores were made the same way)."
         )
     if summary["n_audited"] < 30:
@@ -112,12 +112,12 @@ def write_html(path: Path, summary: dict, figure) -> None:
     skipped = "".join(f"<li><code>{e(n)}</code>: {e(r)}</li>" for n, r in summary["skipped"][:200])
     more = len(summary["skipped"]) - 200
     skipped += f"<li>... and {more} more (see summary.json)</li>" if more > 0 else ""
-    d, c = summary["detector"], summary["classifier"]
+    d, c = summary["detector"], summary["target"]
     models = [
         ("detector checkpoint", d["checkpoint"]), ("detector sha256", d["sha256"]),
         ("layers", ", ".join(d["layers"])), ("class conditioning", d["class_conditioning"]),
-        ("classifier", f"{c['arch']} ({c['path']})"), ("classifier sha256", c["sha256"]),
-        ("classifier's training data", json.dumps(c["source"])),
+        ("target", f"{c['arch']} ({c['path']})"), ("target sha256", c["sha256"]),
+        ("target's training data", json.dumps(c["source"])),
     ]  # fmt: skip
     table = lambda rs: "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in rs)  # noqa: E731
     page = f"""<!doctype html>

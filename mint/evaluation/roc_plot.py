@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # no display needed: figures go to files and TensorBoard
 import matplotlib.pyplot as plt
 from torch import Tensor
 
-from mint.metrics import auroc, roc_curve
+from mint.evaluation.metrics import auroc, roc_curve
 
 
 def roc_figure(curves: dict[str, tuple[Tensor, Tensor]], title: str = "Membership ROC"):

@@ -17,8 +17,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from mint.data.activation_cache import unwritable
-from mint.resume import IGNORED_HPARAMS, differences, refuse
-from mint.target import file_sha256
+from mint.files import file_sha256
+from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
 CPU_DDP = "--trainer.accelerator=cpu --trainer.devices=2 --trainer.strategy=ddp"
 
@@ -63,7 +63,7 @@ def refuse_changed_model(requested: Any, ckpt_path: str) -> None:
     diff = {}
     if saved.get("_class_path") and requested.get("model.class_path") != saved["_class_path"]:
         diff["model"] = (saved["_class_path"], requested.get("model.class_path"))
-    if "target_ckpt" in asked:  # a classifier is the same by content, whatever its path
+    if "target_ckpt" in asked:  # a target is the same by content, whatever its path
         old, new = saved.pop("target_ckpt"), asked.pop("target_ckpt")
         old_sha = ckpt.get("mint_target", {}).get("sha256")
         if new != old and old_sha and Path(new).is_file() and file_sha256(new) != old_sha:

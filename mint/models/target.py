@@ -1,8 +1,7 @@
-"""The frozen audited classifier ("target"): loaded safely from its checkpoint, read layer by layer."""
+"""The target: the audited classifier, read from its checkpoint once, frozen, read layer by layer."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,24 +9,20 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from mint.models import build_classifier, readable_layers
+from mint.errors import MintError
+from mint.files import read_checkpoint
+from mint.models.build import build_classifier, readable_layers
 
 LOGITS = "logits"  # key under which the target's output is returned beside the requested layers
-CLASSIFIER_COMMAND = "python -m mint.cli fit --config configs/classifier_cifar10.yaml"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+TARGET_COMMAND = "python -m mint.cli fit --config configs/classifier_cifar10.yaml"
+# Lightning stores a data module's state under its class name; `ClassifierDataModule` is the name
+# the target's data module had before mint 0.2, kept so earlier targets still load.
+DATA_STATE_KEYS = ("TargetDataModule", "ClassifierDataModule")
 
 
 @dataclass
 class TargetRecord:
-    """What a classifier checkpoint holds that the MINT stage needs: architecture, weights, split."""
+    """What a target checkpoint holds that a detector needs: architecture, weights, split, identity."""
 
     hparams: dict
     state_dict: dict[str, Tensor]
@@ -36,64 +31,66 @@ class TargetRecord:
     path: str
 
     def meta(self) -> dict:
-        """Everything but the weights, for the MINT checkpoint (the weights travel in its state_dict)."""
+        """Everything but the weights (which travel in the detector checkpoint's `state_dict`)."""
         return {"hparams": self.hparams, "manifest": self.manifest, "sha256": self.sha256, "path": self.path}
 
 
 def load_target_checkpoint(path: str | Path) -> TargetRecord:
-    """Read a classifier checkpoint with `weights_only=True`, with errors that say what to do.
+    """Read a target checkpoint once (`weights_only=True`), with errors that say what to do.
 
-    A MINT detector checkpoint is accepted too: it holds its classifier's weights, architecture,
-    split and sha256, so a detector can be tested or used for audits from its checkpoint alone.
+    A detector checkpoint is accepted too: it carries its target's weights, architecture, split
+    and sha256, so a detector can be tested or used for audits from its checkpoint alone.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"classifier checkpoint not found: {str(path)!r}. Train the classifier first, e.g. "
-            f"`{CLASSIFIER_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`."
+            f"target checkpoint not found: {str(path)!r}. Train the target first, e.g. "
+            f"`{TARGET_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`."
         )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint (loaded with weights_only=True): {err}"
-        ) from err
-    if isinstance(ckpt, dict) and "mint_target" in ckpt:  # a MINT checkpoint carries its classifier
+    ckpt, sha256 = read_checkpoint(path)
+    if isinstance(ckpt, dict) and "mint_target" in ckpt:  # a detector checkpoint carries its target
         meta = ckpt["mint_target"]
         weights = {k[len("target.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("target.")}
         return TargetRecord(meta["hparams"], weights, meta["manifest"], meta["sha256"], meta["path"])
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    manifest = (ckpt.get("ClassifierDataModule") or {}).get("manifest") if isinstance(ckpt, dict) else None
+    state = next((ckpt[k] for k in DATA_STATE_KEYS if k in ckpt), {}) if isinstance(ckpt, dict) else {}
+    manifest = state.get("manifest")
     if "arch" not in hparams or manifest is None or "state_dict" not in ckpt:
         kind = hparams.get("_class_path", "no LightningModule") if hparams else "not a Lightning checkpoint"
-        raise ValueError(
-            f"{path} is not a mint classifier checkpoint ({kind}; it lacks the classifier's architecture "
-            f"or its membership split). Use a checkpoint written by `{CLASSIFIER_COMMAND}`."
+        raise MintError(
+            f"{path} is not a mint target checkpoint ({kind}; it lacks the target's architecture "
+            f"or its membership split). Use a checkpoint written by `{TARGET_COMMAND}`."
         )
-    return TargetRecord(hparams, ckpt["state_dict"], manifest, file_sha256(path), str(path.resolve()))
+    return TargetRecord(hparams, ckpt["state_dict"], manifest, sha256, str(path.resolve()))
 
 
-class FrozenTarget(nn.Module):
+class Target(nn.Module):
     """The audited classifier, frozen, returning the activations of the requested layers and its logits.
 
-    Images go in as floats in [0, 1]; the classifier's own normalization (stored in its checkpoint)
-    is applied here. All layers come from one forward pass of a `create_feature_extractor` graph
-    that stops at the deepest layer needed.
+    Images go in as floats in [0, 1]; the target's own normalization (stored in its checkpoint) is
+    applied here. All layers come from one forward pass of a `create_feature_extractor` graph.
 
     Args:
-        hparams: the classifier's hyperparameters (`arch`, `num_classes`, `width`, ...).
+        hparams: the target's hyperparameters (`arch`, `num_classes`, `width`, ...).
         layers: layer names to read (`layer1`...`layer8` for `paper_cnn`, node names otherwise).
-        state_dict: the classifier LightningModule's weights (`net.*`, `mean`, `std`), if any.
+        state_dict: the target's weights (`net.*`, `mean`, `std`), if any.
+        meta: the record of where the target came from (`TargetRecord.meta()`).
     """
 
-    def __init__(self, hparams: dict, layers: list[str], state_dict: dict[str, Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        hparams: dict,
+        layers: list[str],
+        state_dict: dict[str, Tensor] | None = None,
+        meta: dict | None = None,
+    ) -> None:
         super().__init__()
         self.net = build_classifier(
             hparams["arch"],
             hparams["num_classes"],
-            hparams.get("width", 1.0),
-            hparams.get("block_dropout", 0.25),
-            hparams.get("image_size", 32),
+            width=hparams["width"],
+            block_dropout=hparams["block_dropout"],
+            image_size=hparams["image_size"],
         )
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
@@ -103,12 +100,13 @@ class FrozenTarget(nn.Module):
         valid = readable_layers(self.net)
         unknown = [name for name in layers if name not in valid]
         if unknown or not layers:
-            raise ValueError(
+            raise MintError(
                 f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names: {valid}"
             )
         self.layers = list(layers)
         self.num_classes = hparams["num_classes"]
-        self.image_size = hparams.get("image_size", 32)
+        self.image_size = hparams["image_size"]
+        self.meta = meta or {"hparams": hparams}
         self._output_node = valid[-1]
         nodes = {name: name for name in self.layers}
         nodes.setdefault(self._output_node, LOGITS)
@@ -119,18 +117,23 @@ class FrozenTarget(nn.Module):
         self.shapes = {name: tuple(out[name].shape[1:]) for name in self.layers}
 
     @classmethod
-    def from_record(cls, record: TargetRecord, layers: list[str]) -> FrozenTarget:
-        """Build from a loaded classifier checkpoint."""
-        return cls(record.hparams, layers, record.state_dict)
+    def from_record(cls, record: TargetRecord, layers: list[str]) -> Target:
+        """Build from a loaded target checkpoint."""
+        return cls(record.hparams, layers, record.state_dict, record.meta())
+
+    @classmethod
+    def load(cls, path: str | Path, layers: list[str]) -> Target:
+        """Read a target (or detector) checkpoint and build the frozen target reading `layers`."""
+        return cls.from_record(load_target_checkpoint(path), layers)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load weights, saying clearly when they belong to another model."""
         try:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         except RuntimeError as err:
-            raise ValueError(f"the checkpoint's weights do not fit this classifier: {err}") from err
+            raise MintError(f"the checkpoint's weights do not fit this target: {err}") from err
 
-    def train(self, mode: bool = True) -> FrozenTarget:
+    def train(self, mode: bool = True) -> Target:
         """Always stay in eval mode: activations must be those the audited model produces."""
         return super().train(False)
 

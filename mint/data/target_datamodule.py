@@ -1,4 +1,4 @@
-"""Data for training the audited classifier: its members, and the official test split for validation."""
+"""Data for training a target: its members, and the official test split for validation."""
 
 from __future__ import annotations
 
@@ -6,28 +6,28 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
-from mint.atomic import write_json_atomic
-from mint.data.image_set import ImageDataset
+from mint.data.base import MintDataModule
+from mint.data.images import ImageDataset
 from mint.data.membership import MembershipData, build_membership, channel_stats
 from mint.data.sources import Source
+from mint.errors import check_count, check_fraction
+from mint.files import write_json_atomic
 
 
-class ClassifierDataModule(L.LightningDataModule):
-    """Split a source into members / non-members and serve the members to train the classifier.
+class TargetDataModule(MintDataModule):
+    """Split a source into members / non-members and serve the members to train the target.
 
     The split is made in `setup()` by a pure seeded function, so every DDP rank agrees. Its record
     (seed, fraction, source, sizes, hashes of both index lists) is written beside the run as
-    `split.json` and stored in every checkpoint, from which the MINT stage rebuilds it exactly.
+    `split.json` and stored in every checkpoint, from which the detector's data module rebuilds it.
 
     Args:
         source: where the images come from (`mint.data.TorchvisionSource`, `NpzSource`, ...).
-        member_fraction: share of the source's train split used to train the classifier (members).
+        member_fraction: share of the source's train split used to train the target (members).
         split_seed: seed of the member / non-member split.
         stratify: give every class the same member share.
         group_aware: keep images of one group (e.g. a GTSRB track) on one side of the split.
@@ -43,8 +43,8 @@ class ClassifierDataModule(L.LightningDataModule):
             A resumed fit matches an uninterrupted one exactly only without them: workers keep
             random generators of their own, which a checkpoint cannot hold.
         pin_memory: pin host memory for faster GPU copies; default: when CUDA is available.
-        member_eval_size: members also scored at every validation (eval mode), so the classifier
-            can log its accuracy on members and the generalization gap.
+        member_eval_size: members also scored at every validation (eval mode), so the target can
+            log its accuracy on members and the generalization gap.
     """
 
     def __init__(
@@ -62,30 +62,24 @@ class ClassifierDataModule(L.LightningDataModule):
         pin_memory: bool | None = None,
         member_eval_size: int = 5000,
     ) -> None:
-        super().__init__()
-        if not 0.0 < member_fraction < 1.0:
-            raise ValueError(f"member_fraction must be in (0, 1), got {member_fraction}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(batch_size, num_workers, persistent_workers, pin_memory)
         self.source = source
-        self.member_fraction, self.split_seed, self.stratify = member_fraction, split_seed, stratify
+        self.member_fraction = check_fraction("member_fraction", member_fraction)
+        self.split_seed, self.stratify = split_seed, stratify
         self.group_aware, self.duplicates, self.augment = group_aware, duplicates, augment
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.member_eval_size = member_eval_size
+        self.member_eval_size = check_count("member_eval_size", member_eval_size, minimum=0)
         self.data: MembershipData | None = None
         self.mean: list[float] | None = None
         self.std: list[float] | None = None
 
     @property
     def num_classes(self) -> int:
-        """Number of classes of the source (linked to the classifier's `num_classes`)."""
+        """Number of classes of the source (linked to the target's `num_classes`)."""
         return self.source.num_classes
 
     @property
     def image_size(self) -> int:
-        """Side of the source's square images (linked to the classifier's `image_size`)."""
+        """Side of the source's square images (linked to the target's `image_size`)."""
         return self.source.image_size
 
     def prepare_data(self) -> None:
@@ -121,17 +115,6 @@ class ClassifierDataModule(L.LightningDataModule):
             raise RuntimeError("call setup() first")
         return self.data.manifest
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,  # a last batch of one image would break BatchNorm
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
-
     def train_dataloader(self) -> DataLoader:
         size = self.data.train.images.shape[1]
         transform = None
@@ -139,7 +122,7 @@ class ClassifierDataModule(L.LightningDataModule):
             steps = [v2.RandomCrop(size, padding=4, padding_mode="reflect")]
             steps += [v2.RandomHorizontalFlip()] if self.augment == "crop_flip" else []
             transform = v2.Compose(steps)
-        return self._loader(ImageDataset(self.data.train, self.data.split.members, transform), shuffle=True)
+        return self.loader(ImageDataset(self.data.train, self.data.split.members, transform), shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         """The official test split (or, without one, the non-members), then a sample of members."""
@@ -151,9 +134,9 @@ class ClassifierDataModule(L.LightningDataModule):
         members = self.data.split.members
         rng = np.random.default_rng(self.split_seed)
         sample = np.sort(rng.permutation(members)[: self.member_eval_size])
-        loaders = [self._loader(held_out, shuffle=False)]
+        loaders = [self.loader(held_out, shuffle=False)]
         if len(sample):
-            loaders.append(self._loader(ImageDataset(self.data.train, sample), shuffle=False))
+            loaders.append(self.loader(ImageDataset(self.data.train, sample), shuffle=False))
         return loaders
 
     def test_dataloader(self) -> list[DataLoader]:

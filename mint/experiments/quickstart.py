@@ -1,11 +1,11 @@
 """`mint quickstart`: the whole MINT pipeline on the bundled CIFAR-10 sample, offline, in minutes.
 
-    mint quickstart                      # or: python -m mint.quickstart
+    mint quickstart                      # or: python -m mint quickstart
     mint quickstart --classifier-epochs 5 --mint-epochs 3 --output /tmp/mint_runs
 
-1. trains a small `PaperCNN` on 1,000 member images of the bundled sample until it memorizes;
-2. trains the MINT detector on its layer 7 (class-conditioned) with balanced members / non-members;
-3. tests it on held-out members and non-members and prints the result beside the classifier's
+1. trains a small `PaperCNN` target on 1,000 member images of the bundled sample until it memorizes;
+2. trains the detector on its layer 7 (class-conditioned) with balanced members / non-members;
+3. tests it on held-out members and non-members and prints the result beside the target's
    accuracy gap and the loss-threshold attack on the same images.
 
 Every run gets a new folder `<output>/run_N`, so a second run never overwrites the first.
@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from mint.cli import main as cli_main
-from mint.runs import new_run_dir
+from mint.experiments.runs import new_run_dir
 
 
 def _trainer_args(run: Path, name: str, epochs: int, seed: int) -> list[str]:
@@ -45,17 +45,17 @@ def run_quickstart(
     run = new_run_dir(output, "mint quickstart")
     bar = [f"--trainer.enable_progress_bar={str(progress_bar).lower()}"]
     clf = cli_main([
-        "fit", *_trainer_args(run, "classifier", classifier_epochs, seed), *bar,
-        "--model=mint.ClassifierModule", "--model.width=0.5", "--model.block_dropout=0",
-        "--data=mint.ClassifierDataModule", "--data.source=mint.data.SampleSource", "--data.batch_size=50",
+        "fit", *_trainer_args(run, "target", classifier_epochs, seed), *bar,
+        "--model=mint.TargetModule", "--model.width=0.5", "--model.block_dropout=0",
+        "--data=mint.TargetDataModule", "--data.source=mint.data.SampleSource", "--data.batch_size=50",
         "--trainer.check_val_every_n_epoch=5",
     ])  # fmt: skip
     target_ckpt = clf.trainer.checkpoint_callback.last_model_path  # the memorized end state
     clf.trainer.validate(clf.model, datamodule=clf.datamodule, verbose=False)  # measure that end state
     mint_args = [
         *_trainer_args(run, "mint_layer7", mint_epochs, seed), *bar,
-        "--model=mint.MINTModule", f"--model.target_ckpt={target_ckpt}", "--model.layers=[layer7]",
-        "--model.class_conditioning=per_class", "--data=mint.MINTDataModule", "--data.val_size=100",
+        "--model=mint.DetectorModule", f"--model.target_ckpt={target_ckpt}", "--model.layers=[layer7]",
+        "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",
         "--data.test_size=250", "--data.calibration_size=100", "--data.batch_size=50",
         f"--data.cache_dir={run / 'activation_cache'}",
     ]  # fmt: skip
@@ -65,13 +65,13 @@ def run_quickstart(
     results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
     metrics = clf.trainer.callback_metrics
     summary = {
-        "classifier_member_acc": float(metrics["val/member_acc"]),
-        "classifier_test_acc": float(metrics["val/acc"]),
-        "classifier_gap": float(metrics["val/gap"]),
+        "target_member_acc": float(metrics["val/member_acc"]),
+        "target_test_acc": float(metrics["val/acc"]),
+        "target_gap": float(metrics["val/gap"]),
         "mint": results["mint"],
         "loss_attack_auroc": results["baselines"]["loss"]["auroc"],
-        "classifier_ckpt": target_ckpt,
-        "mint_ckpt": best,
+        "target_ckpt": target_ckpt,
+        "detector_ckpt": best,
         "test_results": str(Path(test.trainer.log_dir) / "test_results.json"),
         "run_dir": str(run),
     }
@@ -90,14 +90,14 @@ def format_summary(s: dict) -> str:
     """The short table printed at the end of the quickstart."""
     m = s["mint"]
     rows = [
-        ("classifier accuracy on members (train)", f"{s['classifier_member_acc']:.3f}"),
-        ("classifier accuracy on test split", f"{s['classifier_test_acc']:.3f}"),
-        ("generalization gap", f"{s['classifier_gap']:.3f}"),
+        ("target accuracy on members (train)", f"{s['target_member_acc']:.3f}"),
+        ("target accuracy on test split", f"{s['target_test_acc']:.3f}"),
+        ("generalization gap", f"{s['target_gap']:.3f}"),
         (
             f"MINT layer7 AUROC ({m['n_members']} members / {m['n_nonmembers']} non-members)",
             f"{m['auroc']:.3f}",
         ),
-        ("MINT accuracy at 0.5", f"{m['acc']:.3f}"),
+        ("MINT balanced accuracy (validation threshold)", f"{m['balanced_acc_at_threshold']:.3f}"),
         ("MINT TPR @ 1% FPR", _fmt(m["tpr@1%fpr"], m["n_nonmembers"], 0.01)),
         ("MINT TPR @ 0.1% FPR", _fmt(m["tpr@0.1%fpr"], m["n_nonmembers"], 0.001)),
         ("loss-threshold attack AUROC (same images)", f"{s['loss_attack_auroc']:.3f}"),
@@ -106,11 +106,11 @@ def format_summary(s: dict) -> str:
     lines = ["", "mint quickstart: bundled CIFAR-10 sample, PaperCNN target, MINT at layer 7 (per class)"]
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]
     lines += [
-        f"  classifier checkpoint: {s['classifier_ckpt']}",
-        f"  MINT checkpoint:       {s['mint_ckpt']}",
+        f"  target checkpoint:     {s['target_ckpt']}",
+        f"  detector checkpoint:   {s['detector_ckpt']}",
         f"  results:               {s['test_results']}",
         f"  TensorBoard:           tensorboard --logdir {s['run_dir']}",
-        f"  audit a set of images: mint audit --ckpt {s['mint_ckpt']} --images FOLDER --output DIR",
+        f"  audit a set of images: mint audit --ckpt {s['detector_ckpt']} --images FOLDER --output DIR",
     ]
     return "\n".join(lines)
 
@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--output", default="lightning_logs/quickstart", help="folder of the runs (run_N inside)"
     )
-    parser.add_argument("--classifier-epochs", type=int, default=30, help="epochs of the classifier")
-    parser.add_argument("--mint-epochs", type=int, default=20, help="epochs of the MINT detector")
+    parser.add_argument("--classifier-epochs", type=int, default=30, help="epochs of the target")
+    parser.add_argument("--mint-epochs", type=int, default=20, help="epochs of the detector")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything")
     parser.add_argument("--no-progress-bar", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)

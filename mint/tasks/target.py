@@ -1,29 +1,27 @@
-"""LightningModule that trains the audited classifier (the "target" a MINT detector later reads)."""
+"""LightningModule that trains a target: the classifier a detector later audits."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from mint.atomic import write_json_atomic
-from mint.callbacks import LatestRunLink
+from mint.files import write_json_atomic
 from mint.models import build_classifier
-from mint.resume import ResumeGuard, refuse_other_hparams
+from mint.models.paper_cnn import BLOCK_DROPOUT, WIDTH
+from mint.tasks.base import MintModule
 
 
-class ClassifierModule(L.LightningModule):
-    """Train a classifier on the members of a `ClassifierDataModule`.
+class TargetModule(MintModule):
+    """Train a target classifier on the members of a `TargetDataModule`.
 
     Images arrive as floats in [0, 1] and are normalized inside the module with the members'
-    channel statistics, which are stored in the checkpoint: whoever loads the classifier later
-    (the MINT stage, an audit) feeds raw images and gets exactly the training-time input.
+    channel statistics, which are stored in the checkpoint: whoever loads the target later (a
+    detector, an audit) feeds raw images and gets exactly the training-time input.
 
     Logged every epoch: `train/loss`, `train/acc` (train mode, running), `val/acc` (the official
     test split), `val/member_acc` (members, eval mode) and `val/gap` = member_acc - acc, the
@@ -46,29 +44,29 @@ class ClassifierModule(L.LightningModule):
             a minute or more on first use, so it pays for long GPU runs; on CPU it needs a C++ compiler.
     """
 
+    monitor = "val/acc"
+
     def __init__(
         self,
         num_classes: int,
         image_size: int = 32,
         arch: str = "paper_cnn",
-        width: float = 1.0,
-        block_dropout: float = 0.25,
+        width: float = WIDTH,
+        block_dropout: float = BLOCK_DROPOUT,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.net = build_classifier(arch, num_classes, width, block_dropout, image_size)
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
-        if compile:
-            self.net.compile()
+        self.net = build_classifier(
+            arch, num_classes, width=width, block_dropout=block_dropout, image_size=image_size
+        )
+        self.speed_up(channels_last, compile, self.net, compiled=self.net)
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
-        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.member_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -114,8 +112,7 @@ class ClassifierModule(L.LightningModule):
         if self.member_acc.update_count:
             results["member_acc"] = float(self.member_acc.compute())
             results["gap"] = results["member_acc"] - results["acc"]
-        for name, value in results.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name != "member_acc")
+        self.log_summary(stage, results, prog_bar=("acc", "gap"))
         self.val_acc.reset()
         self.member_acc.reset()
         return results
@@ -131,16 +128,3 @@ class ClassifierModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self(batch[0]).softmax(-1)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        refuse_other_hparams(self, checkpoint)  # a fit resumed with another configuration
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
-
-    def configure_callbacks(self):
-        best = ModelCheckpoint(filename="best", monitor="val/acc", mode="max", save_last=True)
-        return [best, LatestRunLink(), ResumeGuard()]

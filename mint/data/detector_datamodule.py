@@ -1,20 +1,21 @@
-"""Data for the MINT detector: balanced members / non-members of a frozen classifier, as activations."""
+"""Data for training a detector: balanced members / non-members of a frozen target, as activations."""
 
 from __future__ import annotations
 
 from functools import cached_property
 from typing import Literal
 
-import lightning as L
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mint.data.activation_cache import ActivationCache, ActivationDataset, collate_batch
+from mint.data.base import MintDataModule
+from mint.data.images import to_tensor
 from mint.data.membership import MembershipData, rebuild_membership
 from mint.data.sources import Source
 from mint.data.split import index_hash, partition
-from mint.target import FrozenTarget, TargetRecord, load_target_checkpoint
+from mint.errors import MintError, check_count
+from mint.models.target import Target
 
 # Cache row order; drawn in reverse (test first), so the test set does not depend on the others' sizes.
 PORTIONS = ("train", "val", "calibration", "test")
@@ -33,27 +34,25 @@ class ImageMembershipDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         row = int(self.rows[i])
-        image = (
-            torch.from_numpy(self.images[self.pool[row]]).permute(2, 0, 1).float().div_(255.0)
-        )  # HWC -> CHW
+        image = to_tensor(self.images[self.pool[row]])
         return {"image": image, "member": float(self.members[row]), "label": int(self.labels[row]), "id": row}
 
 
-class MINTDataModule(L.LightningDataModule):
-    """Balanced member / non-member sets for training and testing a MINT detector.
+class DetectorDataModule(MintDataModule):
+    """Balanced member / non-member sets for training and testing a detector.
 
-    The classifier's split is rebuilt exactly from its checkpoint (the run refuses data whose
-    fingerprint or split hashes differ). Members D are the classifier's training images; non-members
-    E are the rest of the source's train split (the official test split served as the classifier's
-    validation data, so it is left out). Train, validation and test sets each hold as many members as
-    non-members (chance = 50%) and never share an image (or a group of images).
+    The target comes from the detector's LightningModule (`DetectorModule.target`), which read its
+    checkpoint once; outside a Trainer, hand it over with `use_target`. The target's split is
+    rebuilt exactly from the record it carries (data whose fingerprint or split hashes differ is
+    refused). Members are the target's training images; non-members are the rest of the source's
+    train split (the official test split served as the target's validation data, so it is left
+    out). Train, validation, calibration and test sets each hold as many members as non-members
+    (chance = 50%) and never share an image (or a group of images).
 
     Args:
-        target_ckpt: classifier checkpoint (linked from `model.init_args.target_ckpt`).
-        layers: layers to read (linked from `model.init_args.layers`).
-        source: the data source; by default the one recorded in the classifier checkpoint.
+        source: the data source; by default the one recorded with the target.
         train_size: members (and as many non-members) to train the detector; default: all that
-            remain after the validation and test sets.
+            remain after the validation, calibration and test sets.
         val_size: members (and as many non-members) for validation.
         test_size: members (and as many non-members) held out for the test.
         calibration_size: members (and as many non-members) held out for `mint audit`: the
@@ -62,11 +61,10 @@ class MINTDataModule(L.LightningDataModule):
         balance: `per_class`: every set has the same class mix on both sides; `global`: only the
             totals are balanced.
         seed: seed of the drawing of the sets.
-        batch_size: items per batch.
+        batch_size: items per batch (per device under DDP).
         num_workers: data loader worker processes.
         persistent_workers: keep the loader's worker processes between epochs (with `num_workers` > 0).
-            A resumed fit matches an uninterrupted one exactly only without them: workers keep
-            random generators of their own, which a checkpoint cannot hold.
+            A resumed fit matches an uninterrupted one exactly only without them.
         pin_memory: pin host memory; default: when CUDA is available.
         cache_dir: folder of the activation cache; `null` extracts on the fly every epoch (for maps
             too large to store).
@@ -76,8 +74,6 @@ class MINTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        target_ckpt: str,
-        layers: list[str] | None = None,
         source: Source | None = None,
         train_size: int | None = None,
         val_size: int = 500,
@@ -93,48 +89,57 @@ class MINTDataModule(L.LightningDataModule):
         verify_cache: bool = True,
         extract_batch_size: int = 512,
     ) -> None:
-        super().__init__()
-        self.target_ckpt, self.layers, self.source = target_ckpt, list(layers or ["layer7"]), source
+        super().__init__(batch_size, num_workers, persistent_workers, pin_memory)
+        self.source = source
         self.sizes = {
-            "train": train_size,
-            "val": val_size,
-            "calibration": calibration_size,
-            "test": test_size,
+            "train": check_count("train_size", train_size),
+            "val": check_count("val_size", val_size),
+            "calibration": check_count("calibration_size", calibration_size, minimum=0),
+            "test": check_count("test_size", test_size),
         }
         self.balance, self.seed = balance, seed
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.cache_dir, self.verify_cache, self.extract_batch_size = (
-            cache_dir,
-            verify_cache,
-            extract_batch_size,
-        )
+        self.cache_dir, self.verify_cache = cache_dir, verify_cache
+        self.extract_batch_size = check_count("extract_batch_size", extract_batch_size)
         self.datasets: dict[str, Dataset] = {}
-
-    @cached_property
-    def record(self) -> TargetRecord:
-        """The classifier checkpoint's contents."""
-        return load_target_checkpoint(self.target_ckpt)
+        self._target: Target | None = None
 
     @property
-    def num_classes(self) -> int:
-        """Classes of the audited classifier."""
-        return int(self.record.hparams["num_classes"])
+    def num_classes(self) -> int | None:
+        """Classes of a source named here (linked to the detector module, which checks them); else None."""
+        return self.source.num_classes if self.source is not None else None
 
     @property
-    def image_size(self) -> int:
-        """Image side the classifier was trained on."""
-        return int(self.record.manifest["image_shape"][0])
+    def image_size(self) -> int | None:
+        """Image side of a source named here (linked like `num_classes`); else None."""
+        return self.source.image_size if self.source is not None else None
+
+    def use_target(self, target: Target) -> DetectorDataModule:
+        """Serve the members / non-members of `target` (done by the Trainer from the detector module)."""
+        self._target = target
+        return self
+
+    @property
+    def target(self) -> Target:
+        """The frozen target whose members and non-members are served."""
+        if self._target is None:
+            module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+            if not isinstance(getattr(module, "target", None), Target):
+                raise MintError(
+                    "DetectorDataModule serves the data of a target: use it with a DetectorModule "
+                    "(which loads the target), or call `use_target(Target.load(path, layers))` first"
+                )
+            self._target = module.target
+        return self._target
 
     @cached_property
     def plan(self) -> dict:
         """The rebuilt split and the detector's sets: pure, so every rank computes the same."""
-        data: MembershipData = rebuild_membership(self.record.manifest, self.source)
-        if data.manifest["num_classes"] > self.num_classes:
-            raise ValueError(
-                f"the data has {data.manifest['num_classes']} classes but the classifier "
-                f"{self.target_ckpt} has {self.num_classes} outputs"
+        meta = self.target.meta
+        data: MembershipData = rebuild_membership(meta["manifest"], self.source)
+        if data.manifest["num_classes"] > self.target.num_classes:
+            raise MintError(
+                f"the data has {data.manifest['num_classes']} classes but the target "
+                f"{meta.get('path')} has {self.target.num_classes} outputs"
             )
         groups = data.groups  # source groups and duplicate clusters: never split across sets
         labels = data.train.labels
@@ -143,8 +148,9 @@ class MINTDataModule(L.LightningDataModule):
         available = min(len(p) for p in pools.values())
         train = self.sizes["train"] if self.sizes["train"] is not None else available - fixed
         if train < 1 or train + fixed > available:
-            raise ValueError(
-                f"not enough images for the requested sets: {train} train + {self.sizes['val']} val + "
+            asked = self.sizes["train"] if self.sizes["train"] is not None else "at least 1"
+            raise MintError(
+                f"not enough images for the requested sets: {asked} train + {self.sizes['val']} val + "
                 f"{self.sizes['calibration']} calibration + {self.sizes['test']} test per side, but only "
                 f"{len(pools['member'])} members and {len(pools['nonmember'])} non-members exist. "
                 "Lower train_size / val_size / calibration_size / test_size."
@@ -186,24 +192,18 @@ class MINTDataModule(L.LightningDataModule):
         }
 
     def cache(self) -> ActivationCache:
-        """The cache folder for this classifier, these layers and these images."""
+        """The cache folder for this target and these images (one file per layer inside)."""
         key = {
-            "target_sha256": self.record.sha256,
+            "target_sha256": self.target.meta["sha256"],
             "pool_sha256": index_hash(self.plan["pool"]),
             "train_fingerprint": self.plan["data"].manifest["train_fingerprint"],
         }
         return ActivationCache(self.cache_dir, key, verify=self.verify_cache)
 
     def _build_cache(self) -> dict[str, np.ndarray]:
-        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        return self.cache().ensure(
-            lambda layers: FrozenTarget.from_record(self.record, layers),
-            self.plan["data"].train.images,
-            self.plan["pool"],
-            self.layers,
-            self.extract_batch_size,
-            device,
-        )
+        device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
+        images = self.plan["data"].train.images
+        return self.cache().ensure(self.target, images, self.plan["pool"], self.extract_batch_size, device)
 
     def prepare_data(self) -> None:
         """Build the activation cache once per node, before any rank reads it."""
@@ -224,37 +224,30 @@ class MINTDataModule(L.LightningDataModule):
             )
         self.datasets = {name: make(rows) for name, rows in plan["portions"].items()}
 
-    @staticmethod
-    def collate_fn(dataset: Dataset):
-        """Cached datasets return whole batches; image datasets use the default collation."""
-        return collate_batch if isinstance(dataset, ActivationDataset) else None
+    def _loader(self, name: str, shuffle: bool = False, workers: bool = True) -> DataLoader:
+        dataset = self.datasets[name]
+        # Cached datasets return whole batches; image datasets use the default collation.
+        collate = collate_batch if isinstance(dataset, ActivationDataset) else None
+        return self.loader(dataset, shuffle, collate, workers)
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[name],
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle,  # a last batch of one item would break BatchNorm
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-            collate_fn=self.collate_fn(self.datasets[name]),
-        )
+    def eval_loader(self, name: str) -> DataLoader:
+        """A one-off pass over a set (`train`, `val`, `calibration`, `test`) in this process, in order."""
+        return self._loader(name, workers=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test")
 
     def manifest(self) -> dict:
         """What the detector was trained and tested on: sizes and index hashes of every set."""
         plan = self.plan
         return {
-            "classifier_split": plan["data"].manifest,
+            "target_split": plan["data"].manifest,
             "sets": plan["sizes"],
             "sets_sha256": {n: index_hash(plan["pool"][rows]) for n, rows in plan["portions"].items()},
             "requested_sizes": self.sizes,

@@ -26,8 +26,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
 IGNORED_HPARAMS = {"_instantiator", "channels_last", "compile"}
-# The MINT data module's sets (which images train, validate and test the detector). The classifier's
-# own member / non-member split is checked by `ClassifierDataModule.load_state_dict`.
+# The detector data module's sets (which images train, validate and test the detector). The target's
+# own member / non-member split is checked by `TargetDataModule.load_state_dict`.
 DATA_KEYS = ("sets", "sets_sha256", "balance", "seed")
 # Schedulers move `lr` during training; `initial_lr` (set by any scheduler) is what was configured.
 MOVING_OPTIMIZER_KEYS = {"lr", "initial_lr", "params"}
@@ -119,8 +119,8 @@ def refuse_other_hparams(module: L.LightningModule, checkpoint: dict) -> None:
     if not fitting:  # testing or auditing with another configuration is fine
         return
     saved, now = dict(checkpoint.get("hyper_parameters", {})), dict(module.hparams)
-    # A classifier read by a MINT detector is identified by its content: a moved or re-linked
-    # checkpoint file is the same classifier, a retrained one behind the same path is not.
+    # A target read by a detector is identified by its content: a moved or re-linked checkpoint
+    # file is the same target, a retrained one behind the same path is not.
     saved_target = checkpoint.get("mint_target", {}).get("sha256")
     now_target = getattr(module, "target_meta", {}).get("sha256")
     if saved_target and now_target:

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from mint.atomic import write_atomic
+from mint.files import write_atomic
 
 
 def new_run_dir(output: str | Path, command: str = "mint") -> Path:

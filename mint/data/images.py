@@ -1,4 +1,8 @@
-"""In-memory image arrays as every data source delivers them, and their checks."""
+"""Images as every part of mint handles them: uint8 RGB arrays, their checks and conversions.
+
+One conversion each way: any PIL image to uint8 RGB (`resize_rgb`), any array to uint8 RGB
+(`to_rgb_uint8`), and uint8 images to the float tensors in [0, 1] that models read (`to_tensor`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from PIL import Image
+from torch import Tensor
 from torch.utils.data import Dataset
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass
@@ -63,6 +71,20 @@ class ImageSet:
         return h.hexdigest()
 
 
+def to_tensor(images: np.ndarray | Tensor) -> Tensor:
+    """uint8 images (..., H, W, 3) as floats (..., 3, H, W) in [0, 1], on the device they are on."""
+    images = torch.as_tensor(images)
+    return images.movedim(-1, -3).float().div_(255.0)  # (..., H, W, C) -> (..., C, H, W)
+
+
+def resize_rgb(image: Image.Image, size: int | None) -> np.ndarray:
+    """Convert any PIL image to RGB uint8 (H, W, 3), resized to size x size when `size` is set."""
+    image = image.convert("RGB")
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def to_rgb_uint8(images: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
     """Return images as uint8 (N, H, W, 3), converting grayscale and RGBA instead of failing.
 
@@ -111,7 +133,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         j = self.indices[i]
-        image = torch.from_numpy(self.data.images[j]).permute(2, 0, 1).float().div_(255.0)  # HWC -> CHW
+        image = to_tensor(self.data.images[j])
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.data.labels[j])

@@ -1,10 +1,10 @@
 """`mint study`: one factor of the MINT pipeline varied, everything else fixed, one table.
 
-    # detector-side factors reuse one trained classifier:
+    # detector-side factors reuse one trained target:
     mint study --factor detector_size --values 500 2000 8000 --mint-config configs/mint_layer7.yaml \
         --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
     mint study --factor conditioning --values none embedding per_class --mint-config ... --target-ckpt ...
-    # classifier-side factors train one classifier per value, then a detector on each:
+    # target-side factors train one target per value, then a detector on each:
     mint study --factor classes --values 10 20 50 100 --classifier-config configs/classifier_cifar100.yaml \
         --mint-config configs/mint_cifar100_layer7.yaml
     mint study --factor members --values 0.1 0.3 0.5 ...      # member_fraction of the train split
@@ -12,17 +12,17 @@
 
 Factors (the paper's factor analysis, plus the ones the field asks about):
 
-- `classes`: keep the first k classes of the classifier's source (`mint.data.ClassSubset`);
-- `members`: `member_fraction`, the share of the train split the classifier is trained on;
-- `classifier_epochs`: how long the classifier trains (its train/test gap grows with it);
+- `classes`: keep the first k classes of the target's source (`mint.data.ClassSubset`);
+- `members`: `member_fraction`, the share of the train split the target is trained on;
+- `classifier_epochs`: how long the target trains (its train/test gap grows with it);
 - `detector_size`: members (and as many non-members) the detector is trained on (`train_size`);
   the test set is drawn first, so every value is tested on the same images;
 - `conditioning`: whether the detector is told the true class (`none`, `embedding`, `per_class`).
 
-`--classifier-args` / `--mint-args` pass further LightingCLI overrides to every classifier / MINT run
+`--classifier-args` / `--mint-args` pass further LightingCLI overrides to every target / detector run
 (quoted, e.g. `--mint-args "--data.test_size=500 --trainer.max_epochs=10"`). Every value gets its
 TensorBoard runs under `<output>/study_<factor>/run_N/`, which also receives `study.csv`,
-`study.md` and `study.png` (MINT and loss-attack AUROC, and the classifier's gap, versus the value).
+`study.md` and `study.png` (MINT and loss-attack AUROC, and the target's gap, versus the value).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import json
 import shlex
 from pathlib import Path
 
-from mint.roc_plot import plt
-from mint.runs import fit_and_test, new_run_dir, scorer_row, write_tables
+from mint.evaluation.roc_plot import plt
+from mint.experiments.runs import fit_and_test, new_run_dir, scorer_row, write_tables
 
 CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs")
 MINT_FACTORS = ("detector_size", "conditioning")
@@ -60,7 +60,7 @@ def _mint_override(factor: str, value: str) -> list[str]:
 
 
 def _source_config(classifier_config: str, classifier_args: list[str]) -> dict:
-    """The classifier config's source as a plain `class_path` / `init_args` dict (to wrap it)."""
+    """The target config's source as a plain `class_path` / `init_args` dict (to wrap it)."""
     from mint.cli import MintCLI
 
     cli = MintCLI(
@@ -105,7 +105,7 @@ def run_study(
     classifier_args, mint_args = classifier_args or [], mint_args or []
     needs_classifier = factor in CLASSIFIER_FACTORS or target_ckpt is None
     if needs_classifier and classifier_config is None:
-        raise SystemExit(f"mint study: --factor {factor} trains classifiers: give --classifier-config")
+        raise SystemExit(f"mint study: --factor {factor} trains targets: give --classifier-config")
     if target_ckpt is not None and not Path(target_ckpt).is_file():
         raise SystemExit(f"mint study: --target-ckpt {target_ckpt!r} is not a file")
     run = new_run_dir(Path(output) / f"study_{factor}", "mint study")
@@ -119,29 +119,29 @@ def run_study(
             clf_over = _classifier_override(factor, value, source) if factor in CLASSIFIER_FACTORS else []
             clf = cli_main([
                 "fit", "--config", classifier_config, *classifier_args, *clf_over,
-                f"--trainer.logger.init_args.save_dir={run}", "--trainer.logger.init_args.name=classifier",
+                f"--trainer.logger.init_args.save_dir={run}", "--trainer.logger.init_args.name=target",
                 f"--trainer.logger.init_args.version={factor}={value}",
             ])  # fmt: skip
             ckpt = clf.trainer.checkpoint_callback
             target = ckpt.last_model_path if classifier_ckpt == "last" else ckpt.best_model_path
             if factor not in CLASSIFIER_FACTORS:
-                shared_target = target  # detector-side factors: one classifier for every value
+                shared_target = target  # detector-side factors: one target for every value
         args = ["--config", mint_config, f"--model.init_args.target_ckpt={target}", *mint_args]
-        _, res = fit_and_test([*args, *_mint_override(factor, value)], run, "mint", f"{factor}={value}")
+        _, res = fit_and_test([*args, *_mint_override(factor, value)], run, "detector", f"{factor}={value}")
         rows.append(_row(factor, value, res))
     _write_outputs(run, factor, rows)
     return rows
 
 
 def _row(factor: str, value: str, res: dict) -> dict:
-    clf, split = res["classifier_on_test_set"], res["data"]["classifier_split"]
+    clf, split = res["target_on_test_set"], res["data"]["target_split"]
     m, loss = res["mint"], res["baselines"]["loss"]
     return {
         factor: value,
         "classes": split["num_classes"],
-        "classifier_members": split["num_members"],
-        "clf_acc_members": clf["target_member_acc"],
-        "clf_acc_nonmembers": clf["target_nonmember_acc"],
+        "target_members": split["num_members"],
+        "target_acc_members": clf["target_member_acc"],
+        "target_acc_nonmembers": clf["target_nonmember_acc"],
         "gap": clf["target_gap"],
         "detector_train": res["data"]["sets"]["train"]["members"],
         **{f"mint_{k}": v for k, v in scorer_row(m).items()},
@@ -154,14 +154,14 @@ def _row(factor: str, value: str, res: dict) -> dict:
 def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
     header = (
         f"Factor `{factor}`. MINT and the loss attack are scored on the same held-out balanced set; "
-        "`gap` is the classifier's accuracy on those members minus on those non-members. n/r: not resolvable."
+        "`gap` is the target's accuracy on those members minus on those non-members. n/r: not resolvable."
     )
     md = write_tables(run, "study", rows, header)
     fig, ax = plt.subplots(figsize=(6, 4))
     x = list(range(len(rows)))
     ax.plot(x, [r["mint_auroc"] for r in rows], "o-", label="MINT AUROC")
     ax.plot(x, [r["loss_auroc"] for r in rows], "s--", label="loss attack AUROC")
-    ax.plot(x, [r["gap"] for r in rows], "^:", label="classifier gap")
+    ax.plot(x, [r["gap"] for r in rows], "^:", label="target gap")
     ax.set(xticks=x, xticklabels=[str(r[factor]) for r in rows], xlabel=factor, ylabel="AUROC / gap")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -181,16 +181,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--factor", required=True, choices=[*CLASSIFIER_FACTORS, *MINT_FACTORS])
     parser.add_argument("--values", nargs="+", required=True, help="the values of the factor")
     parser.add_argument("--mint-config", required=True, help="MINT config, e.g. configs/mint_layer7.yaml")
-    parser.add_argument("--classifier-config", help="classifier config (needed to train classifiers)")
-    parser.add_argument("--target-ckpt", help="an already trained classifier (detector-side factors)")
     parser.add_argument(
-        "--classifier-args", default="", help="LightningCLI overrides for every classifier run"
+        "--classifier-config", help="config that trains targets, e.g. configs/classifier_cifar10.yaml"
     )
+    parser.add_argument("--target-ckpt", help="an already trained target (detector-side factors)")
+    parser.add_argument("--classifier-args", default="", help="LightningCLI overrides for every target run")
     parser.add_argument("--mint-args", default="", help="LightningCLI overrides for every MINT run")
     parser.add_argument("--output", default="lightning_logs", help="folder receiving study_<factor>/run_N")
     parser.add_argument(
         "--classifier-ckpt", choices=["last", "best"], default="last",
-        help="which checkpoint of each trained classifier to audit (last: its end state)",
+        help="which checkpoint of each trained target to audit (last: its end state)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     return run_study(

@@ -3,11 +3,12 @@
     mint audit --ckpt lightning_logs/mint_layer7/latest/checkpoints/best.ckpt --images my_photos/ \
         --output audit_my_photos
 
-The MINT checkpoint carries its frozen classifier and the detector's scores of known members and
+The detector checkpoint carries its frozen target and the detector's scores of known members and
 non-members held out for calibration (`data.calibration_size`). Every audited image is scored
-(streamed in batches, resized and normalized as the classifier's training data were); the set's
+(streamed in batches, resized and normalized as the target's training data were); the set's
 scores are compared with the calibration non-members' by a one-sided Mann-Whitney U test, and the
-share of the set that was in training is estimated with a confidence interval (`mint.set_test`).
+share of the set that was in training is estimated with a confidence interval
+(`mint.audit.statistics`).
 Written to `--output`: `scores.csv` (one row per image), `summary.json`, `histogram.png` and a
 self-contained `report.html`.
 """
@@ -26,70 +27,32 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mint.audit_inputs import AuditInputs, list_inputs
-from mint.audit_report import histogram_figure, verdict, write_html
-from mint.roc_plot import plt
-from mint.set_test import mann_whitney_greater, member_fraction_estimate
-from mint.target import LOGITS, file_sha256
+from mint.audit.detector import AuditError, TrainedDetector, load_detector
+from mint.audit.inputs import AuditInputs, list_inputs
+from mint.audit.report import histogram_figure, verdict, write_html
+from mint.audit.statistics import mann_whitney_greater, member_fraction_estimate
+from mint.data.images import to_tensor
+from mint.evaluation.roc_plot import plt
+from mint.models import LOGITS
 
 
 def _fail(message: str):
-    raise SystemExit(f"mint audit: {message}")
-
-
-def load_detector(path: str | Path, device: torch.device):
-    """The MINT module of a detector checkpoint, with its classifier and calibration scores."""
-    from mint.detector import MINTModule
-
-    path = Path(path)
-    if not path.is_file():
-        _fail(
-            f"detector checkpoint not found: {str(path)!r} "
-            "(train one: mint fit --config configs/mint_layer7.yaml)"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        _fail(f"{path} is not a readable PyTorch checkpoint (loaded with weights_only=True): {err}")
-    state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-    if "mint_target" not in ckpt or not any(k.startswith("target.") for k in state):
-        if any(k.startswith("net.") for k in state):
-            _fail(
-                f"{path} is a classifier checkpoint, not a MINT detector. Train a detector on it first: "
-                f"mint fit --config configs/mint_layer7.yaml --model.init_args.target_ckpt {path}"
-            )
-        _fail(
-            f"{path} is not a MINT detector checkpoint carrying its classifier "
-            "(no `mint_target` record or no classifier weights)"
-        )
-    if "mint_calibration" not in ckpt:
-        _fail(
-            f"{path} holds no calibration scores, so an audited set has nothing to be compared with. "
-            "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
-            "(the shipped mint_*_layer7 configs do)."
-        )
-    module = MINTModule.load_from_checkpoint(
-        path, map_location=device, weights_only=True, target_ckpt=str(path)
-    )
-    module.eval()
-    return module, ckpt
+    raise AuditError(message)
 
 
 @torch.no_grad()
 def score_images(
-    module, inputs: AuditInputs, labels: str, batch_size: int, progress: bool, sink
+    trained: TrainedDetector, inputs: AuditInputs, labels: str, batch_size: int, progress: bool, sink
 ) -> torch.Tensor:
     """Score every decodable image; write one CSV row each to `sink`; return the scores (float64)."""
     scores, seen_skips = [], len(inputs.skipped)
     bar = tqdm(total=len(inputs.items), unit="img", desc="mint audit", disable=not progress, file=sys.stderr)
     for batch in inputs.batches(batch_size):
-        x = (
-            torch.from_numpy(batch.images).to(module.device).permute(0, 3, 1, 2).float().div_(255.0)
-        )  # NHWC -> NCHW
-        acts = module.target(x)
+        device = next(trained.target.buffers()).device
+        acts = trained.target(to_tensor(torch.from_numpy(batch.images).to(device)))
         predicted = acts[LOGITS].argmax(1)
-        used = predicted if labels == "predicted" else torch.from_numpy(batch.labels).to(module.device)
-        s = module.detector(acts, used).double().cpu()
+        used = predicted if labels == "predicted" else torch.from_numpy(batch.labels).to(device)
+        s = trained.detector(acts, used).double().cpu()
         scores.append(s)
         for name, lab, pred, used_lab, value in zip(
             batch.names, batch.labels.tolist(), predicted.tolist(), used.tolist(), s.tolist(), strict=True
@@ -145,10 +108,10 @@ def run_audit(
     if out.exists() and not overwrite:  # before any work
         _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
-    module, raw = load_detector(ckpt, dev)
-    target = module.target
+    trained = load_detector(ckpt, dev)
+    target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names)
-    conditioned = module.hparams.class_conditioning != "none"
+    conditioned = trained.hparams["class_conditioning"] != "none"
     if labels == "given" and not inputs.has_labels:
         _fail(f"--labels given, but {images} has no labels ({inputs.label_note}); use --labels predicted")
     if labels == "auto":
@@ -157,8 +120,8 @@ def run_audit(
     with (tmp / "scores.csv").open("w", newline="") as f:
         sink = csv.writer(f)
         sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
-        scores = score_images(module, inputs, labels, batch_size, progress, sink)
-    cal = raw["mint_calibration"]
+        scores = score_images(trained, inputs, labels, batch_size, progress, sink)
+    cal = trained.calibration
     key = "predicted_label" if labels == "predicted" and conditioned else "true_label"
     members, nonmembers = cal[key][cal["members"] == 1], cal[key][cal["members"] == 0]
     test = mann_whitney_greater(scores, nonmembers)
@@ -183,17 +146,17 @@ def run_audit(
         },
         "audited_score_median": float(scores.median()),
         "detector": {
-            "checkpoint": str(Path(ckpt).resolve()),
-            "sha256": file_sha256(ckpt),
-            "layers": list(module.hparams.layers),
-            "class_conditioning": module.hparams.class_conditioning,
-            "data": raw.get("mint_data", {}).get("sets"),
+            "checkpoint": trained.path,
+            "sha256": trained.sha256,
+            "layers": list(trained.hparams["layers"]),
+            "class_conditioning": trained.hparams["class_conditioning"],
+            "data": trained.data.get("sets"),
         },
-        "classifier": {
-            "sha256": module.target_meta["sha256"],
-            "path": module.target_meta["path"],
-            "arch": module.target_meta["hparams"].get("arch"),
-            "source": module.target_meta["manifest"].get("source"),
+        "target": {
+            "sha256": target.meta["sha256"],
+            "path": target.meta["path"],
+            "arch": target.meta["hparams"].get("arch"),
+            "source": target.meta["manifest"].get("source"),
         },
         "input": str(Path(images).resolve()),
         "command": command or "mint audit (from Python)",
@@ -219,14 +182,14 @@ def main(argv: list[str] | None = None) -> dict:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--ckpt", required=True, help="MINT detector checkpoint (it carries its classifier)")
+    parser.add_argument("--ckpt", required=True, help="detector checkpoint (it carries its target)")
     parser.add_argument("--images", required=True, help="image folder (optionally class subfolders) or .npz")
     parser.add_argument("--output", required=True, help="report folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     parser.add_argument(
         "--labels", choices=["auto", "given", "predicted"], default="auto",
         help="class fed to a class-conditioned detector: given (folders / npz labels), predicted by the "
-        "classifier, or auto (given when every image has one)",
+        "target, or auto (given when every image has one)",
     )  # fmt: skip
     parser.add_argument("--class-names", help="comma-separated class names in index order (class subfolders)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")

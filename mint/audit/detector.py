@@ -1,0 +1,84 @@
+"""A trained detector read for an audit: its frozen target, its network and its calibration scores.
+
+The checkpoint is read once, without unpickling anything; the target and the detector are built as
+the plain networks they are (no LightningModule, no Trainer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mint.files import read_checkpoint
+from mint.models import Detector, Target
+from mint.models.detector import OPTIONS
+
+DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
+
+
+class AuditError(SystemExit):
+    """A problem that stops an audit; its message is printed as `mint audit: ...`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"mint audit: {message}")
+
+
+@dataclass
+class TrainedDetector:
+    """What an audit needs from a detector checkpoint."""
+
+    target: Target
+    detector: Detector
+    hparams: dict
+    calibration: dict[str, Tensor]
+    data: dict
+    path: str
+    sha256: str
+
+
+def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_detector(path: str | Path, device: torch.device) -> TrainedDetector:
+    """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`."""
+    path = Path(path)
+    if not path.is_file():
+        raise AuditError(f"detector checkpoint not found: {str(path)!r} (train one: {DETECTOR_COMMAND})")
+    try:
+        ckpt, sha256 = read_checkpoint(path)
+    except ValueError as err:
+        raise AuditError(str(err)) from err
+    state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
+    if "mint_target" not in ckpt or not any(k.startswith("target.") for k in state):
+        if any(k.startswith("net.") for k in state):
+            raise AuditError(
+                f"{path} is a target checkpoint, not a detector. Train a detector on it first: "
+                f"{DETECTOR_COMMAND} --model.init_args.target_ckpt {path}"
+            )
+        raise AuditError(
+            f"{path} is not a detector checkpoint carrying its target "
+            "(no `mint_target` record or no target weights)"
+        )
+    if "mint_calibration" not in ckpt:
+        raise AuditError(
+            f"{path} holds no calibration scores, so an audited set has nothing to be compared with. "
+            "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
+            "(the shipped mint_*_layer7 configs do)."
+        )
+    hparams, meta = ckpt["hyper_parameters"], ckpt["mint_target"]
+    target = Target(meta["hparams"], hparams["layers"], _strip(state, "target."), meta)
+    detector = Detector(target.shapes, target.num_classes, **{k: hparams[k] for k in OPTIONS})
+    detector.load_state_dict(_strip(state, "detector."))
+    return TrainedDetector(
+        target.to(device),
+        detector.to(device).eval(),
+        hparams,
+        ckpt["mint_calibration"],
+        ckpt.get("mint_data", {}),
+        str(path.resolve()),
+        sha256,
+    )

@@ -1,0 +1,76 @@
+"""A detector's test report: every scorer on the same held-out images, beside the target's gap.
+
+Written beside the run as `test_results.json` (everything), `per_class_auroc.csv` (which classes
+leak most) and `roc_test.png` (log-log ROC of every scorer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from mint.evaluation.metrics import full_report
+from mint.evaluation.roc_plot import plt, roc_figure
+from mint.files import write_atomic, write_json_atomic
+
+
+def target_accuracy(correct: Tensor, members: Tensor) -> dict[str, float]:
+    """The target's accuracy on the test set's members and non-members, and their gap."""
+    out = {
+        "target_member_acc": float(correct[members == 1].double().mean()),
+        "target_nonmember_acc": float(correct[members == 0].double().mean()),
+    }
+    return out | {"target_gap": out["target_member_acc"] - out["target_nonmember_acc"]}
+
+
+def scorer_reports(
+    scores: Tensor, members: Tensor, labels: Tensor, names: tuple[str, ...], thresholds: dict[str, float]
+) -> dict[str, dict]:
+    """`full_report` of each scorer (column j of `scores` is scorer `names[j]`) on one held-out set."""
+    return {n: full_report(scores[:, j], members, thresholds[n], labels) for j, n in enumerate(names)}
+
+
+def logged_summary(reports: dict[str, dict], main: str = "mint") -> dict[str, float]:
+    """The numbers logged as `test/...`: the main scorer's metrics, the others' headline numbers."""
+    flat = {k: v for k, v in reports[main].items() if isinstance(v, float | int)}
+    lo, hi = reports[main]["auroc_ci95"]
+    flat |= {"auroc_ci95_low": lo, "auroc_ci95_high": hi}
+    for name, report in reports.items():
+        if name != main:
+            flat |= {f"{name}_{k}": report[k] for k in ("auroc", "tpr@1%fpr", "tpr@0.1%fpr")}
+    return flat
+
+
+def write_per_class_csv(path: str | Path, reports: dict[str, dict]) -> None:
+    """One row per class: counts and every scorer's AUROC."""
+    names = list(reports)
+    first = reports[names[0]]["per_class_auroc"]
+    lines = ["class,n_members,n_nonmembers," + ",".join(f"{n}_auroc" for n in names)]
+    for c, row in first.items():
+        aurocs = ",".join(f"{reports[n]['per_class_auroc'][c]['auroc']:.4f}" for n in names)
+        lines.append(f"{c},{row['n_members']},{row['n_nonmembers']},{aurocs}")
+    write_atomic(path, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+
+
+def write_test_report(
+    log_dir: str | Path | None, results: dict, reports: dict, curves: dict, tensorboard=None, step: int = 0
+) -> None:
+    """Write the report files into `log_dir` (when set) and the ROC figure to TensorBoard (when given).
+
+    Args:
+        log_dir: the run's folder.
+        results: everything for `test_results.json`.
+        reports: {scorer: `full_report`} for the per-class table.
+        curves: {name: (scores, members)} for the ROC figure.
+        tensorboard: a TensorBoard `SummaryWriter`, or None.
+        step: the global step the figure is logged at.
+    """
+    figure = roc_figure(curves)
+    if log_dir is not None:
+        write_json_atomic(Path(log_dir) / "test_results.json", results)
+        write_per_class_csv(Path(log_dir) / "per_class_auroc.csv", reports)
+        figure.savefig(Path(log_dir) / "roc_test.png", dpi=120)
+    if tensorboard is not None:
+        tensorboard.add_figure("test/roc", figure, step)
+    plt.close(figure)

@@ -1,0 +1,1 @@
+"""Experiments: commands that run several stages (`mint quickstart`, `mint sweep`, `mint study`)."""

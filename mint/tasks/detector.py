@@ -1,0 +1,229 @@
+"""LightningModule that trains the detector on the activations of a frozen target."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import move_data_to_device
+from lightning.pytorch.utilities.seed import isolate_rng
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from mint.attacks import BASELINES, SCORERS, score_batch
+from mint.errors import MintError
+from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
+from mint.evaluation.test_report import logged_summary, scorer_reports, target_accuracy, write_test_report
+from mint.models import LOGITS, Detector, Target
+from mint.models.detector import (
+    CLASS_CONDITIONING,
+    CNN_FILTERS,
+    CNN_KERNEL,
+    DROPOUT,
+    MLP_HIDDEN,
+    OPTIONS,
+    PATH_KIND,
+    ClassConditioning,
+    PathKind,
+)
+from mint.tasks.base import MintModule
+
+
+class DetectorModule(MintModule):
+    """Train a detector that tells members of a target's training data from non-members.
+
+    The target is read from `target_ckpt` once (with `weights_only=True`), frozen and kept in eval
+    mode; the data module takes it from this module, never from the file again. The target's
+    weights, architecture and membership split are stored in this module's checkpoint, which
+    therefore stands alone for `test` and audits. Batches carry either cached activations (`acts`)
+    or images, which are then read through the frozen target on the fly.
+
+    Logged: `train/loss`; `val/…` and `test/…` AUROC, accuracy, precision, recall and TPR at 10%, 1%
+    and 0.1% FPR (NaN when the set has too few non-members to resolve the level). At test time also
+    the AUROC's bootstrap 95% interval, balanced accuracy and precision at the threshold chosen on the
+    validation set, the target's accuracy on the test set's members and non-members
+    (`test/target_gap`), the four black-box baselines of `mint.attacks` on the same images (their
+    thresholds fitted on the detector's training set), a log-log ROC figure, per-class AUROCs
+    (`per_class_auroc.csv`) and everything in `test_results.json` beside the run.
+
+    Args:
+        target_ckpt: checkpoint of the target to audit (written by `TargetModule`), or a detector
+            checkpoint (which carries its target).
+        layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`).
+        path_kind: the detector's path over each layer: `auto` (CNN for maps, MLP for vectors),
+            `cnn` or `mlp`.
+        class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
+            (one output per class; the paper's class-specific MINT).
+        cnn_filters: filters of each CNN path.
+        cnn_kernel: kernel size of each CNN path.
+        mlp_hidden: dense units of each MLP path.
+        dropout: dropout of every path.
+        optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
+        lr_scheduler: optional learning-rate scheduler.
+        num_classes: classes of the data, when the data module names another source (linked from it);
+            checked against the target.
+        image_size: image side of that data (linked from the data module); checked against the target.
+        channels_last: keep activation maps, images and the networks channels-last (NHWC): faster
+            convolutions on recent GPUs. The results do not change.
+        compile: `torch.compile` the detector (in place: checkpoints keep their keys). Compiling takes
+            a minute or more on first use, so it pays for long GPU runs; on CPU it needs a C++ compiler.
+    """
+
+    monitor = "val/auroc"
+
+    def __init__(
+        self,
+        target_ckpt: str,
+        layers: list[str] | None = None,
+        path_kind: PathKind = PATH_KIND,
+        class_conditioning: ClassConditioning = CLASS_CONDITIONING,
+        cnn_filters: int = CNN_FILTERS,
+        cnn_kernel: int = CNN_KERNEL,
+        mlp_hidden: int = MLP_HIDDEN,
+        dropout: float = DROPOUT,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        num_classes: int | None = None,
+        image_size: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__(optimizer, lr_scheduler)
+        layers = list(layers or ["layer7"])
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.target = Target.load(target_ckpt, layers)
+        for name, value in (("num_classes", num_classes), ("image_size", image_size)):
+            if value is not None and value != getattr(self.target, name):
+                raise MintError(
+                    f"the data has {name}={value} but the target {target_ckpt} was built for "
+                    f"{name}={getattr(self.target, name)}: use the data it was trained on"
+                )
+        options = {k: self.hparams[k] for k in OPTIONS}
+        self.detector = Detector(self.target.shapes, self.target.num_classes, **options)
+        self.speed_up(channels_last, compile, self.detector, self.target, compiled=self.detector)
+        self.val_metrics = MembershipMetrics()
+        self.test_scores = ScoreCollector()
+        self.thresholds: dict[str, float] = {}
+
+    @property
+    def target_meta(self) -> dict:
+        """Where the target came from: hyperparameters, membership split, sha256, path."""
+        return self.target.meta
+
+    def trainable(self) -> nn.Module:
+        return self.detector
+
+    def activations(self, batch: dict) -> dict[str, Tensor]:
+        """Cached activations, or a pass of the frozen target over the batch's images."""
+        nhwc = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
+        if "acts" not in batch:
+            return self.target(batch["image"].contiguous(memory_format=nhwc))
+        return {k: v.contiguous(memory_format=nhwc) if v.dim() == 4 else v for k, v in batch["acts"].items()}
+
+    def forward(self, batch: dict) -> Tensor:
+        """Membership logits (B,) for a batch (`acts` or `image`, and `label`)."""
+        return self.detector(self.activations(batch), batch["label"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss = F.binary_cross_entropy_with_logits(self(batch), batch["member"].float())
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch)
+        self.val_metrics.update(logits, batch["member"], batch["id"])
+        loss = F.binary_cross_entropy_with_logits(logits, batch["member"].float())
+        self.log("val/loss", loss, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_summary("val", self.val_metrics.compute(), prog_bar=("auroc",))
+        self.val_metrics.reset()
+
+    def on_test_start(self) -> None:
+        # Thresholds are chosen before looking at the test set: MINT's on the validation set, the
+        # baselines' on the detector's training set (the only data an attacker could fit them on).
+        dm = self.trainer.datamodule
+        val, train = self._score_all(dm.eval_loader("val")), self._score_all(dm.eval_loader("train"))
+        self.thresholds = {"mint": best_threshold(val["scores"][:, 0], val["members"])}
+        for j, name in enumerate(BASELINES, start=1):
+            self.thresholds[name] = best_threshold(train["scores"][:, j], train["members"])
+
+    @torch.no_grad()
+    def _score_all(self, loader: DataLoader) -> dict[str, Tensor]:
+        """Every scorer's scores over a whole loader, in this process (for fitting thresholds)."""
+        scores, members = [], []
+        for batch in loader:
+            batch = move_data_to_device(batch, self.device)
+            scores.append(score_batch(self.detector, self.activations(batch), batch["label"]).cpu())
+            members.append(batch["member"].cpu())
+        return {"scores": torch.cat(scores), "members": torch.cat(members)}
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        acts = self.activations(batch)
+        correct = (acts[LOGITS].argmax(1) == batch["label"]).double()[:, None]
+        columns = torch.cat([score_batch(self.detector, acts, batch["label"]), correct], dim=1)
+        self.test_scores.update(columns, batch["member"], batch["label"], batch["id"])
+
+    def on_test_epoch_end(self) -> None:
+        _, columns, members, labels = self.test_scores.compute()  # synced over DDP ranks
+        self.test_scores.reset()
+        scores, target = columns[:, :-1], target_accuracy(columns[:, -1], members)
+        reports = scorer_reports(scores, members, labels, SCORERS, self.thresholds)
+        self.log_summary("test", logged_summary(reports) | target, prog_bar=("auroc",))
+        log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
+        if not self.trainer.is_global_zero:
+            return
+        results = {
+            "mint": reports["mint"],
+            "baselines": {n: reports[n] for n in BASELINES},
+            "target_on_test_set": target,
+            "layers": self.hparams.layers,
+            "path_kind": self.hparams.path_kind,
+            "class_conditioning": self.hparams.class_conditioning,
+            "target_ckpt": self.target_meta["path"],
+            "target_sha256": self.target_meta["sha256"],
+            "data": self.trainer.datamodule.manifest(),
+        }
+        curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(SCORERS)}
+        tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
+        write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep the target's architecture, split and hash beside its weights (in `state_dict`).
+
+        With a calibration set (`data.calibration_size > 0`), the detector's scores of those known
+        members and non-members, made with the weights being saved, go in too: `mint audit`
+        compares an audited set's scores with them.
+        """
+        checkpoint["mint_target"] = self.target_meta
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "datasets"):
+            return
+        checkpoint["mint_data"] = dm.manifest()
+        if len(dm.datasets.get("calibration", ())):
+            if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
+                with isolate_rng():  # its loader draws a seed: saving must not change the training run
+                    scores = self.calibration_scores(dm.eval_loader("calibration"))
+                self._calibration = (self.global_step, scores)
+            checkpoint["mint_calibration"] = self._calibration[1]
+
+    @torch.no_grad()
+    def calibration_scores(self, loader: DataLoader) -> dict[str, Tensor]:
+        """Scores (float64 logits) of a labelled member / non-member set, in eval mode.
+
+        Scored twice: with the true class, and with the target's predicted class, which is what an
+        audit of unlabelled images has to use.
+        """
+        was_training = self.training
+        self.eval()
+        out: dict[str, list[Tensor]] = {"true_label": [], "predicted_label": [], "members": [], "labels": []}
+        for batch in loader:
+            batch = move_data_to_device(batch, self.device)
+            acts = self.activations(batch)
+            out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
+            out["predicted_label"].append(self.detector(acts, acts[LOGITS].argmax(1)).double().cpu())
+            out["members"].append(batch["member"].long().cpu())
+            out["labels"].append(batch["label"].long().cpu())
+        self.train(was_training)
+        return {k: torch.cat(v) for k, v in out.items()}
