@@ -1,6 +1,6 @@
 """Audits of sets with a known share of members, drawn from a detector's own held-out test set.
 
-From a MINT checkpoint (trained with `data.calibration_size > 0`), rebuild its test set (images the
+From a detector checkpoint (trained with `data.calibration_size > 0`), rebuild its test set (images the
 detector never saw: held-out members and non-members), write audited sets of N members, N
 non-members and mixes as `.npz`, run `mint audit` on each, and print p-value, effect size and the
 estimated member fraction beside the true one.
@@ -19,17 +19,18 @@ import numpy as np
 import torch
 
 from mint.audit import run_audit
-from mint.data import MINTDataModule
+from mint.data import DetectorDataModule
+from mint.models import Target
 
 
 def held_out(ckpt: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Member and non-member images (and labels) of the detector's test set, rebuilt from `ckpt`."""
     data = torch.load(ckpt, map_location="cpu", weights_only=True)["mint_data"]
     sizes = data["requested_sizes"]
-    dm = MINTDataModule(
-        ckpt, ["layer7"], train_size=sizes["train"], val_size=sizes["val"], test_size=sizes["test"],
+    dm = DetectorDataModule(
+        train_size=sizes["train"], val_size=sizes["val"], test_size=sizes["test"],
         calibration_size=sizes["calibration"], balance=data["balance"], seed=data["seed"], cache_dir=None,
-    )  # fmt: skip
+    ).use_target(Target.load(ckpt, ["layer7"]))  # fmt: skip
     plan = dm.plan
     rows = plan["portions"]["test"]
     assert dm.manifest()["sets_sha256"]["test"] == data["sets_sha256"]["test"], "test set not rebuilt exactly"

@@ -1,4 +1,4 @@
-"""Activation extraction vs a plain forward pass, and MINT epochs from the cache vs on the fly.
+"""Activation extraction vs a plain forward pass, and detector epochs from the cache vs on the fly.
 
 Prints ratios measured in one run (targets from the MINT issue: extraction >= 0.9x the throughput of a
 plain forward pass; an epoch from the cache >= 5x faster than extracting on the fly).
@@ -21,28 +21,28 @@ import lightning as L
 import numpy as np
 import torch
 
-from mint.data import MINTDataModule
-from mint.data.activation_cache import ActivationCache
-from mint.detector import MINTModule
-from mint.target import FrozenTarget, load_target_checkpoint
+from mint.data import ActivationCache, DetectorDataModule
+from mint.data.images import to_tensor
+from mint.models import Target, load_target_checkpoint
+from mint.tasks import DetectorModule
 
 
-def forward_throughput(target: FrozenTarget, images: np.ndarray, batch: int) -> float:
-    """Images per second of the classifier's plain forward pass (normalization included), no storing."""
+def forward_throughput(target: Target, images: np.ndarray, batch: int) -> float:
+    """Images per second of the target's plain forward pass (normalization included), no storing."""
     net = target.net
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div_(255)
+            x = to_tensor(torch.from_numpy(images[i : i + batch]))
             net((x - target.mean[:, None, None]) / target.std[:, None, None])
     return len(images) / (time.perf_counter() - start)
 
 
-def extraction_throughput(target: FrozenTarget, images: np.ndarray, batch: int, folder: str) -> float:
+def extraction_throughput(target: Target, images: np.ndarray, batch: int, folder: str) -> float:
     """Images per second of building an activation cache (extraction, float16 conversion, writing)."""
     cache = ActivationCache(folder, {"benchmark": time.time()}, verify=False)
     start = time.perf_counter()
-    cache.ensure(lambda layers: target, images, np.arange(len(images)), target.layers, batch)
+    cache.ensure(target, images, np.arange(len(images)), batch)
     return len(images) / (time.perf_counter() - start)
 
 
@@ -50,13 +50,13 @@ def epoch_seconds(
     ckpt: str, layers: list[str], cache_dir: str | None, train_size: int, speed: argparse.Namespace
 ) -> float:
     """Wall time of one MINT training epoch (no validation), the cache already built if used."""
-    dm = MINTDataModule(
-        ckpt, layers, train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir,
+    model = DetectorModule(ckpt, layers, channels_last=speed.channels_last, compile=speed.compile)
+    dm = DetectorDataModule(
+        train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir,
         num_workers=speed.num_workers, pin_memory=speed.pin_memory,
-    )  # fmt: skip
+    ).use_target(model.target)  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
-    model = MINTModule(ckpt, layers, channels_last=speed.channels_last, compile=speed.compile)
     trainer = L.Trainer(
         max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -92,7 +92,7 @@ def main() -> None:
           f"compile {args.compile}, workers {args.num_workers}, pin_memory {args.pin_memory}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for layers in (["layer7"], ["layer2"]):
-            target = FrozenTarget.from_record(record, layers)
+            target = Target.from_record(record, layers)
             forward_throughput(target, images[:1024], args.batch)  # warm-up
             fwd = forward_throughput(target, images, args.batch)
             ext = extraction_throughput(target, images, args.batch, tmp)

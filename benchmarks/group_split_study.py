@@ -26,8 +26,8 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
     name = f"{data}_{protocol}"
     log = [f"--trainer.logger.save_dir={out}", "--trainer.enable_progress_bar=false"]
     clf = cli([
-        "fit", "--model=mint.ClassifierModule", "--model.width=0.5", "--model.block_dropout=0",
-        "--data=mint.ClassifierDataModule", "--data.source=mint.data.NpzSource",
+        "fit", "--model=mint.TargetModule", "--model.width=0.5", "--model.block_dropout=0",
+        "--data=mint.TargetDataModule", "--data.source=mint.data.NpzSource",
         f"--data.source.train={SHARED / f'{data}_mini_train.npz'}",
         f"--data.source.test={SHARED / f'{data}_mini_test.npz'}", "--data.batch_size=50",
         *PROTOCOLS[protocol], f"--trainer.max_epochs={epochs}", "--trainer.check_val_every_n_epoch=10",
@@ -36,8 +36,8 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
     ])  # fmt: skip
     ckpt = clf.trainer.checkpoint_callback.last_model_path
     mint = [
-        "--model=mint.MINTModule", f"--model.target_ckpt={ckpt}", "--model.layers=[layer7]",
-        "--model.class_conditioning=per_class", "--data=mint.MINTDataModule", "--data.val_size=100",
+        "--model=mint.DetectorModule", f"--model.target_ckpt={ckpt}", "--model.layers=[layer7]",
+        "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",
         "--data.test_size=250", "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}",
         f"--trainer.max_epochs={mint_epochs}", "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
         f"--trainer.logger.name={name}_mint", *log,
@@ -45,16 +45,16 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
     det = cli(["fit", *mint])
     test = cli(["test", *mint, f"--ckpt_path={det.trainer.checkpoint_callback.best_model_path}"])
     res = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
-    split = res["data"]["classifier_split"]
+    split = res["data"]["target_split"]
     return {
         "data": data,
         "protocol": protocol,
         "groups": split["num_groups"],
         "duplicates": split["duplicates"].get("duplicate_images", "-"),
         "test set": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}",
-        "acc members": res["classifier_on_test_set"]["target_member_acc"],
-        "acc non-members": res["classifier_on_test_set"]["target_nonmember_acc"],
-        "gap": res["classifier_on_test_set"]["target_gap"],
+        "acc members": res["target_on_test_set"]["target_member_acc"],
+        "acc non-members": res["target_on_test_set"]["target_nonmember_acc"],
+        "gap": res["target_on_test_set"]["target_gap"],
         "loss AUROC": res["baselines"]["loss"]["auroc"],
         "MINT AUROC": res["mint"]["auroc"],
     }

@@ -47,23 +47,22 @@ def child(args: argparse.Namespace) -> None:
     """One phase in this (fresh) process; prints one JSON line."""
     import lightning as L
 
-    from mint.data import MINTDataModule
-    from mint.detector import MINTModule
+    from mint.data import DetectorDataModule
+    from mint.tasks import DetectorModule
 
     peak, stop = {"anon": 0}, threading.Event()
     threading.Thread(target=sample_peak_anon, args=(peak, stop), daemon=True).start()
     base = status_kb("VmRSS")
     side = args.size // 2 - VAL - TEST
-    dm = MINTDataModule(
-        args.target_ckpt, [args.layer], train_size=side, val_size=VAL, test_size=TEST,
-        batch_size=args.batch_size, cache_dir=args.cache_dir,
-    )  # fmt: skip
+    model = DetectorModule(args.target_ckpt, [args.layer], path_kind="cnn")
+    dm = DetectorDataModule(
+        train_size=side, val_size=VAL, test_size=TEST, batch_size=args.batch_size, cache_dir=args.cache_dir,
+    ).use_target(model.target)  # fmt: skip
     start = time.perf_counter()
     if args.phase == "build":
         dm.prepare_data()
     else:
         dm.setup("fit")
-        model = MINTModule(args.target_ckpt, [args.layer], detector="cnn")
         model.configure_callbacks = lambda: []
         trainer = L.Trainer(
             max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,

@@ -18,8 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
-from mint.runs import fit_and_test
-from mint.sweep import run_sweep
+from mint.experiments.runs import fit_and_test
+from mint.experiments.sweep import run_sweep
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "mint_layer7.yaml")
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: the real data samples in ../shared/data and tiny classifiers trained on them."""
+"""Shared fixtures: small targets trained on data every clone has.
+
+Nothing here needs `../shared`: CIFAR-10 tests use the sample bundled in the package (real
+images), and the CIFAR-100 / GTSRB configs run on generated data of the same shape
+(`mint.data.FakeSource`: 100 classes; 43 classes in groups of frames, like GTSRB's tracks).
+"""
 
 from __future__ import annotations
 
@@ -7,48 +12,71 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
 SHARED = ROOT.parent / "shared" / "data"
+
+# The data each shipped config is tested on, as LightningCLI arguments for `data.source`.
+SOURCES = {
+    "cifar10": ["--data.source=mint.data.SampleSource"],
+    "cifar100": ["--data.source=mint.data.FakeSource", "--data.source.num_classes=100"],
+    "gtsrb": [
+        "--data.source=mint.data.FakeSource",
+        "--data.source.num_classes=43",
+        "--data.source.group_size=6",
+    ],
+}
 
 
 def shared_file(name: str) -> str:
+    """A file of `../shared/data` (full CIFAR-10); the test skips, saying why, when it is absent."""
     path = SHARED / name
     if not path.is_file():
-        pytest.skip(f"real data sample {path} is absent (it lives in ../shared/data beside a mint checkout)")
+        pytest.skip(f"{path} is absent (full data sets live in ../shared/data beside a mint checkout)")
     return str(path)
 
 
-def npz_args(name: str) -> list[str]:
-    """CLI arguments that point a classifier config at a real mini sample."""
+def quiet(save_dir: Path) -> list[str]:
+    """Trainer arguments for tests: log into `save_dir`, CPU, no progress bars or summaries."""
     return [
-        "--data.source=mint.data.NpzSource",
-        f"--data.source.train={shared_file(f'{name}_mini_train.npz')}",
-        f"--data.source.test={shared_file(f'{name}_mini_test.npz')}",
+        f"--trainer.logger.init_args.save_dir={save_dir}",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        "--trainer.accelerator=cpu",
     ]
 
 
 def fit_args(
     save_dir: Path, *extra: str, config: str = "classifier_cifar10.yaml", data: str = "cifar10"
 ) -> list:
-    """`fit` arguments of a classifier config on a mini sample, logging into `save_dir`."""
-    args = ["fit", "--config", str(ROOT / "configs" / config), *npz_args(data)]
-    return [*args, f"--trainer.logger.init_args.save_dir={save_dir}", *extra]
+    """`fit` arguments of a target config on test data, logging into `save_dir`."""
+    return ["fit", "--config", str(CONFIGS / config), *SOURCES[data], *quiet(save_dir), *extra]
 
 
-def train_classifier(tmp: Path, config: str, data: str, *extra: str) -> Path:
-    """Fit a classifier config on a mini sample into `tmp`; return its last checkpoint."""
+def detector_args(save_dir: Path, target: Path, *extra: str, config: str = "mint_layer7.yaml") -> list:
+    """Arguments (without the subcommand) of a detector config on `target`, logging into `save_dir`."""
+    return [
+        "--config",
+        str(CONFIGS / config),
+        f"--model.init_args.target_ckpt={target}",
+        f"--data.cache_dir={save_dir / 'cache'}",
+        *quiet(save_dir),
+        *extra,
+    ]
+
+
+def train_target(tmp: Path, config: str, data: str, *extra: str) -> Path:
+    """Fit a target config on test data into `tmp`; return its last checkpoint."""
     from mint.cli import main
 
-    args = fit_args(tmp, "--trainer.enable_progress_bar=false", config=config, data=data)
-    args += ["--data.num_workers=0", "--trainer.enable_model_summary=false", *extra]
-    cli = main(args)
+    cli = main(fit_args(tmp, "--data.num_workers=0", *extra, config=config, data=data))
     return Path(cli.trainer.checkpoint_callback.last_model_path)
 
 
 @pytest.fixture(scope="session")
-def tiny_classifier(tmp_path_factory) -> Path:
-    """A small PaperCNN on the CIFAR-10 sample (2 quick epochs): enough for plumbing tests."""
-    tmp = tmp_path_factory.mktemp("tiny_classifier")
-    return train_classifier(
+def tiny_target(tmp_path_factory) -> Path:
+    """A small PaperCNN on the bundled CIFAR-10 sample (2 quick epochs): enough for plumbing tests."""
+    tmp = tmp_path_factory.mktemp("tiny_target")
+    return train_target(
         tmp,
         "classifier_cifar10.yaml",
         "cifar10",
@@ -59,10 +87,10 @@ def tiny_classifier(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def memorizing_classifier(tmp_path_factory) -> Path:
-    """A PaperCNN trained to ~100% accuracy on 400 member images of the CIFAR-10 sample."""
-    tmp = tmp_path_factory.mktemp("memorizing_classifier")
-    return train_classifier(
+def memorizing_target(tmp_path_factory) -> Path:
+    """A PaperCNN trained to ~100% accuracy on 400 member images of the bundled CIFAR-10 sample."""
+    tmp = tmp_path_factory.mktemp("memorizing_target")
+    return train_target(
         tmp,
         "classifier_cifar10.yaml",
         "cifar10",
@@ -76,15 +104,24 @@ def memorizing_classifier(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_gtsrb_classifier(tmp_path_factory) -> Path:
-    """A small PaperCNN on the GTSRB sample (whose images carry track groups)."""
-    tmp = tmp_path_factory.mktemp("tiny_gtsrb")
-    return train_classifier(
+def tiny_grouped_target(tmp_path_factory) -> Path:
+    """A small PaperCNN on generated GTSRB-like data (43 classes, images in groups of up to 6 frames)."""
+    tmp = tmp_path_factory.mktemp("tiny_grouped")
+    return train_target(
         tmp,
         "classifier_gtsrb.yaml",
         "gtsrb",
         "--trainer.max_epochs=1",
         "--model.width=0.25",
         "--data.batch_size=64",
+        "--trainer.limit_train_batches=2",
         "--trainer.limit_val_batches=1",
     )
+
+
+def detector_data(target: Path, layers: tuple[str, ...] = ("layer7",), **sizes):
+    """A `DetectorDataModule` on `target`, outside a Trainer (the target handed over by hand)."""
+    from mint.data import DetectorDataModule
+    from mint.models import Target
+
+    return DetectorDataModule(**sizes).use_target(Target.load(target, list(layers)))

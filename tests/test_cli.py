@@ -1,3 +1,5 @@
+"""The command line: help texts, every shipped config with `fast_dev_run`, the console script."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -6,23 +8,13 @@ import pytest
 import yaml
 
 from mint.cli import main
-from tests.conftest import ROOT, npz_args, shared_file, train_classifier
+from tests.conftest import CONFIGS, ROOT, SOURCES, quiet, train_target
 
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-DATA_OF = {"cifar10": "cifar10", "cifar100": "cifar100", "gtsrb": "gtsrb"}
+SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
 
 def dataset_of(config: Path) -> str:
     return next((name for name in ("cifar100", "gtsrb") if name in config.stem), "cifar10")
-
-
-def quiet(tmp_path) -> list[str]:
-    return [
-        f"--trainer.logger.init_args.save_dir={tmp_path}",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        "--trainer.accelerator=cpu",
-    ]
 
 
 def test_module_help_lists_the_subcommands():
@@ -35,16 +27,16 @@ def test_module_help_lists_the_subcommands():
 
 def test_help_shows_the_docstrings(capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--data.help", "mint.ClassifierDataModule"])
+        main(["fit", "--data.help", "mint.data.TargetDataModule"])
     text = " ".join(capsys.readouterr().out.split())  # help text is wrapped
-    assert "share of the source's train split used to train the classifier" in text
+    assert "share of the source's train split used to train the target" in text
     with pytest.raises(SystemExit):
-        main(["fit", "--model.help", "mint.MINTModule"])
+        main(["fit", "--model.help", "mint.tasks.DetectorModule"])
     assert "tell the detector the true class" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize(
-    "config", [c for c in CONFIGS if c.stem.startswith("classifier")], ids=lambda c: c.stem
+    "config", [c for c in SHIPPED if c.stem.startswith("classifier")], ids=lambda c: c.stem
 )
 def test_classifier_configs_run(config, tmp_path):
     cli = main(
@@ -52,7 +44,7 @@ def test_classifier_configs_run(config, tmp_path):
             "fit",
             "--config",
             str(config),
-            *npz_args(dataset_of(config)),
+            *SOURCES[dataset_of(config)],
             *quiet(tmp_path),
             "--trainer.fast_dev_run=true",
             "--data.num_workers=0",
@@ -65,13 +57,13 @@ def test_classifier_configs_run(config, tmp_path):
 
 @pytest.fixture(scope="module")
 def classifiers(tmp_path_factory):
-    """One tiny trained classifier per data set, for the MINT configs."""
+    """One tiny trained target per data set, for the detector configs."""
     cache = {}
 
     def get(name):
         if name not in cache:
             tmp = tmp_path_factory.mktemp(f"clf_{name}")
-            cache[name] = train_classifier(
+            cache[name] = train_target(
                 tmp,
                 f"classifier_{name}.yaml",
                 name,
@@ -86,7 +78,7 @@ def classifiers(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem.startswith("mint")], ids=lambda c: c.stem)
+@pytest.mark.parametrize("config", [c for c in SHIPPED if c.stem.startswith("mint")], ids=lambda c: c.stem)
 def test_mint_configs_run(config, tmp_path, classifiers):
     ckpt = classifiers(dataset_of(config))
     cli = main(
@@ -105,7 +97,7 @@ def test_mint_configs_run(config, tmp_path, classifiers):
         ]
     )
     assert cli.trainer.state.finished
-    assert cli.datamodule.target_ckpt == str(ckpt)  # linked from the model: named once
+    assert cli.datamodule.target is cli.model.target  # handed over by the model, not read again
 
 
 def test_source_can_be_overridden_by_a_second_config(tmp_path):
@@ -118,8 +110,8 @@ def test_source_can_be_overridden_by_a_second_config(tmp_path):
                         "source": {
                             "class_path": "mint.data.NpzSource",
                             "init_args": {
-                                "train": shared_file("cifar10_mini_train.npz"),
-                                "test": shared_file("cifar10_mini_test.npz"),
+                                "train": str(ROOT / "mint" / "sample" / "cifar10_sample_train.npz"),
+                                "test": str(ROOT / "mint" / "sample" / "cifar10_sample_test.npz"),
                             },
                         }
                     }
@@ -131,7 +123,7 @@ def test_source_can_be_overridden_by_a_second_config(tmp_path):
         [
             "fit",
             "--config",
-            str(ROOT / "configs" / "classifier_cifar10.yaml"),
+            str(CONFIGS / "classifier_cifar10.yaml"),
             "--config",
             str(overlay),
             *quiet(tmp_path),

@@ -63,6 +63,17 @@ def write_tables(run: Path, stem: str, rows: list[dict], header: str) -> str:
     return md
 
 
+def finish(fig, path: Path, md: str, command: str) -> None:
+    """Save the command's figure to `path`, print its table and where everything went."""
+    from mint.evaluation.roc_plot import plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(md)
+    print(f"{command}: tables and plot in {path.parent}")
+
+
 def scorer_row(r: dict) -> dict:
     """The columns every table shows for one scorer's test report."""
     lo, hi = r["auroc_ci95"]

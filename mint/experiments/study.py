@@ -33,7 +33,7 @@ import shlex
 from pathlib import Path
 
 from mint.evaluation.roc_plot import plt
-from mint.experiments.runs import fit_and_test, new_run_dir, scorer_row, write_tables
+from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 
 CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs")
 MINT_FACTORS = ("detector_size", "conditioning")
@@ -164,11 +164,7 @@ def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
     ax.plot(x, [r["gap"] for r in rows], "^:", label="target gap")
     ax.set(xticks=x, xticklabels=[str(r[factor]) for r in rows], xlabel=factor, ylabel="AUROC / gap")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run / "study.png", dpi=120)
-    plt.close(fig)
-    print(md)
-    print(f"mint study: tables and plot in {run}")
+    finish(fig, run / "study.png", md, "mint study")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

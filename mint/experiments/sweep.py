@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mint.cli import MintCLI
 from mint.evaluation.roc_plot import plt
-from mint.experiments.runs import fit_and_test, new_run_dir, scorer_row, write_tables
+from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 from mint.files import write_json_atomic
 from mint.models import PAPER_LAYERS, readable_layers
 
@@ -106,11 +106,7 @@ def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str])
     depths = sorted({r["depth"] for r in rows if r["scorer"].startswith("MINT")})
     ax.set(xticks=depths, xticklabels=layers, xlabel="layer (depth)", ylabel="AUROC")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(run / "sweep_auroc.png", dpi=120)
-    plt.close(fig)
-    print(md)
-    print(f"mint sweep: tables and plot in {run}")
+    finish(fig, run / "sweep_auroc.png", md, "mint sweep")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

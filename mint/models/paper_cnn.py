@@ -9,6 +9,7 @@ PAPER_LAYERS = tuple(f"layer{i}" for i in range(1, 9))
 # Defaults of the options the target's LightningModule exposes too (set here only).
 WIDTH = 1.0
 BLOCK_DROPOUT = 0.25
+IMAGE_SIZE = 32
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -46,7 +47,7 @@ class PaperCNN(nn.Module):
         num_classes: int = 10,
         width: float = WIDTH,
         in_channels: int = 3,
-        image_size: int = 32,
+        image_size: int = IMAGE_SIZE,
         block_dropout: float = BLOCK_DROPOUT,
         dense_dropout: float = 0.0,
     ) -> None:

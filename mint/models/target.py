@@ -12,6 +12,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from mint.errors import MintError
 from mint.files import read_checkpoint
 from mint.models.build import build_classifier, readable_layers
+from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
 
 LOGITS = "logits"  # key under which the target's output is returned beside the requested layers
 TARGET_COMMAND = "python -m mint.cli fit --config configs/classifier_cifar10.yaml"
@@ -85,6 +86,7 @@ class Target(nn.Module):
         meta: dict | None = None,
     ) -> None:
         super().__init__()
+        hparams = {"width": WIDTH, "block_dropout": BLOCK_DROPOUT, "image_size": IMAGE_SIZE} | hparams
         self.net = build_classifier(
             hparams["arch"],
             hparams["num_classes"],

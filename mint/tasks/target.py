@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from mint.files import write_json_atomic
 from mint.models import build_classifier
-from mint.models.paper_cnn import BLOCK_DROPOUT, WIDTH
+from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
 from mint.tasks.base import MintModule
 
 
@@ -49,7 +49,7 @@ class TargetModule(MintModule):
     def __init__(
         self,
         num_classes: int,
-        image_size: int = 32,
+        image_size: int = IMAGE_SIZE,
         arch: str = "paper_cnn",
         width: float = WIDTH,
         block_dropout: float = BLOCK_DROPOUT,

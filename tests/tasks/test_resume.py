@@ -41,7 +41,7 @@ class FailAt(SigkillAt):
             raise RuntimeError("simulated crash")
 
 
-def classifier_args(save_dir, *extra):
+def target_args(save_dir, *extra):
     tiny = ["--model.init_args.width=0.25", "--data.batch_size=64", "--data.num_workers=0", *TINY]
     return fit_args(save_dir, *tiny, *extra)
 
@@ -58,12 +58,12 @@ def assert_same_run(a, b):
         torch.testing.assert_close(ma[key], mb[key], rtol=0, atol=0, equal_nan=True, msg=key)
 
 
-def test_killed_classifier_fit_resumes_exactly(tmp_path):
-    full = main(classifier_args(tmp_path / "full"))
+def test_killed_target_fit_resumes_exactly(tmp_path):
+    full = main(target_args(tmp_path / "full"))
     killed = subprocess.run(
         [
             *(sys.executable, "-m", "mint.cli"),
-            *classifier_args(tmp_path / "killed", "--trainer.callbacks+=tests.test_resume.SigkillAt"),
+            *target_args(tmp_path / "killed", "--trainer.callbacks+=tests.tasks.test_resume.SigkillAt"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -76,19 +76,19 @@ def test_killed_classifier_fit_resumes_exactly(tmp_path):
     assert saved["epoch"] == 0  # the epoch before the kill
 
     # `--ckpt_path last` alone finds the killed run (not the new run's empty folder) and logs into it
-    resumed = main(classifier_args(tmp_path / "killed", "--ckpt_path=last"))
+    resumed = main(target_args(tmp_path / "killed", "--ckpt_path=last"))
     assert resumed.trainer.log_dir == str(last.parents[1])
     assert_same_run(full, resumed)
     assert not torch.equal(saved["state_dict"]["net.layer1.0.weight"], resumed.model.net.layer1[0].weight)
 
 
-def test_crashed_mint_fit_resumes_exactly(tmp_path, tiny_classifier):
+def test_crashed_detector_fit_resumes_exactly(tmp_path, tiny_target):
     def args(save_dir, *extra):
         return [
             "fit",
             "--config",
             str(ROOT / "configs" / "mint_layer7.yaml"),
-            f"--model.init_args.target_ckpt={tiny_classifier}",
+            f"--model.init_args.target_ckpt={tiny_target}",
             f"--trainer.logger.init_args.save_dir={save_dir}",
             f"--data.cache_dir={tmp_path / 'cache'}",
             "--data.train_size=100",
@@ -102,7 +102,7 @@ def test_crashed_mint_fit_resumes_exactly(tmp_path, tiny_classifier):
 
     full = main(args(tmp_path / "full"))
     with pytest.raises(RuntimeError, match="simulated crash"):
-        main(args(tmp_path / "crashed", "--trainer.callbacks+=tests.test_resume.FailAt"))
+        main(args(tmp_path / "crashed", "--trainer.callbacks+=tests.tasks.test_resume.FailAt"))
     resumed = main(args(tmp_path / "crashed", "--ckpt_path=last"))
     assert_same_run(full, resumed)
 
@@ -110,7 +110,7 @@ def test_crashed_mint_fit_resumes_exactly(tmp_path, tiny_classifier):
 @pytest.fixture(scope="module")
 def one_epoch_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("one_epoch")
-    cli = main(classifier_args(tmp, "--trainer.max_epochs=1"))
+    cli = main(target_args(tmp, "--trainer.max_epochs=1"))
     return cli.trainer.checkpoint_callback.last_model_path
 
 
@@ -128,12 +128,12 @@ def one_epoch_run(tmp_path_factory):
 )
 def test_resuming_with_another_config_is_refused(tmp_path, one_epoch_run, change, listed):
     with pytest.raises(ValueError, match="checkpoint") as err:
-        main(classifier_args(tmp_path, f"--ckpt_path={one_epoch_run}", change))
+        main(target_args(tmp_path, f"--ckpt_path={one_epoch_run}", change))
     assert listed in str(err.value)
 
 
 def test_resuming_with_only_speed_options_changed_is_allowed(tmp_path, one_epoch_run):
     speed = "--model.init_args.channels_last=true"
-    cli = main(classifier_args(tmp_path, f"--ckpt_path={one_epoch_run}", speed))
+    cli = main(target_args(tmp_path, f"--ckpt_path={one_epoch_run}", speed))
     assert cli.trainer.current_epoch == 2
     assert cli.model.hparams.channels_last  # as asked, not the checkpoint's value

@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from mint.cli import main
-from tests.conftest import ROOT, npz_args
+from tests.conftest import ROOT, SOURCES
 
 SPEED = {
     "trainer": {"precision": "bf16-mixed"},
@@ -24,24 +24,24 @@ def quiet(tmp_path):
     ]
 
 
-def test_classifier_fits_with_speed_options_from_yaml(tmp_path):
+def test_target_fits_with_speed_options_from_yaml(tmp_path):
     overlay = tmp_path / "speed.yaml"
     overlay.write_text(yaml.safe_dump(SPEED))
     config = str(ROOT / "configs" / "classifier_cifar10.yaml")
-    cli = main(["fit", "--config", config, "--config", str(overlay), *npz_args("cifar10"), *quiet(tmp_path)])
+    cli = main(["fit", "--config", config, "--config", str(overlay), *SOURCES["cifar10"], *quiet(tmp_path)])
     assert cli.trainer.state.finished and cli.trainer.precision == "bf16-mixed"
     assert cli.model.net.layer1[0].weight.is_contiguous(memory_format=torch.channels_last)
     loader = cli.datamodule.train_dataloader()
     assert loader.num_workers == 1 and loader.persistent_workers and not loader.pin_memory
 
 
-def test_mint_fits_with_bf16_and_channels_last(tmp_path, tiny_classifier):
+def test_detector_fits_with_bf16_and_channels_last(tmp_path, tiny_target):
     cli = main(
         [
             "fit",
             "--config",
-            str(ROOT / "configs" / "mint_layer2.yaml"),  # a CNN detector over a (C, 32, 32) map
-            f"--model.init_args.target_ckpt={tiny_classifier}",
+            str(ROOT / "configs" / "mint_layer2.yaml"),  # a CNN path over a (C, 32, 32) map
+            f"--model.init_args.target_ckpt={tiny_target}",
             "--trainer.precision=bf16-mixed",
             "--model.init_args.channels_last=true",
             f"--data.cache_dir={tmp_path / 'cache'}",
@@ -57,14 +57,14 @@ def test_mint_fits_with_bf16_and_channels_last(tmp_path, tiny_classifier):
 
 
 @pytest.mark.slow
-def test_classifier_fits_compiled_on_cpu(tmp_path):
+def test_target_fits_compiled_on_cpu(tmp_path):
     """torch.compile works on CPU too (with a C++ compiler), after a minute or more of compiling."""
     config = str(ROOT / "configs" / "classifier_cifar10.yaml")
     args = [
         "fit",
         "--config",
         config,
-        *npz_args("cifar10"),
+        *SOURCES["cifar10"],
         *quiet(tmp_path),
         "--model.init_args.compile=true",
     ]

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from mint.data.split import index_hash, membership_split, partition
-from tests.conftest import shared_file
 
 
 def labels_of(n=1000, classes=10, seed=0):
@@ -58,10 +57,10 @@ def test_a_group_larger_than_any_portion_is_a_clear_error():
 
 
 def test_duplicates_planted_across_the_boundary_are_merged_or_dropped():
-    from mint.data import ImageSet, build_membership
+    from mint.data import ImageSet, SampleSource, build_membership
     from mint.data.sources import Source
 
-    images = np.load(shared_file("cifar10_mini_train.npz"))["images"][:400].copy()
+    images = SampleSource().load("train").images[:400].copy()
     images[200:220] = images[:20]  # exact copies
     near = images[:20].astype(np.int16) + 3  # a brighter copy: every pixel off by three
     images[220:240] = np.clip(near, 0, 255).astype(np.uint8)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mint.set_test import mann_whitney_greater, member_fraction_estimate
+from mint.audit.statistics import mann_whitney_greater, member_fraction_estimate
 
 
 def test_mann_whitney_known_values():

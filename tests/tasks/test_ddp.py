@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, npz_args
+from tests.conftest import ROOT, SOURCES
 
 
 def run_cli(args, tmp_path, devices):
@@ -29,13 +29,13 @@ def run_cli(args, tmp_path, devices):
 
 
 @pytest.mark.parametrize("devices", [2])
-def test_ddp_metrics_equal_single_process(tmp_path, tiny_classifier, devices):
+def test_ddp_metrics_equal_single_process(tmp_path, tiny_target, devices):
     clf = [
         "--config",
         str(ROOT / "configs" / "classifier_cifar10.yaml"),
-        *npz_args("cifar10"),
+        *SOURCES["cifar10"],
         "--data.batch_size=64",
-        f"--ckpt_path={tiny_classifier}",
+        f"--ckpt_path={tiny_target}",
     ]
     single, multi = run_cli(clf, tmp_path / "clf", 1), run_cli(clf, tmp_path / "clf", devices)
     assert single == pytest.approx(multi, abs=1e-9)
@@ -45,7 +45,7 @@ def test_ddp_metrics_equal_single_process(tmp_path, tiny_classifier, devices):
     mint_args = [
         "--config",
         str(ROOT / "configs" / "mint_layer7.yaml"),
-        f"--model.init_args.target_ckpt={tiny_classifier}",
+        f"--model.init_args.target_ckpt={tiny_target}",
         "--data.val_size=30",
         "--data.test_size=45",
         "--data.calibration_size=10",

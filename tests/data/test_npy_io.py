@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mint.data.npy_io import NpyRows, NpyWriter
-from mint.target import file_sha256
+from mint.files import file_sha256
 
 
 def write(path, array, batch=7):

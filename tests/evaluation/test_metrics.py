@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mint.metrics import MembershipMetrics, membership_scores_summary, tpr_at_fpr
+from mint.evaluation import MembershipMetrics, membership_scores_summary, tpr_at_fpr
 
 
 def test_perfect_and_inverted_scores():
@@ -44,7 +44,7 @@ def test_metric_counts_ddp_padding_duplicates_once():
 
 
 def test_rank_auroc_equals_roc_auroc_with_ties():
-    from mint.metrics import _rank_auroc, auroc
+    from mint.evaluation.metrics import _rank_auroc, auroc
 
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 5, (300,), generator=gen).double()
@@ -53,7 +53,7 @@ def test_rank_auroc_equals_roc_auroc_with_ties():
 
 
 def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_data():
-    from mint.metrics import auroc, auroc_ci
+    from mint.evaluation.metrics import auroc, auroc_ci
 
     gen = torch.Generator().manual_seed(1)
     small = torch.randn(200, generator=gen) + torch.cat([torch.zeros(100), torch.ones(100)])
@@ -68,7 +68,7 @@ def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_data():
 
 
 def test_threshold_chosen_on_one_set_is_applied_to_another():
-    from mint.metrics import at_threshold, best_threshold
+    from mint.evaluation.metrics import at_threshold, best_threshold
 
     val = torch.tensor([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
     members = torch.tensor([0, 0, 0, 1, 1, 1])
@@ -79,26 +79,10 @@ def test_threshold_chosen_on_one_set_is_applied_to_another():
 
 
 def test_per_class_auroc():
-    from mint.metrics import per_class_auroc
+    from mint.evaluation.metrics import per_class_auroc
 
     scores = torch.tensor([1.0, 0.0, 0.0, 1.0])
     members = torch.tensor([1, 0, 1, 0])
     labels = torch.tensor([0, 0, 1, 1])
     table = per_class_auroc(scores, members, labels)
     assert table[0]["auroc"] == 1.0 and table[1]["auroc"] == 0.0
-
-
-def test_baselines_on_hand_made_logits():
-    from mint.baselines import baseline_scores
-
-    logits = torch.tensor([[10.0, 0.0, 0.0], [0.0, 10.0, 0.0], [1.0, 1.0, 1.0], [300.0, 0.0, 0.0]])
-    labels = torch.tensor([0, 0, 0, 0])
-    s = baseline_scores(logits, labels)
-    assert s["loss"][0] > s["loss"][2] > s["loss"][1]  # right and confident > unsure > confidently wrong
-    assert s["confidence"][0] == pytest.approx(s["confidence"][1])  # label-free
-    assert s["entropy"][2] == pytest.approx(-math.log(3))
-    assert s["modified_entropy"][0] > s["modified_entropy"][1]  # uses the label, unlike entropy
-    # float64 from logits: a saturated but correct prediction still ranks above a slightly less sure one
-    assert s["loss"][3] > s["loss"][0] and s["modified_entropy"][3] > s["modified_entropy"][0]
-    with pytest.raises(ValueError, match="need the classifier's logits"):
-        baseline_scores(torch.zeros(3), labels[:3])

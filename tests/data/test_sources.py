@@ -2,8 +2,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mint.data import ClassifierDataModule, ImageFolderSource, ImageSet, NpzSource, TorchvisionSource
-from tests.conftest import shared_file
+from mint.data import (
+    FakeSource,
+    ImageFolderSource,
+    ImageSet,
+    NpzSource,
+    SampleSource,
+    TargetDataModule,
+    TorchvisionSource,
+)
+from mint.data.sources import source_from_config
 
 
 def write_npz(path, **arrays):
@@ -11,17 +19,36 @@ def write_npz(path, **arrays):
     return str(path)
 
 
-def test_npz_source_reads_the_shared_samples():
-    src = NpzSource(shared_file("cifar10_mini_train.npz"), shared_file("cifar10_mini_test.npz"))
-    train = src.load("train")
+def test_bundled_sample_is_real_cifar10_read_as_npz():
+    src = SampleSource()
+    train, test = src.load("train"), src.load("test")
     assert train.images.shape == (2000, 32, 32, 3) and train.images.dtype == np.uint8
-    assert src.num_classes == 10 and src.image_size == 32
+    assert len(test) == 500 and src.num_classes == 10 and src.image_size == 32
+    assert np.bincount(train.labels).min() > 150  # every class present, roughly balanced
+    assert train.images.std() > 40  # natural images, not a constant
 
 
-def test_gtsrb_sample_carries_track_groups():
-    src = NpzSource(shared_file("gtsrb_mini_train.npz"), shared_file("gtsrb_mini_test.npz"))
-    train = src.load("train")
-    assert train.groups is not None and len(np.unique(train.groups)) > 100
+def test_npz_source_reads_groups(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    path = write_npz(
+        tmp_path / "g.npz", images=images, labels=np.zeros(6, np.int64), groups=np.arange(6) // 2
+    )
+    assert list(NpzSource(path, path).load("train").groups) == [0, 0, 1, 1, 2, 2]
+
+
+def test_fake_source_is_reproducible_and_groups_frames_of_one_image():
+    src = FakeSource(num_classes=43, train_size=300, test_size=50, image_size=16, group_size=5, seed=3)
+    train, again = src.load("train"), source_from_config(src.config()).load("train")
+    assert train.fingerprint() == again.fingerprint() and src.load("test").groups is None
+    assert train.images.shape == (300, 16, 16, 3) and src.num_classes == 43
+    sizes = np.bincount(train.groups)
+    assert sizes.max() == 5 and sizes.min() >= 1 and len(sizes) < 300
+    for g in np.flatnonzero(sizes > 1)[:10]:
+        frames = train.images[train.groups == g].astype(int)
+        assert np.abs(frames - frames[0]).max() <= 12  # near-identical frames, one label
+        assert len(set(train.labels[train.groups == g])) == 1
+    other = FakeSource(num_classes=43, train_size=300, test_size=50, image_size=16, group_size=5, seed=4)
+    assert other.load("train").fingerprint() != train.fingerprint()
 
 
 def test_npz_without_images_or_labels(tmp_path):
@@ -104,11 +131,13 @@ def test_image_folder_group_pattern(tmp_path):
 def test_fewer_members_than_a_batch(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
     path = write_npz(tmp_path / "s.npz", images=images, labels=np.arange(20) % 2)
-    dm = ClassifierDataModule(NpzSource(path, path), batch_size=64)
+    dm = TargetDataModule(NpzSource(path, path), batch_size=64)
     with pytest.raises(ValueError, match="only 10 member images for a batch_size of 64"):
         dm.setup("fit")
 
 
 def test_member_fraction_checked_at_construction(tmp_path):
-    with pytest.raises(ValueError, match="member_fraction"):
-        ClassifierDataModule(NpzSource("a", "b"), member_fraction=1.0)
+    with pytest.raises(ValueError, match=r"member_fraction must be in \(0, 1\), got 1.0"):
+        TargetDataModule(NpzSource("a", "b"), member_fraction=1.0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        TargetDataModule(NpzSource("a", "b"), batch_size=0)

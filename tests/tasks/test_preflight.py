@@ -6,11 +6,8 @@ import pytest
 import torch
 
 from mint.cli import main
-from mint.data import MINTDataModule
-from mint.preflight import CPU_DDP, check_cache_dir, check_devices, cpu_cores, requested_devices
-from tests.conftest import ROOT, fit_args
-
-classifier = fit_args
+from mint.tasks.preflight import CPU_DDP, check_cache_dir, check_devices, cpu_cores, requested_devices
+from tests.conftest import ROOT, detector_data, fit_args
 
 
 @pytest.mark.parametrize(
@@ -26,7 +23,7 @@ def test_gpus_asked_for_on_a_machine_without_them(tmp_path, hardware):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="torch finds none on this machine") as err:
-        main(classifier(tmp_path, *hardware))
+        main(fit_args(tmp_path, *hardware))
     assert CPU_DDP in str(err.value)  # how to run DDP on CPU instead
     assert not (tmp_path / "classifier_cifar10").exists()  # refused before any run started
 
@@ -35,7 +32,7 @@ def test_more_gpus_than_the_machine_has(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match="asks for 8 GPUs but this machine has 1") as err:
-        main(classifier(tmp_path, "--trainer.accelerator=gpu", "--trainer.devices=8"))
+        main(fit_args(tmp_path, "--trainer.accelerator=gpu", "--trainer.devices=8"))
     assert "--trainer.devices=1" in str(err.value) and "num_nodes" in str(err.value)
 
 
@@ -66,12 +63,10 @@ def test_cache_dir_under_a_file_is_refused_before_the_run(tmp_path):
     assert "is a file, not a folder" in str(err.value) and "cache_dir: null" in str(err.value)
 
 
-def test_cache_dir_that_cannot_be_written_fails_clearly_without_the_cli(tmp_path, tiny_classifier):
+def test_cache_dir_that_cannot_be_written_fails_clearly_without_the_cli(tmp_path, tiny_target):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    dm = MINTDataModule(
-        str(tiny_classifier), ["layer7"], val_size=20, test_size=40, cache_dir=str(blocker / "c")
-    )
+    dm = detector_data(tiny_target, val_size=20, test_size=40, cache_dir=str(blocker / "c"))
     with pytest.raises(PermissionError, match="cannot write the activation cache.*cache_dir: null"):
         dm.prepare_data()
 

@@ -14,8 +14,8 @@ def sweep_args(tmp_path, ckpt, layers):
     ]  # fmt: skip
 
 
-def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_classifier):
-    rows = main(sweep_args(tmp_path, tiny_classifier, ["layer3", "layer7"]))
+def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_target):
+    rows = main(sweep_args(tmp_path, tiny_target, ["layer3", "layer7"]))
     run = tmp_path / "sweep_mint_layer7" / "run_0"
     assert {p.name for p in run.iterdir()} >= {"sweep.csv", "sweep.md", "sweep_auroc.png", "layer3", "layer7"}
     scorers = [r["scorer"] for r in rows]
@@ -29,7 +29,7 @@ def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_classifier):
     }
 
 
-def test_sweep_with_a_typo_fails_before_any_work(tmp_path, tiny_classifier):
+def test_sweep_with_a_typo_fails_before_any_work(tmp_path, tiny_target):
     with pytest.raises(ValueError, match=r"unknown layer\(s\) \['layer77'\].*valid names"):
-        main(sweep_args(tmp_path, tiny_classifier, ["layer3", "layer77"]))
+        main(sweep_args(tmp_path, tiny_target, ["layer3", "layer77"]))
     assert not (tmp_path / "cache").exists() and not (tmp_path / "sweep_mint_layer7").exists()

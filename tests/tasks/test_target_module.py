@@ -1,19 +1,20 @@
+"""Training a target: split record, checkpoints, normalization, logged gap, augmentation."""
+
 import json
 
 import pytest
 import torch
 import yaml
 
-from mint.data import NpzSource
-from mint.data.classifier_datamodule import ClassifierDataModule
-from tests.conftest import shared_file
+from mint.data import SampleSource, TargetDataModule
+from mint.data.images import to_tensor
 
 
-def test_classifier_run_records_split_checkpoints_and_gap(tiny_classifier):
-    run = tiny_classifier.parents[1]
+def test_target_run_records_split_checkpoints_and_gap(tiny_target):
+    run = tiny_target.parents[1]
     split = json.loads((run / "split.json").read_text())
-    ckpt = torch.load(tiny_classifier, weights_only=True)  # safe loading works: no pickled objects
-    assert ckpt["ClassifierDataModule"]["manifest"] == split
+    ckpt = torch.load(tiny_target, weights_only=True)  # safe loading works: no pickled objects
+    assert ckpt["TargetDataModule"]["manifest"] == split
     assert split["num_members"] == split["num_nonmembers"] == 1000 and split["seed"] == 0
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "config.yaml").is_file()
     assert (run.parent / "latest").resolve() == run.resolve()
@@ -31,8 +32,8 @@ def test_classifier_run_records_split_checkpoints_and_gap(tiny_classifier):
 
 
 def test_resume_with_a_different_split_is_refused():
-    src = NpzSource(shared_file("cifar10_mini_train.npz"), shared_file("cifar10_mini_test.npz"))
-    a, b = ClassifierDataModule(src, split_seed=0), ClassifierDataModule(src, split_seed=1)
+    src = SampleSource()
+    a, b = TargetDataModule(src, split_seed=0), TargetDataModule(src, split_seed=1)
     a.setup(), b.setup()
     with pytest.raises(ValueError, match="different split.*seed"):
         b.load_state_dict(a.state_dict())
@@ -40,12 +41,13 @@ def test_resume_with_a_different_split_is_refused():
 
 
 def test_augmentation_changes_training_images_only():
-    src = NpzSource(shared_file("cifar10_mini_train.npz"), shared_file("cifar10_mini_test.npz"))
-    dm = ClassifierDataModule(src, augment="crop_flip", batch_size=16)
+    dm = TargetDataModule(SampleSource(), augment="crop_flip", batch_size=16)
     dm.setup()
     ds = dm.train_dataloader().dataset
     torch.manual_seed(0)
     views = torch.stack([ds[0][0] for _ in range(8)])
     assert any(not torch.equal(views[0], v) for v in views[1:])
-    val = dm.val_dataloader()[0].dataset
-    assert torch.equal(val[0][0], val[0][0])
+    test_loader, member_loader = dm.val_dataloader()  # validation images are never augmented
+    assert torch.equal(test_loader.dataset[0][0], to_tensor(dm.data.test.images[0]))
+    first_member = member_loader.dataset.indices[0]
+    assert torch.equal(member_loader.dataset[0][0], to_tensor(dm.data.train.images[first_member]))

@@ -1,4 +1,4 @@
-"""`mint audit` on the mini CIFAR-10 sample with a small memorizing classifier."""
+"""`mint audit` on the bundled CIFAR-10 sample with a small memorizing target."""
 
 import json
 
@@ -8,31 +8,25 @@ import torch
 from PIL import Image
 
 from mint.cli import main
-from mint.data import MINTDataModule
-from tests.conftest import ROOT
+from tests.conftest import detector_args, detector_data
 
 SIZES = {"val_size": 50, "calibration_size": 60, "test_size": 80}
 
 
 @pytest.fixture(scope="module")
-def detector(tmp_path_factory, memorizing_classifier):
-    """A MINT detector (logits layer) with 60 + 60 calibration images held out."""
+def detector(tmp_path_factory, memorizing_target):
+    """A detector (logits layer) with 60 + 60 calibration images held out."""
     tmp = tmp_path_factory.mktemp("audit_detector")
-    cli = main([
-        "fit", "--config", str(ROOT / "configs" / "mint_layer7.yaml"),
-        f"--model.init_args.target_ckpt={memorizing_classifier}", "--model.layers=[layer8]",
-        *(f"--data.{k}={v}" for k, v in SIZES.items()), "--data.batch_size=50",
-        f"--data.cache_dir={tmp / 'cache'}", "--trainer.max_epochs=15",
-        f"--trainer.logger.init_args.save_dir={tmp}",
-        "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-    ])  # fmt: skip
+    sizes = [f"--data.{k}={v}" for k, v in SIZES.items()]
+    extra = ["--model.layers=[layer8]", *sizes, "--data.batch_size=50", "--trainer.max_epochs=15"]
+    cli = main(["fit", *detector_args(tmp, memorizing_target, *extra)])
     return cli.trainer.checkpoint_callback.best_model_path
 
 
 @pytest.fixture(scope="module")
-def held_out(memorizing_classifier):
+def held_out(memorizing_target):
     """Images of the detector's test set (never seen by the detector): members and non-members."""
-    plan = MINTDataModule(str(memorizing_classifier), ["layer8"], cache_dir=None, **SIZES).plan
+    plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).plan
     rows = plan["portions"]["test"]
     idx, member = plan["pool"][rows], plan["members"][rows].astype(bool)
     images, labels = plan["data"].train.images[idx], plan["labels"][rows]
@@ -60,7 +54,9 @@ def test_members_give_a_small_p_value_and_unseen_images_do_not(tmp_path, detecto
     assert len(rows) == 1 + len(held_out["member"][0])
     report = (tmp_path / "m" / "report.html").read_text()
     assert "Strong evidence" in report and "data:image/png;base64," in report
-    assert json.loads((tmp_path / "m" / "summary.json").read_text())["detector"]["sha256"]
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert len(summary["detector"]["sha256"]) == 64 and summary["target"]["arch"] == "paper_cnn"
+    assert summary["target"]["sha256"] == torch.load(detector, weights_only=True)["mint_target"]["sha256"]
 
 
 def test_mixed_set_gives_a_fraction_near_the_true_one(tmp_path, detector, held_out):
@@ -109,17 +105,17 @@ def test_unlabelled_images_use_the_predicted_class(tmp_path, detector, held_out)
     }
 
 
-def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_classifier, held_out):
+def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_target, held_out):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no images to audit"):
         audit(detector, tmp_path / "empty", tmp_path / "o1")
     images = npz(tmp_path / "m.npz", *held_out["member"])
-    with pytest.raises(SystemExit, match="is a classifier checkpoint, not a MINT detector"):
-        audit(memorizing_classifier, images, tmp_path / "o2")
+    with pytest.raises(SystemExit, match="is a target checkpoint, not a detector"):
+        audit(memorizing_target, images, tmp_path / "o2")
     ckpt = torch.load(detector, weights_only=True)
     del ckpt["mint_target"]
     torch.save(ckpt, tmp_path / "headless.ckpt")
-    with pytest.raises(SystemExit, match="not a MINT detector checkpoint carrying its classifier"):
+    with pytest.raises(SystemExit, match="not a detector checkpoint carrying its target"):
         audit(tmp_path / "headless.ckpt", images, tmp_path / "o3")
     ckpt = torch.load(detector, weights_only=True)
     del ckpt["mint_calibration"]

@@ -1,32 +1,18 @@
-import csv
+"""`mint study`: one factor varied, everything else fixed, one table."""
 
-import numpy as np
+import csv
+import json
+
 import pytest
 
 from mint.cli import main
-from mint.data import ClassSubset, NpzSource
-from tests.conftest import ROOT, npz_args, shared_file
-
-
-def test_class_subset_keeps_the_first_classes_and_rebuilds_from_its_record():
-    full = NpzSource(shared_file("cifar100_mini_train.npz"), shared_file("cifar100_mini_test.npz"))
-    sub = ClassSubset(full, classes=20)
-    train = sub.load("train")
-    assert sub.num_classes == 20 and set(np.unique(train.labels)) == set(range(20))
-    assert len(train) == int((full.load("train").labels < 20).sum())
-    from mint.data.sources import source_from_config
-
-    again = source_from_config(sub.config())
-    assert (
-        isinstance(again, ClassSubset) and again.load("test").fingerprint() == sub.load("test").fingerprint()
-    )
-    with pytest.raises(ValueError, match="only 100 classes"):
-        ClassSubset(full, classes=101)
+from mint.data import FakeSource
+from tests.conftest import ROOT, SOURCES
 
 
 def test_class_count_study_end_to_end(tmp_path):
     clf_args = " ".join([
-        *npz_args("cifar100"), "--trainer.max_epochs=2", "--model.width=0.25", "--data.batch_size=32",
+        *SOURCES["cifar100"], "--trainer.max_epochs=2", "--model.width=0.25", "--data.batch_size=32",
         "--data.num_workers=0", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
     ])  # fmt: skip
     mint_args = (
@@ -41,12 +27,20 @@ def test_class_count_study_end_to_end(tmp_path):
         "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path),
     ])  # fmt: skip
     assert [r["classes"] for r in rows] == [10, 20]
-    labels = np.load(shared_file("cifar100_mini_train.npz"))["labels"]
+    labels = FakeSource(num_classes=100).load("train").labels
     for r in rows:  # half of the kept classes' images are members
-        assert r["classifier_members"] == pytest.approx((labels < r["classes"]).sum() / 2, rel=0.1)
-    assert all(0.0 <= r["mint_auroc"] <= 1.0 and r["n_test"] == "30+30" for r in rows)
+        assert r["target_members"] == pytest.approx((labels < r["classes"]).sum() / 2, rel=0.1)
     run = tmp_path / "study_classes" / "run_0"
-    assert {"study.csv", "study.md", "study.png", "classifier", "mint"} <= {p.name for p in run.iterdir()}
+    assert {"study.csv", "study.md", "study.png", "target", "detector"} <= {p.name for p in run.iterdir()}
+    for r in rows:  # each row is its run's measurement
+        res = json.loads(
+            (run / "detector" / f"classes={r['classes']}-test" / "test_results.json").read_text()
+        )
+        assert r["mint_auroc"] == res["mint"]["auroc"] and r["n_test"] == "30+30"
+        assert (
+            r["loss_auroc"] == res["baselines"]["loss"]["auroc"]
+            and r["gap"] == res["target_on_test_set"]["target_gap"]
+        )
     with (run / "study.csv").open() as f:
         assert [r["classes"] for r in csv.DictReader(f)] == ["10", "20"]
 

@@ -1,0 +1,108 @@
+"""Training and testing a detector: it finds members of a memorizing target, not of a control."""
+
+import json
+import shutil
+
+import torch
+
+from mint.cli import main
+from mint.data import build_membership
+from mint.data.sources import source_from_config
+from mint.tasks import DetectorModule
+from tests.conftest import detector_args
+
+
+def fit_and_test(tmp_path, ckpt, *extra) -> dict:
+    cli = main(["fit", *detector_args(tmp_path, ckpt, *extra)])
+    best = cli.trainer.checkpoint_callback.best_model_path
+    main(["test", *detector_args(tmp_path, ckpt, *extra), f"--ckpt_path={best}"])
+    results = sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1]
+    return json.loads(results.read_text())
+
+
+SIZES = [
+    "--data.train_size=250",
+    "--data.val_size=50",
+    "--data.test_size=100",
+    "--data.calibration_size=0",
+    "--data.batch_size=50",
+]
+
+
+def test_detector_finds_members_of_a_memorizing_target(tmp_path, memorizing_target):
+    res = fit_and_test(
+        tmp_path, memorizing_target, *SIZES, "--trainer.max_epochs=15", "--model.layers=[layer8]"
+    )
+    assert res["target_on_test_set"]["target_member_acc"] > 0.95  # it memorized
+    assert res["mint"]["n_members"] == 100 and res["mint"]["n_nonmembers"] == 100
+    assert res["mint"]["auroc"] > 0.75, res["mint"]
+    assert set(res["baselines"]) == {"loss", "confidence", "entropy", "modified_entropy"}
+    assert (tmp_path / "mint_layer7" / "latest" / "checkpoints" / "best.ckpt").is_file()
+    run = tmp_path / "mint_layer7" / "version_1"
+    assert {"roc_test.png", "per_class_auroc.csv", "test_results.json"} <= {p.name for p in run.iterdir()}
+
+
+def relabelled_checkpoint(src, dst, seed=123):
+    """The same target, but its recorded 'members' are a random half of the train split: both sides
+    then hold true members in equal shares, so no detector can tell them apart."""
+    ckpt = torch.load(src, weights_only=True)
+    manifest = ckpt["TargetDataModule"]["manifest"]
+    fake = build_membership(source_from_config(manifest["source"]), 0.5, seed, True).manifest
+    ckpt["TargetDataModule"]["manifest"] = manifest | {k: fake[k] for k in fake if k not in ("mean", "std")}
+    torch.save(ckpt, dst)
+    return dst
+
+
+def test_control_with_members_and_nonmembers_from_one_pool_is_near_chance(tmp_path, memorizing_target):
+    ckpt = relabelled_checkpoint(memorizing_target, tmp_path / "control.ckpt")
+    sizes = [
+        "--data.train_size=600",
+        "--data.val_size=100",
+        "--data.test_size=250",
+        "--data.calibration_size=0",
+        "--data.batch_size=50",
+    ]
+    res = fit_and_test(tmp_path, ckpt, *sizes, "--trainer.max_epochs=10", "--model.layers=[layer8]")
+    assert abs(res["mint"]["auroc"] - 0.5) < 0.1, res["mint"]
+
+
+def test_a_detector_checkpoint_stands_alone(tmp_path, tiny_target):
+    copy = tmp_path / "target.ckpt"
+    shutil.copy(tiny_target, copy)
+    small = [
+        "--data.val_size=20",
+        "--data.test_size=40",
+        "--data.calibration_size=10",
+        "--data.batch_size=20",
+        "--trainer.max_epochs=1",
+    ]
+    cli = main(["fit", *detector_args(tmp_path, copy, *small)])
+    detector_ckpt = cli.trainer.checkpoint_callback.best_model_path
+    copy.unlink()  # the target's own file is gone: the detector checkpoint must suffice
+    main(["test", *detector_args(tmp_path, copy, *small), f"--ckpt_path={detector_ckpt}"])
+    results = json.loads(sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1].read_text())
+    assert results["target_sha256"] == cli.model.target_meta["sha256"]
+    assert results["mint"]["n_members"] == 40
+    # the calibration scores that `mint audit` needs travel in the checkpoint, made with its weights
+    ckpt = torch.load(detector_ckpt, weights_only=True)
+    cal = ckpt["mint_calibration"]
+    assert cal["members"].tolist().count(1) == 10 and cal["members"].tolist().count(0) == 10
+    module = DetectorModule.load_from_checkpoint(detector_ckpt, weights_only=True, target_ckpt=detector_ckpt)
+    again = module.calibration_scores(cli.datamodule.eval_loader("calibration"))
+    assert torch.allclose(again["true_label"], cal["true_label"])
+    assert ckpt["mint_data"]["sets"]["calibration"] == {"members": 10, "nonmembers": 10}
+
+
+def test_test_reads_the_target_from_the_detector_checkpoint(tmp_path, tiny_target, memorizing_target):
+    """`test --ckpt_path` uses the target the detector was trained on, even if `target_ckpt` now
+    names another file (e.g. a retrained target behind a `latest` link)."""
+    small = [
+        "--data.val_size=20",
+        "--data.test_size=40",
+        "--data.calibration_size=0",
+        "--trainer.max_epochs=1",
+    ]
+    cli = main(["fit", *detector_args(tmp_path, tiny_target, *small)])
+    detector_ckpt = cli.trainer.checkpoint_callback.best_model_path
+    test = main(["test", *detector_args(tmp_path, memorizing_target, *small), f"--ckpt_path={detector_ckpt}"])
+    assert test.model.target_meta["sha256"] == cli.model.target_meta["sha256"]
