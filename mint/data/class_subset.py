@@ -6,6 +6,7 @@ import numpy as np
 
 from mint.data.images import ImageSet
 from mint.data.sources import Source, Split
+from mint.errors import check_count
 
 
 class ClassSubset(Source):
@@ -26,8 +27,7 @@ class ClassSubset(Source):
     """
 
     def __init__(self, source: Source, classes: int) -> None:
-        if classes < 2:
-            raise ValueError(f"classes must be >= 2 (a classifier needs two classes), got {classes}")
+        check_count("classes", classes, minimum=2)  # a classifier needs two classes
         if classes > source.num_classes:
             raise ValueError(f"classes={classes} but the source has only {source.num_classes} classes")
         self.source, self.classes = source, classes

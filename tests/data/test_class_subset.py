@@ -20,3 +20,5 @@ def test_class_subset_keeps_the_first_classes_and_rebuilds_from_its_record():
     )
     with pytest.raises(ValueError, match="only 100 classes"):
         ClassSubset(full, classes=101)
+    with pytest.raises(ValueError, match="classes must be >= 2, got 1"):
+        ClassSubset(full, classes=1)
