@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from mint.cli import main as cli
+from mint.tasks.base import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROTOCOLS = {
@@ -34,7 +35,7 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
         "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
         f"--trainer.logger.name={name}_clf", *log,
     ])  # fmt: skip
-    ckpt = clf.trainer.checkpoint_callback.last_model_path
+    ckpt = last_checkpoint(clf.trainer)
     mint = [
         "--model=mint.DetectorModule", f"--model.target_ckpt={ckpt}", "--model.layers=[layer7]",
         "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",

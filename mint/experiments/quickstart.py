@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mint.cli import main as cli_main
 from mint.experiments.runs import new_run_dir
+from mint.tasks.base import last_checkpoint
 
 
 def _trainer_args(run: Path, name: str, epochs: int, seed: int) -> list[str]:
@@ -50,7 +51,7 @@ def run_quickstart(
         "--data=mint.TargetDataModule", "--data.source=mint.data.SampleSource", "--data.batch_size=50",
         "--trainer.check_val_every_n_epoch=5",
     ])  # fmt: skip
-    target_ckpt = clf.trainer.checkpoint_callback.last_model_path  # the memorized end state
+    target_ckpt = last_checkpoint(clf.trainer)  # the memorized end state
     clf.trainer.validate(clf.model, datamodule=clf.datamodule, verbose=False)  # measure that end state
     mint_args = [
         *_trainer_args(run, "mint_layer7", mint_epochs, seed), *bar,

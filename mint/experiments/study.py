@@ -115,6 +115,7 @@ def run_study(
         target = shared_target
         if factor in CLASSIFIER_FACTORS or target is None:
             from mint.cli import main as cli_main
+            from mint.tasks.base import last_checkpoint
 
             clf_over = _classifier_override(factor, value, source) if factor in CLASSIFIER_FACTORS else []
             clf = cli_main([
@@ -123,7 +124,7 @@ def run_study(
                 f"--trainer.logger.init_args.version={factor}={value}",
             ])  # fmt: skip
             ckpt = clf.trainer.checkpoint_callback
-            target = ckpt.last_model_path if classifier_ckpt == "last" else ckpt.best_model_path
+            target = last_checkpoint(clf.trainer) if classifier_ckpt == "last" else ckpt.best_model_path
             if factor not in CLASSIFIER_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
         args = ["--config", mint_config, f"--model.init_args.target_ckpt={target}", *mint_args]

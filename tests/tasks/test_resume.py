@@ -4,12 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from mint.cli import main
+from mint.tasks.base import last_checkpoint
 from tests.conftest import ROOT, fit_args
 
 TINY = [
@@ -39,6 +41,25 @@ class FailAt(SigkillAt):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise RuntimeError("simulated crash")
+
+
+class WorseEachEpoch(Callback):
+    """Make the monitored metric fall every epoch, so the best epoch is the first one."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        trainer.callback_metrics["val/acc"] = torch.tensor(-float(trainer.current_epoch))
+
+
+def test_last_checkpoint_is_the_last_epoch_even_when_an_earlier_one_was_best(tmp_path):
+    args = target_args(
+        tmp_path, "--trainer.max_epochs=3", "--trainer.callbacks+=tests.tasks.test_resume.WorseEachEpoch"
+    )
+    cli = main(args)
+    folder = Path(cli.trainer.log_dir) / "checkpoints"
+    assert torch.load(folder / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 2  # not the best one again
+    assert last_checkpoint(cli.trainer) == str(folder / "last.ckpt")
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
 def target_args(save_dir, *extra):
@@ -111,7 +132,7 @@ def test_crashed_detector_fit_resumes_exactly(tmp_path, tiny_target):
 def one_epoch_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("one_epoch")
     cli = main(target_args(tmp, "--trainer.max_epochs=1"))
-    return cli.trainer.checkpoint_callback.last_model_path
+    return last_checkpoint(cli.trainer)
 
 
 @pytest.mark.parametrize(
