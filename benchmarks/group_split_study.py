@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from mint.cli import main as cli
-from mint.tasks.base import last_checkpoint
+from mint.tasks.callbacks import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROTOCOLS = {

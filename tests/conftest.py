@@ -67,7 +67,7 @@ def detector_args(save_dir: Path, target: Path, *extra: str, config: str = "mint
 def train_target(tmp: Path, config: str, data: str, *extra: str) -> Path:
     """Fit a target config on test data into `tmp`; return its last checkpoint."""
     from mint.cli import main
-    from mint.tasks.base import last_checkpoint
+    from mint.tasks.callbacks import last_checkpoint
 
     cli = main(fit_args(tmp, "--data.num_workers=0", *extra, config=config, data=data))
     return Path(last_checkpoint(cli.trainer))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mint.cli import main as cli_main
 from mint.experiments.runs import new_run_dir
-from mint.tasks.base import last_checkpoint
+from mint.tasks.callbacks import last_checkpoint
 
 
 def _trainer_args(run: Path, name: str, epochs: int, seed: int) -> list[str]:

@@ -115,7 +115,7 @@ def run_study(
         target = shared_target
         if factor in CLASSIFIER_FACTORS or target is None:
             from mint.cli import main as cli_main
-            from mint.tasks.base import last_checkpoint
+            from mint.tasks.callbacks import last_checkpoint
 
             clf_over = _classifier_override(factor, value, source) if factor in CLASSIFIER_FACTORS else []
             clf = cli_main([

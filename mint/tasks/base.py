@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from mint.tasks.callbacks import LatestRunLink
+from mint.tasks.callbacks import LastCheckpoint, LatestRunLink
 from mint.tasks.resume import ResumeGuard, refuse_other_hparams
 
 
@@ -53,20 +53,8 @@ class MintModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
 
     def configure_callbacks(self):
-        # Two checkpoints, each by its own callback: Lightning's `save_last=True` rewrites `last.ckpt`
-        # only when `best.ckpt` improves, so after the best epoch "last" would silently stay the best
-        # one (a resume would go back in time; the "end state" of a run would be an earlier epoch).
         best = ModelCheckpoint(filename="best", monitor=self.monitor, mode="max")
-        last = ModelCheckpoint(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-        return [best, last, LatestRunLink(), ResumeGuard()]
-
-
-def last_checkpoint(trainer) -> str:
-    """Path of the checkpoint of a run's last (validated) epoch, `checkpoints/last.ckpt`."""
-    paths = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None]
-    if not paths or not paths[0]:
-        raise FileNotFoundError("this run saved no last checkpoint (did it train for an epoch?)")
-    return paths[0]
+        return [best, LastCheckpoint(), LatestRunLink(), ResumeGuard()]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         refuse_other_hparams(self, checkpoint)  # a fit resumed with another configuration

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 
 class LatestRunLink(Callback):
@@ -27,3 +27,38 @@ class LatestRunLink(Callback):
         tmp.symlink_to(run.name, target_is_directory=True)
         os.replace(tmp, link)  # atomic switch, readers never see a missing link
         print(f"mint: {link} -> {run.name}")
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`checkpoints/last.ckpt`: the run's last epoch, whether or not it was the best one.
+
+    Written after every validation, and at the end of training if the last epoch was not validated
+    (`check_val_every_n_epoch` > 1). Lightning's own `save_last=True` rewrites `last.ckpt` only when
+    the monitored checkpoint improves, so after the best epoch "last" would stay the best one: a
+    resume would go back in time and a run's "end state" would be an earlier epoch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+        self.saved_step = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking and not trainer.fast_dev_run:
+            self.saved_step = trainer.global_step
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if trainer.fast_dev_run or self.saved_step == trainer.global_step or self.dirpath is None:
+            return
+        self.best_model_path = str(Path(self.dirpath) / f"last{self.FILE_EXTENSION}")
+        trainer.save_checkpoint(self.best_model_path)
+        self.saved_step = trainer.global_step
+
+
+def last_checkpoint(trainer: L.Trainer) -> str:
+    """Path of a finished fit's last checkpoint, `checkpoints/last.ckpt`."""
+    paths = [cb.best_model_path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)]
+    if not paths or not paths[0]:
+        raise FileNotFoundError("this run saved no last checkpoint (did it train for an epoch?)")
+    return paths[0]

@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from mint.cli import main
-from mint.tasks.base import last_checkpoint
+from mint.tasks.callbacks import last_checkpoint
 from tests.conftest import ROOT, fit_args
 
 TINY = [
@@ -60,6 +60,23 @@ def test_last_checkpoint_is_the_last_epoch_even_when_an_earlier_one_was_best(tmp
     assert torch.load(folder / "last.ckpt", weights_only=True)["epoch"] == 2  # not the best one again
     assert last_checkpoint(cli.trainer) == str(folder / "last.ckpt")
     assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    # an end state that was never validated is still the last checkpoint
+    cli = main(target_args(tmp_path / "unvalidated", "--trainer.check_val_every_n_epoch=5"))
+    saved = torch.load(last_checkpoint(cli.trainer), weights_only=True)
+    assert saved["global_step"] == cli.trainer.global_step == 10  # 2 epochs of 5 batches: the end state
+
+
+def test_a_resume_outside_the_cli_is_refused_by_the_module_itself(one_epoch_run):
+    """The check lives in the LightningModule, so `Trainer.fit(ckpt_path=...)` in Python is covered too."""
+    import lightning as L
+
+    from mint.data import SampleSource, TargetDataModule
+    from mint.tasks import TargetModule
+
+    module = TargetModule(num_classes=10, width=0.5)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(ValueError, match=r"width: 0.25 \(checkpoint\) != 0.5 \(now\)"):
+        trainer.fit(module, TargetDataModule(SampleSource(), batch_size=64), ckpt_path=one_epoch_run)
 
 
 def target_args(save_dir, *extra):
