@@ -164,8 +164,9 @@ class DetectorDataModule(MintDataModule):
             for k, (side, pool) in enumerate(pools.items())
         }
         if groups is not None:  # group sizes make the sides differ slightly: trim to exact balance
-            rng = np.random.default_rng(self.seed)
             for p in range(len(PORTIONS)):
+                # One generator per portion: trimming the training set must not move the test set.
+                rng = np.random.default_rng([self.seed, p])
                 n = min(len(drawn["member"][p]), len(drawn["nonmember"][p]))
                 for side in drawn:
                     drawn[side][p] = np.sort(rng.choice(drawn[side][p], n, replace=False))

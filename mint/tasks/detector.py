@@ -125,13 +125,22 @@ class DetectorModule(MintModule):
         """Membership logits (B,) for a batch (`acts` or `image`, and `label`)."""
         return self.detector(self.activations(batch), batch["label"])
 
+    def unrounded(self):
+        """Autocast off, for every score that is evaluated; training keeps the mixed precision.
+
+        Under `bf16-mixed` the detector's outputs were rounded to bfloat16 (10,000 test scores
+        collapsed to 1,726 distinct values), and ties erase low-FPR numbers.
+        """
+        return torch.autocast(self.device.type, enabled=False)
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss = F.binary_cross_entropy_with_logits(self(batch), batch["member"].float())
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch)
+        with self.unrounded():
+            logits = self(batch)
         self.val_metrics.update(logits, batch["member"], batch["id"])
         loss = F.binary_cross_entropy_with_logits(logits, batch["member"].float())
         self.log("val/loss", loss, sync_dist=True)
@@ -155,14 +164,16 @@ class DetectorModule(MintModule):
         scores, members = [], []
         for batch in loader:
             batch = move_data_to_device(batch, self.device)
-            scores.append(score_batch(self.detector, self.activations(batch), batch["label"]).cpu())
+            with self.unrounded():
+                scores.append(score_batch(self.detector, self.activations(batch), batch["label"]).cpu())
             members.append(batch["member"].cpu())
         return {"scores": torch.cat(scores), "members": torch.cat(members)}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        acts = self.activations(batch)
-        correct = (acts[LOGITS].argmax(1) == batch["label"]).double()[:, None]
-        columns = torch.cat([score_batch(self.detector, acts, batch["label"]), correct], dim=1)
+        with self.unrounded():
+            acts = self.activations(batch)
+            correct = (acts[LOGITS].argmax(1) == batch["label"]).double()[:, None]
+            columns = torch.cat([score_batch(self.detector, acts, batch["label"]), correct], dim=1)
         self.test_scores.update(columns, batch["member"], batch["label"], batch["id"])
 
     def on_test_epoch_end(self) -> None:
@@ -220,9 +231,10 @@ class DetectorModule(MintModule):
         out: dict[str, list[Tensor]] = {"true_label": [], "predicted_label": [], "members": [], "labels": []}
         for batch in loader:
             batch = move_data_to_device(batch, self.device)
-            acts = self.activations(batch)
-            out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
-            out["predicted_label"].append(self.detector(acts, acts[LOGITS].argmax(1)).double().cpu())
+            with self.unrounded():
+                acts = self.activations(batch)
+                out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
+                out["predicted_label"].append(self.detector(acts, acts[LOGITS].argmax(1)).double().cpu())
             out["members"].append(batch["member"].long().cpu())
             out["labels"].append(batch["label"].long().cpu())
         self.train(was_training)

@@ -34,3 +34,19 @@ def test_score_batch_puts_the_detector_first_then_every_baseline():
     assert table[:, 0].tolist() == [0.25, -0.5]
     for j, name in enumerate(SCORERS[1:], start=1):
         assert torch.equal(table[:, j], baseline_scores(logits, labels)[name]), name
+
+
+def test_loss_and_confidence_stay_ordered_when_members_saturate():
+    """Margins of 35-500 logits: log_softmax would give exactly 0.0 from about 37 on (all tied)."""
+    margins = torch.tensor([35.0, 37.0, 40.0, 50.0, 100.0, 300.0, 500.0], dtype=torch.float64)
+    logits = torch.stack([margins, torch.zeros_like(margins), torch.zeros_like(margins)], dim=1)
+    labels = torch.zeros(len(margins), dtype=torch.long)
+    assert torch.log_softmax(logits, 1)[:, 0].unique().numel() < len(margins)  # the old way ties
+    scores = baseline_scores(logits, labels)
+    for name in ("loss", "confidence"):
+        assert torch.all(scores[name][1:] > scores[name][:-1]), name  # strictly increasing
+        assert torch.all(scores[name] < 0), name
+    # still the exact value where it is representable: log p = -log(1 + 2 e^-m)
+    assert scores["loss"][0].item() == pytest.approx(-math.log1p(2 * math.exp(-35.0)), rel=1e-12)
+    wrong = baseline_scores(torch.tensor([[0.0, 50.0]]), torch.tensor([0]))["loss"]
+    assert wrong.item() == pytest.approx(-50.0, rel=1e-12)  # a confidently wrong prediction

@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from mint.cli import main
-from tests.conftest import ROOT, SOURCES
+from tests.conftest import ROOT, SOURCES, detector_args
 
 SPEED = {
     "trainer": {"precision": "bf16-mixed"},
@@ -71,3 +71,24 @@ def test_target_fits_compiled_on_cpu(tmp_path):
     cli = main([*args, "--model.init_args.width=0.25", "--data.num_workers=0", "--data.batch_size=32"])
     assert cli.trainer.state.finished
     assert "net.layer1.0.weight" in cli.model.state_dict()  # compiled in place: checkpoint keys unchanged
+
+
+def test_bf16_does_not_round_the_scores_that_are_evaluated(tmp_path, tiny_target, monkeypatch):
+    """Under bf16-mixed the detector trains in bfloat16, but its test scores are computed in float32."""
+    from mint.evaluation import ScoreCollector
+
+    seen = []
+    update = ScoreCollector.update
+
+    def spy(self, scores, *rest):
+        seen.append(scores.clone())
+        return update(self, scores, *rest)
+
+    monkeypatch.setattr(ScoreCollector, "update", spy)
+    sizes = ["--data.val_size=20", "--data.test_size=150", "--data.calibration_size=0"]
+    args = detector_args(tmp_path, tiny_target, "--trainer.precision=bf16-mixed", *sizes)
+    fit = main(["fit", *args, "--trainer.max_epochs=1"])
+    main(["test", *args, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
+    mint = torch.cat(seen)[:, 0]
+    assert mint.numel() == 300 and mint.unique().numel() == 300  # bfloat16 would leave ~8 bits
+    assert not torch.equal(mint, mint.to(torch.bfloat16).double())
