@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from mint.data.activation_cache import ActivationCache, ActivationDataset, collate_batch
 from mint.data.base import MintDataModule
 from mint.data.images import to_tensor
+from mint.data.integrity import set_indices
 from mint.data.membership import MembershipData, rebuild_membership
 from mint.data.sources import Source
 from mint.data.split import index_hash, partition
@@ -243,6 +244,14 @@ class DetectorDataModule(MintDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+    def set_indices(self) -> dict:
+        """{set name: image indices} of every set, recorded in the detector checkpoint."""
+        return set_indices(self.plan["pool"], self.plan["portions"])
+
+    def held_out_images(self, name: str) -> np.ndarray:
+        """Image indices (into the target's train split) of one set, e.g. `test`."""
+        return self.plan["pool"][self.plan["portions"][name]]
 
     def manifest(self) -> dict:
         """What the detector was trained and tested on: sizes and index hashes of every set."""

@@ -6,12 +6,14 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mint.attacks import BASELINES, SCORERS, score_batch
+from mint.data.integrity import refuse_seen
 from mint.errors import MintError
 from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
 from mint.evaluation.test_report import logged_summary, scorer_reports, target_accuracy, write_test_report
@@ -105,6 +107,7 @@ class DetectorModule(MintModule):
         self.val_metrics = MembershipMetrics()
         self.test_scores = ScoreCollector()
         self.thresholds: dict[str, float] = {}
+        self._recorded_sets: dict[str, Tensor] | None = None  # from the checkpoint a test restores
 
     @property
     def target_meta(self) -> dict:
@@ -149,10 +152,15 @@ class DetectorModule(MintModule):
         self.log_summary("val", self.val_metrics.compute(), prog_bar=("auroc",))
         self.val_metrics.reset()
 
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == TrainerFn.VALIDATING:  # `validate` on a trained detector
+            refuse_seen("val", self.trainer.datamodule.held_out_images("val"), self._recorded_sets)
+
     def on_test_start(self) -> None:
+        dm = self.trainer.datamodule
+        refuse_seen("test", dm.held_out_images("test"), self._recorded_sets)
         # Thresholds are chosen before looking at the test set: MINT's on the validation set, the
         # baselines' on the detector's training set (the only data an attacker could fit them on).
-        dm = self.trainer.datamodule
         val, train = self._score_all(dm.eval_loader("val")), self._score_all(dm.eval_loader("train"))
         self.thresholds = {"mint": best_threshold(val["scores"][:, 0], val["members"])}
         for j, name in enumerate(BASELINES, start=1):
@@ -200,6 +208,10 @@ class DetectorModule(MintModule):
         tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
         write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._recorded_sets = checkpoint.get("mint_sets", {})
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the target's architecture, split and hash beside its weights (in `state_dict`).
 
@@ -212,6 +224,7 @@ class DetectorModule(MintModule):
         if dm is None or not hasattr(dm, "datasets"):
             return
         checkpoint["mint_data"] = dm.manifest()
+        checkpoint["mint_sets"] = dm.set_indices()  # which images it learned from: later tests must differ
         if len(dm.datasets.get("calibration", ())):
             if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
                 with isolate_rng():  # its loader draws a seed: saving must not change the training run

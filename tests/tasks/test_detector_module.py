@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pytest
 import torch
 
 from mint.cli import main
@@ -106,3 +107,24 @@ def test_test_reads_the_target_from_the_detector_checkpoint(tmp_path, tiny_targe
     detector_ckpt = cli.trainer.checkpoint_callback.best_model_path
     test = main(["test", *detector_args(tmp_path, memorizing_target, *small), f"--ckpt_path={detector_ckpt}"])
     assert test.model.target_meta["sha256"] == cli.model.target_meta["sha256"]
+
+
+def test_a_test_set_that_overlaps_the_detectors_own_sets_is_refused(tmp_path, tiny_target):
+    """Reproduction of issue 14 #1: `test --data.seed=1` used to score images the detector trained on."""
+    sizes = ["--data.train_size=300", "--data.val_size=100", "--data.calibration_size=100"]
+    args = detector_args(tmp_path, tiny_target, *sizes, "--data.test_size=250", "--trainer.max_epochs=1")
+    fit = main(["fit", *args])
+    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    recorded = torch.load(ckpt, weights_only=True)["mint_sets"]
+    assert {k: len(v) for k, v in recorded.items()} == {
+        "train": 600,
+        "val": 200,
+        "calibration": 200,
+        "test": 500,
+    }
+    main(["test", *args, f"--ckpt_path={ckpt}"])  # the same settings: fine
+    for change in ("--data.seed=1", "--data.test_size=400"):
+        with pytest.raises(ValueError, match=r"test images \(.*%\) were in the detector's own sets"):
+            main(["test", *args, change, f"--ckpt_path={ckpt}"])
+    with pytest.raises(ValueError, match=r"val images .* were in the detector's own sets \(train"):
+        main(["validate", *args, "--data.seed=1", f"--ckpt_path={ckpt}"])
