@@ -22,7 +22,7 @@ SOURCES = {
     "gtsrb": [
         "--data.source=mint.data.FakeSource",
         "--data.source.num_classes=43",
-        "--data.source.group_size=6",
+        "--data.source.group_size=3",
     ],
 }
 
@@ -106,7 +106,7 @@ def memorizing_target(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_grouped_target(tmp_path_factory) -> Path:
-    """A small PaperCNN on generated GTSRB-like data (43 classes, images in groups of up to 6 frames)."""
+    """A small PaperCNN on GTSRB-like generated data: 43 classes, groups of up to 3 frames."""
     tmp = tmp_path_factory.mktemp("tiny_grouped")
     return train_target(
         tmp,

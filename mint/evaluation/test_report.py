@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
-from mint.evaluation.metrics import full_report
+from mint.evaluation.metrics import auroc, auroc_ci, full_report
 from mint.evaluation.roc_plot import plt, roc_figure
 from mint.files import write_atomic, write_json_atomic
 
@@ -22,6 +23,32 @@ def target_accuracy(correct: Tensor, members: Tensor) -> dict[str, float]:
         "target_nonmember_acc": float(correct[members == 0].double().mean()),
     }
     return out | {"target_gap": out["target_member_acc"] - out["target_nonmember_acc"]}
+
+
+class ClassOnlyControl:
+    """A scorer that sees only the class label: per-class log-odds of membership, from the training set.
+
+    Fitted on the detector's training set. On a clean protocol (both sides with the same class mix)
+    it is at chance, AUROC 0.5 within its interval; above that, a class-conditioned detector could
+    score from the label alone, and its AUROC would not measure memorization.
+
+    Args:
+        labels: class labels of the detector's training set.
+        members: their membership (0/1).
+        num_classes: classes of the target.
+    """
+
+    def __init__(self, labels: Tensor, members: Tensor, num_classes: int) -> None:
+        labels, members = labels.long(), members.long()
+        m = torch.bincount(labels[members == 1], minlength=num_classes).double()
+        n = torch.bincount(labels[members == 0], minlength=num_classes).double()
+        self.log_odds = torch.log((m + 1) / (n + 1))  # add-one: classes missing on one side stay finite
+
+    def report(self, labels: Tensor, members: Tensor) -> dict:
+        """AUROC with its bootstrap interval on a held-out set (ties count one half)."""
+        scores = self.log_odds[labels.long().cpu()]
+        lo, hi = auroc_ci(scores, members.cpu())
+        return {"auroc": auroc(scores, members.cpu()), "auroc_ci95": [lo, hi]}
 
 
 def scorer_reports(

@@ -16,7 +16,13 @@ from mint.attacks import BASELINES, SCORERS, score_batch
 from mint.data.integrity import refuse_seen
 from mint.errors import MintError
 from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
-from mint.evaluation.test_report import logged_summary, scorer_reports, target_accuracy, write_test_report
+from mint.evaluation.test_report import (
+    ClassOnlyControl,
+    logged_summary,
+    scorer_reports,
+    target_accuracy,
+    write_test_report,
+)
 from mint.models import LOGITS, Detector, Target
 from mint.models.detector import (
     CLASS_CONDITIONING,
@@ -165,17 +171,19 @@ class DetectorModule(MintModule):
         self.thresholds = {"mint": best_threshold(val["scores"][:, 0], val["members"])}
         for j, name in enumerate(BASELINES, start=1):
             self.thresholds[name] = best_threshold(train["scores"][:, j], train["members"])
+        self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
 
     @torch.no_grad()
     def _score_all(self, loader: DataLoader) -> dict[str, Tensor]:
         """Every scorer's scores over a whole loader, in this process (for fitting thresholds)."""
-        scores, members = [], []
+        scores, members, labels = [], [], []
         for batch in loader:
             batch = move_data_to_device(batch, self.device)
             with self.unrounded():
                 scores.append(score_batch(self.detector, self.activations(batch), batch["label"]).cpu())
             members.append(batch["member"].cpu())
-        return {"scores": torch.cat(scores), "members": torch.cat(members)}
+            labels.append(batch["label"].cpu())
+        return {"scores": torch.cat(scores), "members": torch.cat(members), "labels": torch.cat(labels)}
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         with self.unrounded():
@@ -189,7 +197,9 @@ class DetectorModule(MintModule):
         self.test_scores.reset()
         scores, target = columns[:, :-1], target_accuracy(columns[:, -1], members)
         reports = scorer_reports(scores, members, labels, SCORERS, self.thresholds)
-        self.log_summary("test", logged_summary(reports) | target, prog_bar=("auroc",))
+        control = self.class_only.report(labels, members)
+        control_logged = {"class_only_auroc": control["auroc"]}
+        self.log_summary("test", logged_summary(reports) | target | control_logged, prog_bar=("auroc",))
         log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
         if not self.trainer.is_global_zero:
             return
@@ -197,6 +207,7 @@ class DetectorModule(MintModule):
             "mint": reports["mint"],
             "baselines": {n: reports[n] for n in BASELINES},
             "target_on_test_set": target,
+            "controls": {"class_only": control},
             "layers": self.hparams.layers,
             "path_kind": self.hparams.path_kind,
             "class_conditioning": self.hparams.class_conditioning,

@@ -38,6 +38,8 @@ def test_detector_finds_members_of_a_memorizing_target(tmp_path, memorizing_targ
     assert res["mint"]["n_members"] == 100 and res["mint"]["n_nonmembers"] == 100
     assert res["mint"]["auroc"] > 0.75, res["mint"]
     assert set(res["baselines"]) == {"loss", "confidence", "entropy", "modified_entropy"}
+    lo, hi = res["controls"]["class_only"]["auroc_ci95"]  # the label alone tells nothing
+    assert lo <= 0.5 <= hi and abs(res["controls"]["class_only"]["auroc"] - 0.5) < 0.05
     assert (tmp_path / "mint_layer7" / "latest" / "checkpoints" / "best.ckpt").is_file()
     run = tmp_path / "mint_layer7" / "version_1"
     assert {"roc_test.png", "per_class_auroc.csv", "test_results.json"} <= {p.name for p in run.iterdir()}
