@@ -58,6 +58,9 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
         "gap": res["target_on_test_set"]["target_gap"],
         "loss AUROC": res["baselines"]["loss"]["auroc"],
         "MINT AUROC": res["mint"]["auroc"],
+        "class-only AUROC [95% CI]": "{:.3f} [{:.3f}, {:.3f}]".format(
+            res["controls"]["class_only"]["auroc"], *res["controls"]["class_only"]["auroc_ci95"]
+        ),
     }
 
 
