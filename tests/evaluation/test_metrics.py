@@ -43,13 +43,21 @@ def test_metric_counts_ddp_padding_duplicates_once():
     assert out["acc"] == 1.0 and out["precision"] == 1.0 and out["recall"] == 1.0
 
 
-def test_rank_auroc_equals_roc_auroc_with_ties():
+def test_auroc_with_ties_equals_the_pairwise_definition():
+    """Both AUROC implementations against P(member > non-member) + P(tie) / 2, counted pair by pair."""
     from mint.evaluation.metrics import _rank_auroc, auroc
 
+    pos, neg = torch.tensor([1.0, 2.0, 2.0, 3.0]), torch.tensor([0.0, 2.0, 2.0])
+    # wins: 1 + (1 + 2 halves) * 2 + 3 = 8 of 12 pairs
+    both = torch.cat([pos, neg]), torch.cat([torch.ones(4), torch.zeros(3)]).long()
+    assert _rank_auroc(pos, neg) == pytest.approx(8 / 12) and auroc(*both) == pytest.approx(8 / 12)
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 5, (300,), generator=gen).double()
     members = torch.randint(0, 2, (300,), generator=gen)
-    assert _rank_auroc(scores[members == 1], scores[members == 0]) == pytest.approx(auroc(scores, members))
+    p, n = scores[members == 1], scores[members == 0]
+    pairs = (p[:, None] > n[None, :]).double() + 0.5 * (p[:, None] == n[None, :]).double()
+    assert auroc(scores, members) == pytest.approx(float(pairs.mean()), abs=1e-12)
+    assert _rank_auroc(p, n) == pytest.approx(float(pairs.mean()), abs=1e-12)
 
 
 def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_data():
