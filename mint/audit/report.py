@@ -43,7 +43,9 @@ def caveats(summary: dict) -> list[str]:
         f"{cal['detector_auroc_members_vs_nonmembers']:.3f} on the calibration images (0.5 = chance). The "
         "weaker it is, the more images an audit needs, and the wider the fraction's interval.",
         "The estimated fraction assumes that the audited members and non-members score like the calibration "
-        "members and non-members; it is clipped to [0, 1].",
+        "members and non-members. Clipped to [0, 1] it is biased away from 0 and 1 (a set of non-members "
+        "reads a few percent), so the raw estimate is shown beside it: an interval reaching 0 is "
+        "consistent with none of the set having been used.",
         "Near-copies of training images (other crops, frames of the same scene) count as members.",
     ]
     if summary["labels"] == "predicted":
@@ -79,12 +81,18 @@ def histogram_figure(audited: Tensor, members: Tensor, nonmembers: Tensor):
     return fig
 
 
-def _raw_note(frac: dict) -> str:
-    """Say so when the interval was clipped to [0, 1]: a clipped [100%, 100%] alone would mislead."""
+def share_text(frac: dict) -> str:
+    """The estimated share in words: clipped to [0, 1], the raw estimate beside it, and what it allows."""
+    pct = lambda v: "n/a" if v != v else f"{100 * v:.0f}%"  # noqa: E731
     point, lo, hi = frac["raw"]
-    if lo == lo and (lo < 0 or hi > 1):
-        return f" (unclipped: {point:.2f} [{lo:.2f}, {hi:.2f}]; beyond 1 = scores above the known members')"
-    return ""
+    text = f"{pct(frac['fraction'])} [{pct(frac['ci_low'])}, {pct(frac['ci_high'])}]"
+    if lo != lo:
+        return text
+    text += f" (raw estimate {point:.2f} [{lo:.2f}, {hi:.2f}]"
+    text += "; beyond 1 = scores above the known members')" if hi > 1 else ")"
+    if frac.get("consistent_with_none"):
+        text += "; consistent with none of the set having been used"
+    return text
 
 
 def _png_base64(figure) -> str:
@@ -96,14 +104,12 @@ def _png_base64(figure) -> str:
 def write_html(path: Path, summary: dict, figure) -> None:
     """A one-file report: verdict, numbers, histogram, caveats, inputs, models and command."""
     e = html.escape
-    frac = summary["member_fraction"]
-    pct = lambda v: "n/a" if v != v else f"{100 * v:.0f}%"  # noqa: E731
     rows = [
         ("p-value (one-sided Mann-Whitney U, audited > known non-members)", f"{summary['p_value']:.3g}"),
         ("effect size: P(audited score > non-member score)",
          f"{summary['effect_size_auroc_vs_nonmembers']:.3f}"),
         ("estimated share of the set used in training [95% CI]",
-         f"{pct(frac['fraction'])} [{pct(frac['ci_low'])}, {pct(frac['ci_high'])}]{_raw_note(frac)}"),
+         share_text(summary["member_fraction"])),
         ("images audited", summary["n_audited"]),
         ("files skipped", summary["n_skipped"]),
         ("class fed to the detector", summary["labels"]),

@@ -39,6 +39,11 @@ def test_fraction_of_a_mixed_set_is_recovered():
     assert abs(out["fraction"] - 0.3) < 0.08
     assert out["ci_low"] < 0.3 < out["ci_high"]
     none = member_fraction_estimate(torch.randn(500, generator=gen), nonmembers, members, n_boot=100)
-    assert none["ci_low"] <= 0.05
+    assert none["ci_low"] <= 0.05 and none["raw"][1] < 0 < none["raw"][2]  # raw: not clipped at 0
+    assert none["consistent_with_none"] and not out["consistent_with_none"]
+    from mint.audit.report import share_text
+
+    assert share_text(none).endswith("consistent with none of the set having been used")
+    assert "raw estimate 0.3" in share_text(out) and "consistent with none" not in share_text(out)
     useless = member_fraction_estimate(audited, nonmembers, torch.randn(100, generator=gen) - 5, n_boot=10)
     assert math.isnan(useless["fraction"])
