@@ -32,6 +32,7 @@ from mint.audit.inputs import AuditInputs, list_inputs
 from mint.audit.report import histogram_figure, verdict, write_html
 from mint.audit.statistics import mann_whitney_greater, member_fraction_estimate
 from mint.data.images import to_tensor
+from mint.data.integrity import image_digests
 from mint.evaluation.roc_plot import plt
 from mint.models import LOGITS
 
@@ -45,9 +46,14 @@ def score_images(
     trained: TrainedDetector, inputs: AuditInputs, labels: str, batch_size: int, progress: bool, sink
 ) -> torch.Tensor:
     """Score every decodable image; write one CSV row each to `sink`; return the scores (float64)."""
-    scores, seen_skips = [], len(inputs.skipped)
+    scores, seen_skips, learned = [], len(inputs.skipped), []
     bar = tqdm(total=len(inputs.items), unit="img", desc="mint audit", disable=not progress, file=sys.stderr)
     for batch in inputs.batches(batch_size):
+        if trained.seen is not None:  # images the detector learned from are no evidence
+            digests = image_digests(batch.images)
+            learned += [
+                n for n, d in zip(batch.names, digests, strict=True) if bytes(d.tolist()) in trained.seen
+            ]
         device = next(trained.target.buffers()).device
         acts = trained.target(to_tensor(torch.from_numpy(batch.images).to(device)))
         predicted = acts[LOGITS].argmax(1)
@@ -70,6 +76,13 @@ def score_images(
         bar.update(len(batch.names) + len(inputs.skipped) - seen_skips)  # skipped files count as done
         seen_skips = len(inputs.skipped)
     bar.close()
+    if learned:
+        _fail(
+            f"{len(learned)} of the audited images (e.g. {', '.join(learned[:3])}) are images the detector "
+            "itself was trained, validated or calibrated on: their scores reflect the detector's training, "
+            "not the target's, and would inflate the evidence. Remove them from the set, or audit with a "
+            "detector trained on other known members and non-members."
+        )
     if not scores:
         _fail(f"none of the {len(inputs.items)} files of {inputs.path} could be decoded as images")
     return torch.cat(scores)
@@ -117,10 +130,14 @@ def run_audit(
     if labels == "auto":
         labels = "given" if inputs.has_labels or not conditioned else "predicted"
     tmp = _prepare_output(out, overwrite)
-    with (tmp / "scores.csv").open("w", newline="") as f:
-        sink = csv.writer(f)
-        sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
-        scores = score_images(trained, inputs, labels, batch_size, progress, sink)
+    try:
+        with (tmp / "scores.csv").open("w", newline="") as f:
+            sink = csv.writer(f)
+            sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
+            scores = score_images(trained, inputs, labels, batch_size, progress, sink)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written report is left behind
+        raise
     cal = trained.calibration
     key = "predicted_label" if labels == "predicted" and conditioned else "true_label"
     members, nonmembers = cal[key][cal["members"] == 1], cal[key][cal["members"] == 0]

@@ -35,6 +35,7 @@ class TrainedDetector:
     hparams: dict
     calibration: dict[str, Tensor]
     data: dict
+    seen: set[bytes] | None  # digests of the images the detector learned from (None: not recorded)
     path: str
     sha256: str
 
@@ -79,6 +80,7 @@ def load_detector(path: str | Path, device: torch.device) -> TrainedDetector:
         hparams,
         ckpt["mint_calibration"],
         ckpt.get("mint_data", {}),
+        {bytes(d.tolist()) for d in ckpt["mint_seen_digests"]} if "mint_seen_digests" in ckpt else None,
         str(path.resolve()),
         sha256,
     )

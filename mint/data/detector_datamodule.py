@@ -6,12 +6,13 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mint.data.activation_cache import ActivationCache, ActivationDataset, collate_batch
 from mint.data.base import MintDataModule
 from mint.data.images import to_tensor
-from mint.data.integrity import set_indices
+from mint.data.integrity import image_digests, set_indices
 from mint.data.membership import MembershipData, rebuild_membership
 from mint.data.sources import Source
 from mint.data.split import index_hash, partition
@@ -272,6 +273,12 @@ class DetectorDataModule(MintDataModule):
     def set_indices(self) -> dict:
         """{set name: image indices} of every set, recorded in the detector checkpoint."""
         return set_indices(self.plan["pool"], self.plan["portions"])
+
+    @cached_property
+    def seen_digests(self) -> Tensor:
+        """Digests of the images the detector learns from (train, val, calibration), for audits."""
+        seen = [self.held_out_images(name) for name in ("train", "val", "calibration")]
+        return image_digests(self.plan["data"].train.images[np.concatenate(seen)])
 
     def held_out_images(self, name: str) -> np.ndarray:
         """Image indices (into the target's train split) of one set, e.g. `test`."""

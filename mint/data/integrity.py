@@ -8,6 +8,8 @@ images the detector has seen would inflate every number of the report.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -16,6 +18,16 @@ from mint.errors import MintError
 
 # Which recorded sets a held-out set must not share an image with.
 SEEN_BY = {"test": ("train", "val", "calibration"), "val": ("train",)}
+
+
+def image_digests(images: np.ndarray) -> Tensor:
+    """(N, 16) uint8 digests of uint8 images (N, H, W, 3): equal digests mean identical pixels.
+
+    Stored in a detector checkpoint for the images it learned from, so that `mint audit` can refuse
+    to count them as evidence (their scores reflect the detector's training, not the target's).
+    """
+    digests = [hashlib.blake2b(np.ascontiguousarray(im).data, digest_size=16).digest() for im in images]
+    return torch.frombuffer(bytearray(b"".join(digests)), dtype=torch.uint8).reshape(len(images), 16)
 
 
 def set_indices(pool: np.ndarray, portions: dict[str, np.ndarray]) -> dict[str, Tensor]:

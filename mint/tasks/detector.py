@@ -236,6 +236,7 @@ class DetectorModule(MintModule):
             return
         checkpoint["mint_data"] = dm.manifest()
         checkpoint["mint_sets"] = dm.set_indices()  # which images it learned from: later tests must differ
+        checkpoint["mint_seen_digests"] = dm.seen_digests  # the same, by content, for audits
         if len(dm.datasets.get("calibration", ())):
             if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
                 with isolate_rng():  # its loader draws a seed: saving must not change the training run

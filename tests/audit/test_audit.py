@@ -130,3 +130,16 @@ def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_target, held
     with pytest.raises(SystemExit, match="not a class index"):
         write_folder(tmp_path / "named" / "x", held_out["member"][0][:2], ["cat", "dog"])
         audit(detector, tmp_path / "named" / "x", tmp_path / "o5")
+
+
+def test_images_the_detector_learned_from_are_refused_as_evidence(tmp_path, detector, memorizing_target):
+    """Its training (or calibration) images score like members because the detector saw them."""
+    plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).plan
+    rows = plan["portions"]["train"][:30]
+    images, labels = plan["data"].train.images[plan["pool"][rows]], plan["labels"][rows]
+    with pytest.raises(SystemExit, match="30 of the audited images .* the detector itself was trained"):
+        audit(detector, npz(tmp_path / "seen.npz", images, labels), tmp_path / "seen")
+    assert not (tmp_path / "seen").exists() and not list(tmp_path.glob(".seen*"))  # nothing half-written
+    digests = torch.load(detector, weights_only=True)["mint_seen_digests"]
+    sets = torch.load(detector, weights_only=True)["mint_sets"]
+    assert digests.shape == (sum(len(sets[n]) for n in ("train", "val", "calibration")), 16)
