@@ -1,5 +1,5 @@
 """`python -m mint` is `python -m mint.cli`."""
 
-from mint.cli import main
+from mint.cli import run
 
-main()
+run()

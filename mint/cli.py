@@ -7,12 +7,14 @@ python -m mint.cli fit --config configs/mint_layer7.yaml
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
+from mint.errors import MintError
 from mint.tasks.preflight import preflight
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
@@ -79,9 +81,23 @@ def main(args: ArgsType = None):
 
 
 def run() -> None:
-    """Console-script entry point: `main` without its return value, which would become the exit status."""
-    main()
+    """Command-line entry point (`mint`, `python -m mint`, `python -m mint.cli`).
+
+    A user's mistake (`MintError`) ends in its one message on stderr and exit status 2, without a
+    traceback; `MINT_DEBUG=1` shows the traceback. `main`'s return value is dropped: it would become
+    the exit status.
+    """
+    try:
+        main()
+    except Exception as err:
+        mistake = err  # jsonargparse wraps errors raised while building classes: look down the chain
+        while mistake is not None and not isinstance(mistake, MintError):
+            mistake = mistake.__cause__ or mistake.__context__
+        if mistake is None or os.environ.get("MINT_DEBUG"):
+            raise
+        print(f"mint: {mistake}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -1,10 +1,12 @@
 """The command line: help texts, every shipped config with `fast_dev_run`, the console script."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from mint.cli import main
@@ -145,3 +147,15 @@ def test_console_script_is_installed():
     # a successful run exits 0 and prints nothing but its own output (main's return value is dropped)
     out = subprocess.run([exe, "fit", "--print_config"], capture_output=True, text=True)
     assert out.returncode == 0 and "MintCLI object" not in out.stderr
+
+
+def test_a_users_mistake_ends_in_one_message_without_a_traceback(tmp_path):
+    bad = tmp_path / "not_a_target.ckpt"
+    torch.save({"state_dict": {}}, bad)
+    config = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--model.init_args.target_ckpt={bad}"]
+    args = [sys.executable, "-m", "mint.cli", "fit", *config]
+    out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(f"mint: {bad} is not a mint target checkpoint")
+    debug = os.environ | {"MINT_DEBUG": "1"}  # shows the traceback
+    assert "Traceback" in subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=debug).stderr

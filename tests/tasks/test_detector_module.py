@@ -12,10 +12,17 @@ from mint.data.sources import source_from_config
 from mint.tasks import DetectorModule
 from tests.conftest import detector_args
 
+SMALL = ["--data.val_size=20", "--data.test_size=40", "--trainer.max_epochs=1"]
+
+
+def fit(tmp_path, target, *extra):
+    """Fit a detector config on `target`; return the CLI and the best checkpoint."""
+    cli = main(["fit", *detector_args(tmp_path, target, *extra)])
+    return cli, cli.trainer.checkpoint_callback.best_model_path
+
 
 def fit_and_test(tmp_path, ckpt, *extra) -> dict:
-    cli = main(["fit", *detector_args(tmp_path, ckpt, *extra)])
-    best = cli.trainer.checkpoint_callback.best_model_path
+    _, best = fit(tmp_path, ckpt, *extra)
     main(["test", *detector_args(tmp_path, ckpt, *extra), f"--ckpt_path={best}"])
     results = sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1]
     return json.loads(results.read_text())
@@ -72,15 +79,8 @@ def test_control_with_members_and_nonmembers_from_one_pool_is_near_chance(tmp_pa
 def test_a_detector_checkpoint_stands_alone(tmp_path, tiny_target):
     copy = tmp_path / "target.ckpt"
     shutil.copy(tiny_target, copy)
-    small = [
-        "--data.val_size=20",
-        "--data.test_size=40",
-        "--data.calibration_size=10",
-        "--data.batch_size=20",
-        "--trainer.max_epochs=1",
-    ]
-    cli = main(["fit", *detector_args(tmp_path, copy, *small)])
-    detector_ckpt = cli.trainer.checkpoint_callback.best_model_path
+    small = [*SMALL, "--data.calibration_size=10", "--data.batch_size=20"]
+    cli, detector_ckpt = fit(tmp_path, copy, *small)
     copy.unlink()  # the target's own file is gone: the detector checkpoint must suffice
     main(["test", *detector_args(tmp_path, copy, *small), f"--ckpt_path={detector_ckpt}"])
     results = json.loads(sorted(tmp_path.glob("mint_layer7/version_*/test_results.json"))[-1].read_text())
@@ -99,14 +99,8 @@ def test_a_detector_checkpoint_stands_alone(tmp_path, tiny_target):
 def test_test_reads_the_target_from_the_detector_checkpoint(tmp_path, tiny_target, memorizing_target):
     """`test --ckpt_path` uses the target the detector was trained on, even if `target_ckpt` now
     names another file (e.g. a retrained target behind a `latest` link)."""
-    small = [
-        "--data.val_size=20",
-        "--data.test_size=40",
-        "--data.calibration_size=0",
-        "--trainer.max_epochs=1",
-    ]
-    cli = main(["fit", *detector_args(tmp_path, tiny_target, *small)])
-    detector_ckpt = cli.trainer.checkpoint_callback.best_model_path
+    small = [*SMALL, "--data.calibration_size=0"]
+    cli, detector_ckpt = fit(tmp_path, tiny_target, *small)
     test = main(["test", *detector_args(tmp_path, memorizing_target, *small), f"--ckpt_path={detector_ckpt}"])
     assert test.model.target_meta["sha256"] == cli.model.target_meta["sha256"]
 
@@ -114,9 +108,9 @@ def test_test_reads_the_target_from_the_detector_checkpoint(tmp_path, tiny_targe
 def test_a_test_set_that_overlaps_the_detectors_own_sets_is_refused(tmp_path, tiny_target):
     """Reproduction of issue 14 #1: `test --data.seed=1` used to score images the detector trained on."""
     sizes = ["--data.train_size=300", "--data.val_size=100", "--data.calibration_size=100"]
-    args = detector_args(tmp_path, tiny_target, *sizes, "--data.test_size=250", "--trainer.max_epochs=1")
-    fit = main(["fit", *args])
-    ckpt = fit.trainer.checkpoint_callback.best_model_path
+    sizes += ["--data.test_size=250", "--trainer.max_epochs=1"]
+    args = detector_args(tmp_path, tiny_target, *sizes)
+    _, ckpt = fit(tmp_path, tiny_target, *sizes)
     recorded = torch.load(ckpt, weights_only=True)["mint_sets"]
     assert {k: len(v) for k, v in recorded.items()} == {
         "train": 600,
