@@ -10,12 +10,13 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from lightning.pytorch.cli import ArgsType, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
-from mint.errors import MintError
-from mint.tasks.preflight import preflight
+from mint.errors import MintError, config_error_text
+from mint.tasks.preflight import check_ckpt_path, preflight
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
 SUBCOMMANDS = {
@@ -24,6 +25,18 @@ SUBCOMMANDS = {
     "study": "mint.experiments.study",
     "audit": "mint.audit.command",
 }
+
+
+class MintArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser; a bad option or value is one line naming it, not 50 lines of usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error or os.environ.get("MINT_DEBUG"):
+            super().error(message, ex)
+        prog = self.prog.replace(" [options]", "").replace("__main__.py", "mint")
+        also = f"; mint also has {', '.join(SUBCOMMANDS)}" if "subcommand" in message else ""
+        print(f"mint: {config_error_text(message)}{also}\n(options: {prog} --help)", file=sys.stderr)
+        self.exit(2)
 
 
 class MintCLI(LightningCLI):
@@ -43,6 +56,8 @@ class MintCLI(LightningCLI):
         """
         super().parse_arguments(parser, args)
         self.requested = self.config.clone()
+        subcommand = self.config.get("subcommand")
+        check_ckpt_path(self.config.get(subcommand or "", self.config), subcommand)
 
     def before_instantiate_classes(self) -> None:
         """Check the run before anything is built; evaluate a detector with the target it carries.
@@ -74,21 +89,22 @@ def main(args: ArgsType = None):
     return MintCLI(
         subclass_mode_model=True,
         subclass_mode_data=True,
+        parser_class=MintArgumentParser,
         args=args,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
     )
 
 
-def run() -> None:
-    """Command-line entry point (`mint`, `python -m mint`, `python -m mint.cli`).
+def run(args: list[str] | None = None) -> None:
+    """Command-line entry point (`mint`, `python -m mint`, `python -m mint.cli`, `python -m mint.audit`).
 
     A user's mistake (`MintError`) ends in its one message on stderr and exit status 2, without a
     traceback; `MINT_DEBUG=1` shows the traceback. `main`'s return value is dropped: it would become
     the exit status.
     """
     try:
-        main()
+        main(args)
     except Exception as err:
         mistake = err  # jsonargparse wraps errors raised while building classes: look down the chain
         while mistake is not None and not isinstance(mistake, MintError):

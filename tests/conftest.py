@@ -7,6 +7,11 @@ images), and the CIFAR-100 / GTSRB configs run on generated data of the same sha
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -126,3 +131,27 @@ def detector_data(target: Path, layers: tuple[str, ...] = ("layer7",), **sizes):
     from mint.models import Target
 
     return DetectorDataModule(**sizes).use_target(Target.load(target, list(layers)))
+
+
+@contextmanager
+def read_only(folder: Path) -> Iterator[Path]:
+    """Make `folder` unwritable, even for root, during the block (nothing can be created in it).
+
+    Permission bits for a user; for root, which they do not stop, the immutable attribute
+    (`chattr +i`: needs CAP_LINUX_IMMUTABLE and a file system that has it, like ext4). The test
+    skips, saying why, where neither works.
+    """
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o700)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode:
+        pytest.skip("running as root without `chattr +i`: permission bits do not stop root from writing")
+    try:
+        yield folder
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)

@@ -1,5 +1,7 @@
 """`python -m mint.audit` is `mint audit`."""
 
-from mint.audit.command import main
+import sys
 
-main()
+from mint.cli import run
+
+run(["audit", *sys.argv[1:]])

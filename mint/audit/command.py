@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import math
-import shutil
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +26,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from mint.audit import output as report_folder
 from mint.audit.detector import AuditError, TrainedDetector, load_detector
 from mint.audit.inputs import AuditInputs, list_inputs
 from mint.audit.report import histogram_figure, verdict, write_html
 from mint.audit.statistics import mann_whitney_greater, member_fraction_estimate
 from mint.data.images import to_tensor
 from mint.data.integrity import image_digests
+from mint.errors import check_count
 from mint.evaluation.roc_plot import plt
 from mint.models import LOGITS
 
@@ -63,16 +64,8 @@ def score_images(
         for name, lab, pred, used_lab, value in zip(
             batch.names, batch.labels.tolist(), predicted.tolist(), used.tolist(), s.tolist(), strict=True
         ):
-            sink.writerow(
-                [
-                    name,
-                    lab if lab >= 0 else "",
-                    pred,
-                    used_lab if used_lab >= 0 else "",
-                    f"{value:.8g}",
-                    f"{_sigmoid(value):.6f}",
-                ]
-            )
+            given, used_text = (v if v >= 0 else "" for v in (lab, used_lab))
+            sink.writerow([_cell(name), given, pred, used_text, f"{value:.8g}", f"{_sigmoid(value):.6f}"])
         bar.update(len(batch.names) + len(inputs.skipped) - seen_skips)  # skipped files count as done
         seen_skips = len(inputs.skipped)
     bar.close()
@@ -92,16 +85,28 @@ def _sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v)) if v > -700 else 0.0
 
 
-def _prepare_output(output: Path, overwrite: bool) -> Path:
-    if output.exists() and not overwrite:
-        _fail(f"the output {str(output)!r} already exists; choose another --output or pass --overwrite")
-    tmp = output.with_name(f".{output.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+def _cell(value) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ (a formula) gets a quote mark."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _device(device: str) -> torch.device:
+    """The torch device of `--device`, refused with a message when it does not exist here."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        tmp.mkdir(parents=True)
-    except OSError as err:
-        _fail(f"cannot write the report next to {str(output)!r}: {err}")
-    return tmp
+        dev = torch.device(device)
+    except RuntimeError:
+        _fail(f"--device {device!r} is not a device name; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
+    ):
+        _fail(f"--device {device} asks for a GPU this machine does not have "
+              f"({torch.cuda.device_count()} found); use --device cpu or auto")  # fmt: skip
+    if dev.type not in ("cpu", "cuda"):
+        _fail(f"--device {device}: mint audits on cpu or cuda devices")
+    return dev
 
 
 def run_audit(
@@ -118,26 +123,41 @@ def run_audit(
 ) -> dict:
     """Audit a set of images; write the report folder; return the summary."""
     out = Path(output)
+    check_count("--batch-size", batch_size)
     if out.exists() and not overwrite:  # before any work
         _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    dev = _device(device)
     trained = load_detector(ckpt, dev)
     target = trained.target
-    inputs = list_inputs(images, target.image_size, target.num_classes, class_names)
+    inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")
     conditioned = trained.hparams["class_conditioning"] != "none"
     if labels == "given" and not inputs.has_labels:
         _fail(f"--labels given, but {images} has no labels ({inputs.label_note}); use --labels predicted")
     if labels == "auto":
         labels = "given" if inputs.has_labels or not conditioned else "predicted"
-    tmp = _prepare_output(out, overwrite)
+    tmp = report_folder.start(out, overwrite)
     try:
-        with (tmp / "scores.csv").open("w", newline="") as f:
-            sink = csv.writer(f)
-            sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
-            scores = score_images(trained, inputs, labels, batch_size, progress, sink)
+        summary = _write_report(tmp, trained, inputs, labels, batch_size, progress, images, command, dev)
+        report_folder.finish(tmp, out, overwrite)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # no half-written report is left behind
+        report_folder.abandon(tmp)  # no half-written report is left behind
         raise
+    for what, count in summary["conversions"].items():
+        print(f"mint audit: {count} images: {what}", file=sys.stderr)
+    if summary["n_skipped"]:
+        print(f"mint audit: {summary['n_skipped']} files skipped (listed in the report)", file=sys.stderr)
+    print(f"{summary['verdict']}\nmint audit: report in {out / 'report.html'}")
+    return summary
+
+
+def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, command, dev) -> dict:
+    """Score the set and write scores.csv, summary.json, histogram.png and report.html into `tmp`."""
+    target = trained.target
+    conditioned = trained.hparams["class_conditioning"] != "none"
+    with (tmp / "scores.csv").open("w", newline="") as f:
+        sink = csv.writer(f)
+        sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
+        scores = score_images(trained, inputs, labels, batch_size, progress, sink)
     cal = trained.calibration
     key = "predicted_label" if labels == "predicted" and conditioned else "true_label"
     members, nonmembers = cal[key][cal["members"] == 1], cal[key][cal["members"] == 0]
@@ -185,10 +205,6 @@ def run_audit(
     figure.savefig(tmp / "histogram.png", dpi=110)
     write_html(tmp / "report.html", summary, figure)
     plt.close(figure)
-    if out.exists():
-        shutil.rmtree(out)  # --overwrite: the old report goes only once the new one is complete
-    tmp.rename(out)
-    print(f"{summary['verdict']}\nmint audit: report in {out / 'report.html'}")
     return summary
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mint.errors import MintError
 from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
@@ -19,11 +20,8 @@ from mint.models.detector import OPTIONS
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
 
 
-class AuditError(SystemExit):
-    """A problem that stops an audit; its message is printed as `mint audit: ...`."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(f"mint audit: {message}")
+class AuditError(MintError):
+    """A problem that stops an audit (printed as one line by the `mint` entry point)."""
 
 
 @dataclass
@@ -47,14 +45,15 @@ def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 def load_detector(path: str | Path, device: torch.device) -> TrainedDetector:
     """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AuditError(f"detector checkpoint not found: {str(path)!r} (train one: {DETECTOR_COMMAND})")
-    try:
-        ckpt, sha256 = read_checkpoint(path)
-    except ValueError as err:
-        raise AuditError(str(err)) from err
+    ckpt, sha256 = read_checkpoint(path)
     state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-    if "mint_target" not in ckpt or not any(k.startswith("target.") for k in state):
+    if (
+        not isinstance(ckpt, dict)
+        or "mint_target" not in ckpt
+        or not any(k.startswith("target.") for k in state)
+    ):
         if any(k.startswith("net.") for k in state):
             raise AuditError(
                 f"{path} is a target checkpoint, not a detector. Train a detector on it first: "

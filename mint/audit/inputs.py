@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from mint.data.images import IMAGE_EXTENSIONS, resize_rgb, to_rgb_uint8
+from mint.data.images import IMAGE_EXTENSIONS, decode_image, resize_rgb, to_rgb_uint8
+from mint.data.npz import check_labels, read_npz
+from mint.errors import MintError
 
 NO_LABEL = -1
 
@@ -62,56 +64,41 @@ class AuditInputs:
                 yield AuditBatch(np.stack(images), np.array(labels, np.int64), names)
 
     def _decode(self, name: str) -> np.ndarray | None:
+        notes: list[str] = []
         try:
-            with Image.open(name) as im:
-                im.load()  # decode now: a truncated file fails here, not later
-                if im.mode != "RGB":
-                    self.conversions[f"{im.mode} converted to RGB"] += 1
-                if im.size != (self.image_size, self.image_size):
-                    self.conversions[f"resized to {self.image_size}x{self.image_size}"] += 1
-                return resize_rgb(im, self.image_size)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            self.skipped.append((name, f"cannot be decoded as an image ({type(err).__name__}: {err})"))
+            image = decode_image(name, self.image_size, notes)
+        except MintError as err:
+            self.skipped.append((name, str(err).removeprefix(f"{name}").lstrip(": ")))
             return None
+        for note in notes:
+            self.conversions[note] += 1
+        return image
 
     def _npz_batches(self, batch_size: int) -> Iterator[AuditBatch]:
-        with np.load(self.npz, allow_pickle=False) as z:
-            images = z["images"]
+        notes: list[str] = []
+        images = to_rgb_uint8(read_npz(self.npz, ("images",))["images"], notes)
+        for note in notes:
+            self.conversions[f"npz: {note}"] = len(images)
         labels = np.array([label for _, label in self.items], np.int64)
-        recolour = images.ndim == 3 or images.shape[-1] != 3 or images.dtype != np.uint8
         resize = images.shape[1:3] != (self.image_size, self.image_size)
-        if recolour:
-            self.conversions[f"npz {images.dtype} {tuple(images.shape[1:])} converted to RGB uint8"] = len(
-                images
-            )
         if resize:
             self.conversions[f"resized to {self.image_size}x{self.image_size}"] = len(images)
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            if recolour or resize:
-                chunk = _to_rgb_resized(chunk, self.image_size)
+            if resize:
+                chunk = np.stack([resize_rgb(Image.fromarray(im), self.image_size) for im in chunk])
             end = start + len(chunk)
             yield AuditBatch(chunk, labels[start:end], [f"index {i}" for i in range(start, end)])
-
-
-def _to_rgb_resized(chunk: np.ndarray, size: int) -> np.ndarray:
-
-    rgb = to_rgb_uint8(chunk)
-    if rgb.shape[1:3] == (size, size):
-        return rgb
-    return np.stack([resize_rgb(Image.fromarray(im), size) for im in rgb])
 
 
 def _class_index(name: str, class_names: list[str] | None, num_classes: int) -> int:
     if class_names is not None:
         if name not in class_names:
-            raise SystemExit(
-                f"mint audit: class folder {name!r} is not in --class-names ({', '.join(class_names)})"
-            )
+            raise MintError(f"class folder {name!r} is not in --class-names ({', '.join(class_names)})")
         return class_names.index(name)
     if not name.isdigit() or int(name) >= num_classes:
-        raise SystemExit(
-            f"mint audit: class folder {name!r} is not a class index of this target "
+        raise MintError(
+            f"class folder {name!r} is not a class index of this target "
             f"(0..{num_classes - 1}). "
             "Name the subfolders by class index, or give the class names in index order with "
             "--class-names (e.g. --class-names airplane,automobile,...)."
@@ -120,7 +107,11 @@ def _class_index(name: str, class_names: list[str] | None, num_classes: int) -> 
 
 
 def list_inputs(
-    path: str | Path, image_size: int, num_classes: int, class_names: list[str] | None = None
+    path: str | Path,
+    image_size: int,
+    num_classes: int,
+    class_names: list[str] | None = None,
+    use_labels: bool = True,
 ) -> AuditInputs:
     """List the images of `path` (folder or `.npz`), with labels where they are known.
 
@@ -130,33 +121,28 @@ def list_inputs(
     """
     path = Path(path)
     if not path.exists():
-        raise SystemExit(f"mint audit: {str(path)!r} does not exist (give an image folder or an .npz file)")
+        raise MintError(f"{str(path)!r} does not exist (give an image folder or an .npz file)")
     inputs = AuditInputs(path, image_size)
     if path.is_file():
         if path.suffix != ".npz":
-            raise SystemExit(
-                f"mint audit: {path} is a file but not an .npz; give an image folder or an .npz file"
-            )
-        with np.load(path, allow_pickle=False) as z:
-            if "images" not in z:
-                raise SystemExit(f"mint audit: {path} has no `images` array (it holds {sorted(z.keys())})")
-            n, labelled = len(z["images"]), "labels" in z
-            labels = z["labels"].astype(np.int64) if labelled else np.full(n, NO_LABEL)
-        if len(labels) != n:
-            raise SystemExit(f"mint audit: {path} holds {n} images but {len(labels)} labels")
-        if n and labels.max() >= num_classes:
-            raise SystemExit(
-                f"mint audit: {path} has label {labels.max()}, but the target has {num_classes} classes"
-            )
+            raise MintError(f"{path} is a file but not an .npz; give an image folder or an .npz file")
+        wanted = ("labels",) if use_labels else ()
+        arrays = read_npz(path, ("images",), optional=wanted, header_only=("images",))
+        shape, labelled = arrays["images"][0], "labels" in arrays
+        if len(shape) not in (3, 4):
+            raise MintError(f"{path}: images must have shape (N, H, W[, C]), got {shape}")
+        n = shape[0]
+        labels = check_labels(arrays["labels"], n, num_classes, path) if labelled else np.full(n, NO_LABEL)
         inputs.npz, inputs.items = path, [(f"index {i}", int(lab)) for i, lab in enumerate(labels)]
-        inputs.label_note = "labels from the npz" if labelled else "the npz has no labels"
+        note = "labels from the npz" if labelled else "the npz has no labels"
+        inputs.label_note = note if use_labels else "labels not read (--labels predicted)"
     else:
         subdirs = sorted(d for d in path.iterdir() if d.is_dir())
-        files = sorted(p for p in path.iterdir() if p.is_file())
+        files = sorted(p for p in path.iterdir() if not p.is_dir())
         if subdirs:
             for d in subdirs:
                 label = _class_index(d.name, class_names, num_classes)
-                inputs.items += [(str(f), label) for f in sorted(d.rglob("*")) if f.is_file()]
+                inputs.items += [(str(f), label) for f in sorted(d.rglob("*")) if not f.is_dir()]
             inputs.skipped += [(str(f), "not in a class subfolder") for f in files]
             inputs.label_note = "labels from the class subfolders"
         else:
@@ -166,14 +152,18 @@ def list_inputs(
         for name, label in inputs.items:
             if Path(name).name.startswith("."):
                 continue  # hidden files (.DS_Store, ...) are not part of the set
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if not Path(name).exists():
+                inputs.skipped.append((name, "a link to nothing (dangling symbolic link)"))
+            elif not Path(name).is_file():  # reading a FIFO would wait forever
+                inputs.skipped.append((name, "not a regular file (a FIFO, socket or device)"))
+            elif Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 keep.append((name, label))
             else:
                 inputs.skipped.append((name, f"not an image file ({', '.join(IMAGE_EXTENSIONS)})"))
         inputs.items = keep
     if not inputs.items:
-        raise SystemExit(
-            f"mint audit: no images to audit in {path}"
+        raise MintError(
+            f"no images to audit in {path}"
             + (
                 f" ({len(inputs.skipped)} files skipped: e.g. {inputs.skipped[0][1]})"
                 if inputs.skipped

@@ -1,13 +1,19 @@
-"""The audit's verdict in words, its score histogram and its self-contained HTML report."""
+"""The audit's verdict in words, its score histogram and its self-contained HTML report.
+
+The report is rendered from the Jinja2 template `report.html.j2` beside this module, with every value
+escaped: the summary holds file names and paths from the audited folder, which anyone may have named.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import json
+from importlib import resources
 from pathlib import Path
 
+import jinja2
 import torch
 from torch import Tensor
 
@@ -95,16 +101,38 @@ def share_text(frac: dict) -> str:
     return text
 
 
+# The skipped files listed in the page; summary.json has them all.
+MAX_SKIPPED_SHOWN = 200
+
+
 def _png_base64(figure) -> str:
     buf = io.BytesIO()
     figure.savefig(buf, format="png", dpi=110)
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def write_html(path: Path, summary: dict, figure) -> None:
-    """A one-file report: verdict, numbers, histogram, caveats, inputs, models and command."""
-    e = html.escape
-    rows = [
+@functools.cache
+def _template() -> jinja2.Template:
+    """The report's template, shipped as package data beside this module."""
+    # Autoescaping everything keeps file names and paths from the audited folder (which anyone may
+    # have named) text, never markup; StrictUndefined turns a key missing from the context into an
+    # error instead of a silently empty cell.
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string((resources.files("mint.audit") / "report.html.j2").read_text(encoding="utf-8"))
+
+
+def render_html(summary: dict, figure) -> str:
+    """The report page for `summary` (as built by `mint audit`) with `figure` embedded as a PNG.
+
+    Args:
+        summary: The audit's summary, the dict written to summary.json.
+        figure: The matplotlib figure of the score histograms (see `histogram_figure`).
+
+    Returns:
+        A self-contained HTML page: no scripts, nothing loaded from elsewhere.
+    """
+    d, c = summary["detector"], summary["target"]
+    numbers = [
         ("p-value (one-sided Mann-Whitney U, audited > known non-members)", f"{summary['p_value']:.3g}"),
         ("effect size: P(audited score > non-member score)",
          f"{summary['effect_size_auroc_vs_nonmembers']:.3f}"),
@@ -114,39 +142,41 @@ def write_html(path: Path, summary: dict, figure) -> None:
         ("files skipped", summary["n_skipped"]),
         ("class fed to the detector", summary["labels"]),
     ]  # fmt: skip
-    conv = "".join(f"<li>{e(k)}: {v}</li>" for k, v in summary["conversions"].items()) or "<li>none</li>"
-    skipped = "".join(f"<li><code>{e(n)}</code>: {e(r)}</li>" for n, r in summary["skipped"][:200])
-    more = len(summary["skipped"]) - 200
-    skipped += f"<li>... and {more} more (see summary.json)</li>" if more > 0 else ""
-    d, c = summary["detector"], summary["target"]
     models = [
         ("detector checkpoint", d["checkpoint"]), ("detector sha256", d["sha256"]),
         ("layers", ", ".join(d["layers"])), ("class conditioning", d["class_conditioning"]),
         ("target", f"{c['arch']} ({c['path']})"), ("target sha256", c["sha256"]),
         ("target's training data", json.dumps(c["source"])),
     ]  # fmt: skip
-    table = lambda rs: "".join(f"<tr><th>{e(str(k))}</th><td>{e(str(v))}</td></tr>" for k, v in rs)  # noqa: E731
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mint audit report</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
-th{{text-align:left;padding-right:1em;font-weight:normal;color:#444}}td{{font-family:monospace}}
-.verdict{{font-size:1.3em;padding:.6em;border-left:6px solid #333;background:#f4f4f4}}</style></head><body>
-<h1>Membership audit</h1>
-<p class="verdict">{e(summary["verdict"])}</p>
-<table>{table(rows)}</table>
-<h2>Scores</h2>
-<p>The detector's score of every audited image (black) beside its scores of images known to be members
-(orange) and known not to be (blue), held out when the detector was trained. A set used in training
-sits to the right of the blue curve.</p>
-<img alt="score histograms" src="data:image/png;base64,{_png_base64(figure)}">
-<h2>Caveats</h2><ul>{"".join(f"<li>{e(x)}</li>" for x in caveats(summary))}</ul>
-<h2>Input</h2><p><code>{e(summary["input"])}</code> ({e(summary["label_source"])})</p>
-<p>Converted on loading:</p><ul>{conv}</ul>
-<p>Skipped ({summary["n_skipped"]}):</p><ul>{skipped or "<li>none</li>"}</ul>
-<h2>Models</h2><table>{table(models)}</table>
-<h2>Reproduce</h2><p><code>{e(summary["command"])}</code></p>
-<p>{e(summary["date"])}, device {e(summary["device"])}. Per-image scores: <code>scores.csv</code>;
-all numbers: <code>summary.json</code>.</p>
-</body></html>
-"""
-    write_atomic(path, lambda tmp: tmp.write_text(page))
+    skipped = summary["skipped"]
+    # Every value goes in as str: an object with an __html__ method would otherwise bypass escaping.
+    text = lambda rows: [(str(k), str(v)) for k, v in rows]  # noqa: E731
+    return _template().render(
+        verdict=str(summary["verdict"]),
+        numbers=text(numbers),
+        histogram_png=_png_base64(figure),
+        caveats=[str(x) for x in caveats(summary)],
+        input=str(summary["input"]),
+        label_source=str(summary["label_source"]),
+        conversions=text(summary["conversions"].items()),
+        n_skipped=str(summary["n_skipped"]),
+        skipped=text(skipped[:MAX_SKIPPED_SHOWN]),
+        more_skipped=max(len(skipped) - MAX_SKIPPED_SHOWN, 0),
+        models=text(models),
+        command=str(summary["command"]),
+        date=str(summary["date"]),
+        device=str(summary["device"]),
+    )
+
+
+def write_html(path: Path, summary: dict, figure) -> None:
+    """Write the one-file report: verdict, numbers, histogram, caveats, inputs, models and command.
+
+    Args:
+        path: Where to write the page (atomically).
+        summary: The audit's summary, the dict written to summary.json.
+        figure: The matplotlib figure of the score histograms.
+    """
+    page = render_html(summary, figure)
+    # UTF-8 whatever the locale: the page declares it, and file names need not be ASCII.
+    write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -6,6 +6,16 @@ checkpoint's sha256 and the images: their indices and the data's fingerprint). I
 temporary files and renamed into place, so a crashed, torn or edited array is detected on opening
 and rebuilt, never used. Missing layers are added in one forward pass, so a layer sweep extracts
 once and every later run of any of those layers reads the cache.
+
+Processes building the same cache at once (two runs of a sweep, each node's first rank on a shared
+file system) take turns: on POSIX, extraction holds `fcntl.flock` on the folder's `.lock` file, and
+a process that waited checks the arrays again, so it reads what the first one built instead of
+extracting it a second time. Temporary names carry the process id and a random suffix. A builder
+that was killed leaves `.*.tmp` files that no name of the cache matches, so they are never read; the
+next builder, holding the lock (hence alone), deletes them. The kernel releases a killed holder's
+lock. Without `fcntl` (Windows), or on a file system that refuses locks, builders do not wait for
+each other: each writes its own temporary files and renames them into place, so a reader still
+never sees a half-written array (and orphans stay, unread).
 """
 
 from __future__ import annotations
@@ -24,16 +34,23 @@ from tqdm.auto import tqdm
 
 from mint.data.images import to_tensor
 from mint.data.npy_io import NpyRows, NpyWriter
-from mint.files import file_sha256
+from mint.errors import UnwritableError
+from mint.files import exclusive_lock, file_sha256
 from mint.models.target import LOGITS, Target
 
 CACHE_VERSION = 1
 FP16_MAX = 65504.0
+LOCK = ".lock"  # in each cache folder; kept (see `exclusive_lock`)
 
 
-def unwritable(root: str | Path, reason: object) -> PermissionError:
+def temp_tag() -> str:
+    """A part of temporary file names unique to this process and call: `<pid>.<random hex>`."""
+    return f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+def unwritable(root: str | Path, reason: object) -> UnwritableError:
     """The error for a cache folder that cannot be written, saying what to do instead."""
-    return PermissionError(
+    return UnwritableError(
         f"cannot write the activation cache under {str(root)!r} ({reason}); set `cache_dir` "
         f"(`--data.cache_dir`) to a writable folder, or `cache_dir: null` to extract on the fly"
     )
@@ -96,36 +113,52 @@ class ActivationCache:
             device: where to run the target during extraction (it is moved back afterwards).
         """
         names = [*target.layers, LOGITS]
-        problems = {name: self.problem(name) for name in names}
-        for name, problem in problems.items():
-            if problem not in (None, "missing"):
-                warnings.warn(
-                    f"activation cache {self.dir} array {name} is {problem}: rebuilding it", stacklevel=2
-                )
-        todo = [name for name in names if problems[name] is not None]
-        if todo:
-            home = next(target.buffers()).device
-            try:
-                self._extract(target.to(device), images, rows, batch_size, todo)
-            finally:
-                target.to(home)
+        todo = [name for name in names if self.problem(name) is not None]
+        if not todo:  # the usual case takes no lock: a complete cache may sit in a read-only folder
+            return self.open(names)
+        self._make_dir()
+        with exclusive_lock(self.dir / LOCK, on_wait=self._waiting) as locked:
+            if locked:
+                self._remove_orphans()
+            # Checked again under the lock: a builder we waited for may have written them meanwhile.
+            problems = {name: self.problem(name) for name in todo}
+            for name, problem in problems.items():
+                if problem not in (None, "missing"):
+                    warnings.warn(
+                        f"activation cache {self.dir} array {name} is {problem}: rebuilding it", stacklevel=2
+                    )
+            todo = [name for name in todo if problems[name] is not None]
+            if todo:
+                home = next(target.buffers()).device
+                try:
+                    self._extract(target.to(device), images, rows, batch_size, todo)
+                finally:
+                    target.to(home)
         return self.open(names)
+
+    def _waiting(self) -> None:
+        """Say why this process stops (another builder may take minutes on a large layer)."""
+        print(f"mint: waiting for another process building the activation cache {self.dir}", flush=True)
+
+    def _remove_orphans(self) -> None:
+        """Delete temporary files of killed builders (call holding the lock: no live builder has any)."""
+        for path in self.dir.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
     def _make_dir(self) -> None:
         """Create the cache folder and make sure a file can be written in it, with an error that says how."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            probe = self.dir / f".write_test.{uuid.uuid4().hex[:8]}"
+            probe = self.dir / f".write_test.{temp_tag()}.tmp"
             probe.touch()
-            probe.unlink()
+            probe.unlink(missing_ok=True)  # a builder holding the lock may have swept it as an orphan
         except OSError as err:
             raise unwritable(self.root, err) from err
 
     def _extract(self, target: Target, images, rows, batch_size: int, names: list[str]) -> None:
-        self._make_dir()
         device = next(target.buffers()).device
         shapes = target.shapes | {LOGITS: (target.num_classes,)}
-        tag = uuid.uuid4().hex[:8]
+        tag = temp_tag()
         tmp = {name: self._paths(name)[0].with_name(f".{name}.{tag}.npy.tmp") for name in names}
         # Batches are appended to plain files (hashed on the way), never held whole in memory nor
         # memory-mapped: peak memory is one batch whatever the number of images.
@@ -155,7 +188,7 @@ class ActivationCache:
         array, record = self._paths(name)
         meta = {"key": self.key, "name": name, "bytes": tmp.stat().st_size, "sha256": sha256}
         os.replace(tmp, array)
-        record_tmp = record.with_name(f".{record.name}.{uuid.uuid4().hex[:8]}.tmp")
+        record_tmp = record.with_name(f".{record.name}.{temp_tag()}.tmp")
         record_tmp.write_text(json.dumps(meta, indent=1))
         os.replace(record_tmp, record)
 

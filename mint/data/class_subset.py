@@ -6,7 +6,7 @@ import numpy as np
 
 from mint.data.images import ImageSet
 from mint.data.sources import Source, Split
-from mint.errors import check_count
+from mint.errors import MintError, check_count
 
 
 class ClassSubset(Source):
@@ -29,7 +29,7 @@ class ClassSubset(Source):
     def __init__(self, source: Source, classes: int) -> None:
         check_count("classes", classes, minimum=2)  # a classifier needs two classes
         if classes > source.num_classes:
-            raise ValueError(f"classes={classes} but the source has only {source.num_classes} classes")
+            raise MintError(f"classes={classes} but the source has only {source.num_classes} classes")
         self.source, self.classes = source, classes
         self.image_size = source.image_size
         self._init_args = {"source": source.config(), "classes": classes}

@@ -124,7 +124,7 @@ class DetectorDataModule(MintDataModule):
             "calibration": check_count("calibration_size", calibration_size, minimum=0),
             "test": check_count("test_size", test_size),
         }
-        self.balance, self.seed = balance, seed
+        self.balance, self.seed = balance, check_count("seed", seed, minimum=0)
         self.cache_dir, self.verify_cache = cache_dir, verify_cache
         self.extract_batch_size = check_count("extract_batch_size", extract_batch_size)
         self.datasets: dict[str, Dataset] = {}

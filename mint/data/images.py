@@ -1,7 +1,9 @@
 """Images as every part of mint handles them: uint8 RGB arrays, their checks and conversions.
 
-One conversion each way: any PIL image to uint8 RGB (`resize_rgb`), any array to uint8 RGB
-(`to_rgb_uint8`), and uint8 images to the float tensors in [0, 1] that models read (`to_tensor`).
+One conversion each way: any image file (`decode_image`) or PIL image (`resize_rgb`) to uint8 RGB,
+any array to uint8 RGB (`to_rgb_uint8`), and uint8 images to the float tensors in [0, 1] that models
+read (`to_tensor`). What cannot be converted without guessing (NaN pixels, floats outside [0, 1] and
+[0, 255], channels-first arrays) is refused with a message, never read as black or white images.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from mint.errors import MintError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -39,19 +44,19 @@ class ImageSet:
     def __post_init__(self) -> None:
         self.images = to_rgb_uint8(self.images, self.notes)
         self.labels = np.asarray(self.labels)
-        if self.labels.ndim != 1 or not np.issubdtype(self.labels.dtype, np.integer):
-            raise ValueError(
+        if self.labels.ndim != 1 or self.labels.dtype.kind not in "iu":
+            raise MintError(
                 f"labels must be a 1-D integer array, got {self.labels.dtype} {self.labels.shape}"
             )
         self.labels = self.labels.astype(np.int64)
         if len(self.labels) != len(self.images):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels: lengths must match")
+            raise MintError(f"{len(self.images)} images but {len(self.labels)} labels: lengths must match")
         if len(self.labels) and self.labels.min() < 0:
-            raise ValueError(f"labels must be >= 0, found {self.labels.min()}")
+            raise MintError(f"labels must be >= 0, found {self.labels.min()}")
         if self.groups is not None:
             self.groups = np.asarray(self.groups)
             if self.groups.shape != self.labels.shape or not np.issubdtype(self.groups.dtype, np.integer):
-                raise ValueError(
+                raise MintError(
                     f"groups must be an integer array with one id per image ({len(self.labels)}), "
                     f"got {self.groups.dtype} {self.groups.shape}"
                 )
@@ -77,19 +82,71 @@ def to_tensor(images: np.ndarray | Tensor) -> Tensor:
     return images.movedim(-1, -3).float().div_(255.0)  # (..., H, W, C) -> (..., C, H, W)
 
 
+# PIL modes deeper than 8 bits: `convert("RGB")` would clip them (a 16-bit scan turns white).
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def resize_rgb(image: Image.Image, size: int | None) -> np.ndarray:
-    """Convert any PIL image to RGB uint8 (H, W, 3), resized to size x size when `size` is set."""
+    """Convert any PIL image to RGB uint8 (H, W, 3), resized to size x size when `size` is set.
+
+    16-bit, 32-bit integer and float images are first scaled to 8 bits by the rules of
+    `to_rgb_uint8` (16-bit: divided by 257, so 65535 becomes 255).
+    """
+    if image.mode in HIGH_DEPTH_MODES:
+        values = np.asarray(image)
+        if image.mode.startswith("I;16") or (image.mode == "I" and values.size and values.max() > 255):
+            values = np.round(values.astype(np.float64) / 257.0)
+        image = Image.fromarray(to_rgb_uint8(values[None].astype(np.float64))[0])
     image = image.convert("RGB")
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
+def _to_uint8(images: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Pixel values as uint8, with the scale chosen once for the whole set, or a refusal saying why."""
+    kind = images.dtype.kind
+    if kind not in "fiu":
+        raise MintError(
+            f"images must hold numbers (uint8, or floats in [0, 1] or [0, 255]), got {images.dtype}"
+        )
+    if kind == "f":
+        bad = ~np.isfinite(images)
+        if bad.any():
+            count = int(bad.reshape(len(images), -1).any(1).sum())
+            raise MintError(
+                f"{int(bad.sum())} pixel values in {count} images are NaN or infinite; "
+                "fix or drop those images (mint reads floats in [0, 1] or [0, 255])"
+            )
+    if not images.size:
+        return images.astype(np.uint8)
+    low, high = images.min(), images.max()
+    if kind == "f" and low >= 0 and high <= 1.0:
+        notes.append(f"float images in [0, 1] ({images.dtype}) scaled by 255 to uint8")
+        return np.round(images * 255.0).astype(np.uint8)
+    if kind == "f" and low >= 0 and high < 10:
+        # [0, 1] images that overshoot (1.01 after a resize) would turn black if read as 0-255
+        raise MintError(
+            f"float pixel values span [{low:g}, {high:g}]: not [0, 1], and too dark for [0, 255]. "
+            "If they are [0, 1] images that overshoot, clip them to [0, 1]; otherwise give uint8 images"
+        )
+    if low >= 0 and high <= 255:
+        notes.append(f"{images.dtype} images in [0, 255] read as 8-bit values")
+        return np.round(images).astype(np.uint8)
+    hint = "divide 16-bit images by 257" if kind in "iu" else "undo any normalization (mean / std) first"
+    raise MintError(
+        f"{images.dtype} pixel values span [{low:g}, {high:g}]: mint reads uint8, or floats in [0, 1] "
+        f"(scaled by 255) or [0, 255]; rescale the images ({hint})"
+    )
+
+
 def to_rgb_uint8(images: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
-    """Return images as uint8 (N, H, W, 3), converting grayscale and RGBA instead of failing.
+    """Return images as uint8 (N, H, W, 3), converting grayscale, RGBA and other number types.
 
     Args:
-        images: (N, H, W), (N, H, W, 1), (N, H, W, 3) or (N, H, W, 4) array, uint8 or floats in [0, 1].
+        images: (N, H, W), (N, H, W, 1), (N, H, W, 3) or (N, H, W, 4) array: uint8, integers in
+            [0, 255], or floats in [0, 1] (scaled by 255) or [0, 255]. Anything else (NaN, other
+            ranges, channels first) is refused with a message saying what to do.
         notes: list that receives a line for every conversion made.
     """
     images = np.asarray(images)
@@ -97,12 +154,14 @@ def to_rgb_uint8(images: np.ndarray, notes: list[str] | None = None) -> np.ndarr
     if images.ndim == 3:  # (N, H, W) grayscale -> (N, H, W, 1)
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"images must have shape (N, H, W[, 1|3|4]), got {images.shape}")
+        first = images.ndim == 4 and images.shape[1] in (1, 3, 4) and images.shape[-1] > 4
+        raise MintError(
+            f"images must have shape (N, H, W[, 1|3|4]), got {images.shape}"
+            + ("; these look channels-first: transpose them to (N, H, W, C)" if first else "")
+        )
     if images.dtype != np.uint8:
-        if np.issubdtype(images.dtype, np.floating) and images.size and images.max() <= 1.0:
-            images = np.round(images * 255.0)
-        images = np.clip(images, 0, 255).astype(np.uint8)
-        notes.append("converted images to uint8")
+        images = _to_uint8(images, notes)
+        warnings.warn(f"mint: {notes[-1]}", stacklevel=3)
     if images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
         notes.append("converted grayscale images to RGB")
@@ -112,6 +171,29 @@ def to_rgb_uint8(images: np.ndarray, notes: list[str] | None = None) -> np.ndarr
         notes.append("dropped the alpha channel of RGBA images")
         warnings.warn("RGBA images were converted to RGB (alpha dropped)", stacklevel=3)
     return images
+
+
+def decode_image(path: str | Path, size: int | None, notes: list[str] | None = None) -> np.ndarray:
+    """Read one image file as uint8 RGB (resized to `size`); `MintError` naming the file if it cannot be.
+
+    Oversized files (PIL's decompression-bomb limit: more than about 179 million pixels) are refused
+    before decoding, since decoding them could exhaust memory.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now: a truncated file fails here, not later
+            if notes is not None and im.mode != "RGB":
+                depth = " (scaled to 8 bits)" if im.mode in HIGH_DEPTH_MODES else ""
+                notes.append(f"{im.mode}{depth} converted to RGB")
+            if notes is not None and size and im.size != (size, size):
+                notes.append(f"resized to {size}x{size}")
+            return resize_rgb(im, size)
+    except Image.DecompressionBombError as err:
+        raise MintError(f"{path}: too large to decode safely ({err})") from err
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # PIL's errors for damaged files
+        if isinstance(err, MintError):
+            raise
+        raise MintError(f"{path} cannot be decoded as an image ({type(err).__name__}: {err})") from err
 
 
 class ImageDataset(Dataset):

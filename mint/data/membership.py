@@ -11,6 +11,7 @@ from mint.data.duplicates import duplicate_clusters, merge_groups
 from mint.data.images import ImageSet
 from mint.data.sources import Source, source_from_config
 from mint.data.split import MembershipSplit, membership_split
+from mint.errors import MintError
 
 MANIFEST_VERSION = 1
 
@@ -51,7 +52,7 @@ def build_membership(
     """
     train, test = source.load("train"), source.load("test")
     if len(train) < 2:
-        raise ValueError(
+        raise MintError(
             f"the train split of {source.config()} holds {len(train)} images; at least 2 are needed"
         )
     groups = train.groups if group_aware else None
@@ -109,7 +110,7 @@ def rebuild_membership(manifest: dict, source: Source | None = None) -> Membersh
     keys = ("train_fingerprint", "test_fingerprint", "members_sha256", "nonmembers_sha256")
     diff = [k for k in keys if data.manifest[k] != manifest[k]]
     if diff:
-        raise ValueError(
+        raise MintError(
             f"the data of {source.config()} is not the data the target was trained on "
             f"(mismatch in {', '.join(diff)}; recorded source: {manifest['source']}). "
             f"Use the recorded source, or retrain the target on this one."

@@ -6,17 +6,17 @@ A source only loads images; how they are split into members and non-members is d
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import zipfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
-from mint.data.images import IMAGE_EXTENSIONS, ImageSet, resize_rgb
+from mint.data.images import IMAGE_EXTENSIONS, ImageSet, decode_image, resize_rgb
+from mint.data.npz import read_npz
+from mint.errors import MintError
 from mint.files import write_atomic
 
 Split = Literal["train", "test"]
@@ -49,15 +49,35 @@ class Source:
 
 
 def source_from_config(config: dict) -> Source:
-    """Rebuild a source from `Source.config()` (as recorded in a checkpoint); only `Source` subclasses."""
-    module, _, name = config["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Source)):
-        raise ValueError(f"{config['class_path']!r} is not a mint data source")
+    """Rebuild a source from `Source.config()` as recorded in a checkpoint: mint's own sources only.
+
+    The record comes from a file, and a file may have been made by anyone: its class path is looked
+    up in a fixed table of mint's source classes, never imported, so a checkpoint cannot make mint
+    run a module of its choosing. A user's own source class is given explicitly (`--data.source`).
+    """
+    import mint.data as data  # the table is built late: the wrapping sources import this module
+
+    trusted = (data.TorchvisionSource, data.NpzSource, data.ImageFolderSource, data.SampleSource,
+               data.FakeSource, data.ClassSubset)  # fmt: skip
+    table = {f"{c.__module__}.{c.__qualname__}": c for c in trusted} | {
+        f"mint.data.{c.__name__}": c for c in trusted
+    }
+    path = config.get("class_path") if isinstance(config, dict) else None
+    cls = table.get(path) if isinstance(path, str) else None
+    init_args = config.get("init_args", {}) if cls is not None else None
+    if cls is None or not isinstance(init_args, dict):
+        raise MintError(
+            f"the checkpoint records the data source {str(path)[:200]!r}, which is not one of mint's own "
+            "sources, so mint will not load it from a file. If it is your own source class, pass it "
+            "explicitly: --data.source=<your class path> (with its init_args)."
+        )
     # A wrapping source (e.g. ClassSubset) records the source it wraps as a nested config.
     args = {k: source_from_config(v) if isinstance(v, dict) and "class_path" in v else v
-            for k, v in config["init_args"].items()}  # fmt: skip
-    return cls(**args)
+            for k, v in init_args.items()}  # fmt: skip
+    try:
+        return cls(**args)
+    except TypeError as err:
+        raise MintError(f"the checkpoint's record of the data source {path} does not fit it ({err})") from err
 
 
 class TorchvisionSource(Source):
@@ -81,7 +101,7 @@ class TorchvisionSource(Source):
         image_size: int = 32,
     ) -> None:
         if name not in self.NUM_CLASSES:
-            raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(self.NUM_CLASSES)}")
+            raise MintError(f"unknown data set {name!r}; valid names: {', '.join(self.NUM_CLASSES)}")
         self.name, self.root, self.download, self.image_size = name, root, download, image_size
         self._init_args = {
             "name": name,
@@ -103,13 +123,13 @@ class TorchvisionSource(Source):
             cls = datasets.CIFAR10 if self.name == "cifar10" else datasets.CIFAR100
             return cls(self.root, train=split == "train", download=download)
         except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
-            raise FileNotFoundError(
+            raise MintError(
                 f"{self.name} ({split}) was not found under {os.path.abspath(self.root)!r} ({err}). "
                 f"Set `download: true` on a machine with internet, copy torchvision's files there, "
                 f"or point `root` at them; offline copies can be read with mint.data.NpzSource."
             ) from err
         except OSError as err:  # URLError and friends: no network
-            raise ConnectionError(
+            raise MintError(
                 f"downloading {self.name} into {os.path.abspath(self.root)!r} failed ({err}). "
                 f"Without internet, use `download: false` with the files already there, "
                 f"or mint.data.NpzSource / mint.data.ImageFolderSource."
@@ -162,36 +182,28 @@ class NpzSource(Source):
         self._init_args = {"train": str(Path(train).absolute()), "test": str(Path(test).absolute())}
 
     def _path(self, split: Split) -> Path:
-        path = Path(self.train if split == "train" else self.test)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"npz file for the {split} split not found: {str(path)!r} (absolute: {path.absolute()})"
-            )
-        return path
+        return Path(self.train if split == "train" else self.test)
 
     @property
     def num_classes(self) -> int:
-        labels = [np.load(self._path(s), allow_pickle=False)["labels"] for s in ("train", "test")]
+        labels = [read_npz(self._path(s), ("labels",))["labels"] for s in ("train", "test")]
         return int(max(int(x.max()) for x in labels if len(x))) + 1
 
     @property
     def image_size(self) -> int:
         # Read the array header only: the images themselves may be large.
-        with zipfile.ZipFile(self._path("train")) as zf, zf.open("images.npy") as f:
-            version = np.lib.format.read_magic(f)
-            fmt = np.lib.format
-            shape = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)[0]
+        shape = read_npz(self._path("train"), ("images",), header_only=("images",))["images"][0]
         if len(shape) < 3 or shape[1] != shape[2]:
-            raise ValueError(f"{self.train}: images must be square (N, H, H, 3), got {shape}")
+            raise MintError(f"{self.train}: images must be square (N, H, H, 3), got {shape}")
         return int(shape[1])
 
     def load(self, split: Split) -> ImageSet:
         path = self._path(split)
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("images", "labels") if k not in z]
-            if missing:
-                raise KeyError(f"{path} has no array {missing} (it holds {sorted(z.keys())})")
-            return ImageSet(z["images"], z["labels"], z["groups"] if "groups" in z else None)
+        z = read_npz(path, ("images", "labels"), optional=("groups",))
+        try:
+            return ImageSet(z["images"], z["labels"], z.get("groups"))
+        except MintError as err:
+            raise MintError(f"{path}: {err}") from err
 
 
 class ImageFolderSource(Source):
@@ -223,10 +235,10 @@ class ImageFolderSource(Source):
         """Class names: the sorted subfolders of `train`."""
         root = Path(self.train)
         if not root.is_dir():
-            raise FileNotFoundError(f"image folder not found: {str(root)!r}")
+            raise MintError(f"image folder not found: {str(root)!r}")
         names = sorted(d.name for d in root.iterdir() if d.is_dir())
         if not names:
-            raise ValueError(f"{root} has no class subfolders (expected {root}/<class>/<image files>)")
+            raise MintError(f"{root} has no class subfolders (expected {root}/<class>/<image files>)")
         return names
 
     @property
@@ -243,14 +255,13 @@ class ImageFolderSource(Source):
         for label, name in enumerate(classes):
             files = sorted(p for p in (Path(folder) / name).glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
-                raise ValueError(
+                raise MintError(
                     f"class folder {Path(folder) / name} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
                 )
             for f in files:
-                with Image.open(f) as im:
-                    if im.mode != "RGB" or im.size != (self.image_size, self.image_size):
-                        notes.append(f"{f}: {im.mode} {im.size[0]}x{im.size[1]} converted")
-                    images.append(resize_rgb(im, self.image_size))
+                converted: list[str] = []
+                images.append(decode_image(f, self.image_size, converted))  # names a damaged file
+                notes += [f"{f}: {note}" for note in converted]
                 labels.append(label)
                 names.append(f.name)
         return ImageSet(np.stack(images), np.array(labels), self._groups(names, labels), notes)
@@ -262,7 +273,7 @@ class ImageFolderSource(Source):
         matches = [regex.search(n) for n in names]
         unmatched = [n for n, m in zip(names, matches, strict=True) if m is None]
         if unmatched:
-            raise ValueError(
+            raise MintError(
                 f"group_pattern {self.group_pattern!r} matches no group in {len(unmatched)} of "
                 f"{len(names)} file names (e.g. {unmatched[:3]})"
             )

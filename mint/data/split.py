@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mint.errors import check_fraction
+from mint.errors import MintError, check_fraction
 
 
 def index_hash(indices: np.ndarray) -> str:
@@ -46,13 +46,13 @@ def partition(
     """
     indices = np.asarray(indices, dtype=np.int64)
     if min(sizes, default=0) < 0 or sum(sizes) > len(indices):
-        raise ValueError(f"cannot draw portions of sizes {sizes} from {len(indices)} images")
+        raise MintError(f"cannot draw portions of sizes {sizes} from {len(indices)} images")
     rng = np.random.default_rng(seed)
     gid = indices if groups is None else np.asarray(groups)[indices]
     uniq, first, inverse, counts = np.unique(gid, return_index=True, return_inverse=True, return_counts=True)
     if groups is not None and counts.max(initial=0) > max(sizes, default=0) > 0:
         g = int(counts.argmax())
-        raise ValueError(
+        raise MintError(
             f"group {uniq[g]} holds {counts[g]} images, more than the largest requested portion "
             f"({max(sizes)}): this split is impossible with these groups"
         )
@@ -74,7 +74,7 @@ def partition(
     out = [np.sort(indices[portion == k]) for k in range(len(sizes))]
     for k, (want, got) in enumerate(zip(sizes, out, strict=True)):
         if want > 0 and len(got) == 0:
-            raise ValueError(f"portion {k} asked for {want} images but the groups left it empty")
+            raise MintError(f"portion {k} asked for {want} images but the groups left it empty")
     return out
 
 
@@ -119,9 +119,9 @@ def membership_split(
     n = len(labels)
     n_members = round(member_fraction * n)
     if n_members == 0 or n_members == n:
-        raise ValueError(f"member_fraction {member_fraction} of {n} images leaves one side empty")
+        raise MintError(f"member_fraction {member_fraction} of {n} images leaves one side empty")
     (members,) = partition(np.arange(n), labels, [n_members], seed, stratify, groups)
     nonmembers = np.setdiff1d(np.arange(n), members)  # the rest: the split is complete by construction
     if len(nonmembers) == 0:
-        raise ValueError(f"the groups left no non-members (all {n} images are members)")
+        raise MintError(f"the groups left no non-members (all {n} images are members)")
     return MembershipSplit(members, nonmembers)

@@ -14,7 +14,7 @@ from mint.data.base import MintDataModule
 from mint.data.images import ImageDataset
 from mint.data.membership import MembershipData, build_membership, channel_stats
 from mint.data.sources import Source
-from mint.errors import check_count, check_fraction
+from mint.errors import MintError, check_count, check_fraction
 from mint.files import write_json_atomic
 
 
@@ -65,7 +65,7 @@ class TargetDataModule(MintDataModule):
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory)
         self.source = source
         self.member_fraction = check_fraction("member_fraction", member_fraction)
-        self.split_seed, self.stratify = split_seed, stratify
+        self.split_seed, self.stratify = check_count("split_seed", split_seed, minimum=0), stratify
         self.group_aware, self.duplicates, self.augment = group_aware, duplicates, augment
         self.member_eval_size = check_count("member_eval_size", member_eval_size, minimum=0)
         self.data: MembershipData | None = None
@@ -98,7 +98,7 @@ class TargetDataModule(MintDataModule):
         )
         members = self.data.split.members
         if len(members) < self.batch_size:
-            raise ValueError(
+            raise MintError(
                 f"only {len(members)} member images for a batch_size of {self.batch_size}: "
                 f"lower `batch_size` or use more data"
             )
@@ -161,4 +161,4 @@ class TargetDataModule(MintDataModule):
             if recorded.get(k) != self.manifest.get(k)
         }
         if diff:
-            raise ValueError(f"the checkpoint was made with a different split (checkpoint, now): {diff}")
+            raise MintError(f"the checkpoint was made with a different split (checkpoint, now): {diff}")

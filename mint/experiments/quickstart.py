@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 from mint.cli import main as cli_main
+from mint.errors import check_count
 from mint.experiments.runs import new_run_dir
 from mint.tasks.callbacks import last_checkpoint
 
@@ -43,6 +44,9 @@ def run_quickstart(
     progress_bar: bool = True,
 ) -> dict:
     """Run the pipeline; return a summary (also written to `<run>/summary.json`)."""
+    check_count("--classifier-epochs", classifier_epochs)  # Lightning reads -1 as "train forever"
+    check_count("--mint-epochs", mint_epochs)
+    check_count("--seed", seed, minimum=0)
     run = new_run_dir(output, "mint quickstart")
     bar = [f"--trainer.enable_progress_bar={str(progress_bar).lower()}"]
     clf = cli_main([

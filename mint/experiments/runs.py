@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from mint.errors import MintError
 from mint.files import write_atomic
 
 
@@ -21,7 +22,7 @@ def new_run_dir(output: str | Path, command: str = "mint") -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise SystemExit(f"{command}: cannot write to the output folder {str(output)!r}: {err}") from err
+        raise MintError(f"{command}: cannot write to the output folder {str(output)!r}: {err}") from err
     return run
 
 

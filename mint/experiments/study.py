@@ -32,6 +32,7 @@ import json
 import shlex
 from pathlib import Path
 
+from mint.errors import MintError
 from mint.evaluation.roc_plot import plt
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 
@@ -80,13 +81,13 @@ def check_values(factor: str, values: list[str]) -> None:
         try:
             number = kinds[factor](v) if factor in kinds else None
         except ValueError:
-            raise SystemExit(f"mint study: --factor {factor} needs numbers, got {v!r}") from None
+            raise MintError(f"--factor {factor} needs numbers, got {v!r}") from None
         if factor == "members" and not 0 < number < 1:
-            raise SystemExit(f"mint study: --factor members takes member fractions in (0, 1), got {v}")
+            raise MintError(f"--factor members takes member fractions in (0, 1), got {v}")
         if factor in ("classes", "classifier_epochs", "detector_size") and number < 1:
-            raise SystemExit(f"mint study: --factor {factor} needs positive values, got {v}")
+            raise MintError(f"--factor {factor} needs positive values, got {v}")
         if factor == "conditioning" and v not in ("none", "embedding", "per_class"):
-            raise SystemExit(f"mint study: conditioning values are none, embedding, per_class; got {v!r}")
+            raise MintError(f"conditioning values are none, embedding, per_class; got {v!r}")
 
 
 def run_study(
@@ -105,9 +106,9 @@ def run_study(
     classifier_args, mint_args = classifier_args or [], mint_args or []
     needs_classifier = factor in CLASSIFIER_FACTORS or target_ckpt is None
     if needs_classifier and classifier_config is None:
-        raise SystemExit(f"mint study: --factor {factor} trains targets: give --classifier-config")
+        raise MintError(f"--factor {factor} trains targets: give --classifier-config")
     if target_ckpt is not None and not Path(target_ckpt).is_file():
-        raise SystemExit(f"mint study: --target-ckpt {target_ckpt!r} is not a file")
+        raise MintError(f"--target-ckpt {target_ckpt!r} is not a file")
     run = new_run_dir(Path(output) / f"study_{factor}", "mint study")
     source = _source_config(classifier_config, classifier_args) if factor == "classes" else None
     rows, shared_target = [], target_ckpt

@@ -6,6 +6,7 @@ import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import get_graph_node_names
 
+from mint.errors import MintError
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 
 
@@ -19,11 +20,11 @@ def build_classifier(
     """
     names = ["paper_cnn", *torchvision.models.list_models(module=torchvision.models)]
     if arch not in names:
-        raise ValueError(f"unknown architecture {arch!r}; choose 'paper_cnn' or a torchvision model: {names}")
+        raise MintError(f"unknown architecture {arch!r}; choose 'paper_cnn' or a torchvision model: {names}")
     if arch == "paper_cnn":
         return PaperCNN(num_classes, width=width, block_dropout=block_dropout, image_size=image_size)
     if width != 1.0:
-        raise ValueError(f"width applies to paper_cnn only, not to {arch!r}")
+        raise MintError(f"width applies to paper_cnn only, not to {arch!r}")
     net = torchvision.models.get_model(arch, num_classes=num_classes, weights=None)
     if image_size <= 64 and isinstance(getattr(net, "conv1", None), nn.Conv2d) and hasattr(net, "maxpool"):
         net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)

@@ -12,6 +12,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from mint.errors import MintError
+
 PathKind = Literal["auto", "cnn", "mlp"]
 ClassConditioning = Literal["none", "embedding", "per_class"]
 PATH_KIND: PathKind = "auto"
@@ -137,7 +139,7 @@ class Detector(nn.Module):
             is_map = len(shape) == 3 and shape[1] * shape[2] > 1
             use_cnn = path_kind == "cnn" or (path_kind == "auto" and is_map)
             if use_cnn and len(shape) != 3:
-                raise ValueError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
+                raise MintError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
             self.kinds[layer] = "cnn" if use_cnn else "mlp"
             self.paths[path_key(layer)] = (
                 CNNPath(shape, cnn_filters, cnn_kernel, cnn_hidden, dropout)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mint.errors import MintError
+
 # The paper's numbering of the layers a MINT detector may read ("layer 7" = penultimate).
 PAPER_LAYERS = tuple(f"layer{i}" for i in range(1, 9))
 # Defaults of the options the target's LightningModule exposes too (set here only).
@@ -54,7 +56,7 @@ class PaperCNN(nn.Module):
         super().__init__()
         c1, c2, c3, dense = (max(1, round(c * width)) for c in (32, 64, 128, 128))
         if image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8 (three 2x2 pools), got {image_size}")
+            raise MintError(f"image_size must be a multiple of 8 (three 2x2 pools), got {image_size}")
         self.layer1, self.layer2 = _conv(in_channels, c1), _conv(c1, c1)
         self.pool1 = nn.Sequential(nn.MaxPool2d(2), nn.Dropout(block_dropout))
         self.layer3, self.layer4 = _conv(c1, c2), _conv(c2, c2)

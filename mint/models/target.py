@@ -44,7 +44,7 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MintError(
             f"target checkpoint not found: {str(path)!r}. Train the target first, e.g. "
             f"`{TARGET_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`."
         )

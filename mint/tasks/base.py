@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from mint.tasks.callbacks import LastCheckpoint, LatestRunLink
+from mint.tasks.callbacks import EmptyRunCleanup, LastCheckpoint, LatestRunLink
 from mint.tasks.resume import ResumeGuard, refuse_other_hparams
 
 
@@ -54,7 +54,7 @@ class MintModule(L.LightningModule):
 
     def configure_callbacks(self):
         best = ModelCheckpoint(filename="best", monitor=self.monitor, mode="max")
-        return [best, LastCheckpoint(), LatestRunLink(), ResumeGuard()]
+        return [best, LastCheckpoint(), LatestRunLink(), ResumeGuard(), EmptyRunCleanup()]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         refuse_other_hparams(self, checkpoint)  # a fit resumed with another configuration

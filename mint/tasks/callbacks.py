@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from mint.errors import MintError
 
 
 class LatestRunLink(Callback):
@@ -27,6 +30,32 @@ class LatestRunLink(Callback):
         tmp.symlink_to(run.name, target_is_directory=True)
         os.replace(tmp, link)  # atomic switch, readers never see a missing link
         print(f"mint: {link} -> {run.name}")
+
+
+class EmptyRunCleanup(Callback):
+    """Remove the `version_N` folder of a run refused for a user's mistake before it produced anything.
+
+    A run refused during setup (data too small for the sizes, a test set the detector has seen)
+    would otherwise leave a folder holding only its config and an empty log. Only `MintError`s
+    count: a crash or an interrupt keeps its folder, and a folder with a checkpoint or a result in
+    it is never touched.
+    """
+
+    KEEP = ("checkpoints", "test_results.json")
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        log_dir = trainer.log_dir
+        if not trainer.is_global_zero or log_dir is None or not Path(log_dir).is_dir():
+            return
+        cause: BaseException | None = exception
+        while cause is not None and not isinstance(cause, MintError):
+            cause = cause.__cause__ or cause.__context__
+        run = Path(log_dir)
+        produced = any((run / name).exists() for name in self.KEEP)
+        if cause is not None and run.name.startswith("version_") and not produced:
+            shutil.rmtree(run, ignore_errors=True)
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -60,5 +89,5 @@ def last_checkpoint(trainer: L.Trainer) -> str:
     """Path of a finished fit's last checkpoint, `checkpoints/last.ckpt`."""
     paths = [cb.best_model_path for cb in trainer.callbacks if isinstance(cb, LastCheckpoint)]
     if not paths or not paths[0]:
-        raise FileNotFoundError("this run saved no last checkpoint (did it train for an epoch?)")
+        raise MintError("this run saved no last checkpoint (did it train for an epoch?)")
     return paths[0]

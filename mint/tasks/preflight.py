@@ -17,7 +17,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from mint.data.activation_cache import unwritable
-from mint.files import file_sha256
+from mint.errors import MintError, UnwritableError
+from mint.files import file_sha256, read_checkpoint
 from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
 CPU_DDP = "--trainer.accelerator=cpu --trainer.devices=2 --trainer.strategy=ddp"
@@ -36,6 +37,8 @@ def preflight(config: Any, subcommand: str | None, requested: Any = None) -> Non
     check_devices(*trainer)
     if config.get("data.init_args.cache_dir"):
         check_cache_dir(config.get("data.init_args.cache_dir"))
+    if subcommand in ("fit", "test", "validate") and config.get("trainer.logger.init_args.save_dir"):
+        check_save_dir(config.get("trainer.logger.init_args.save_dir"))
     ckpt_path = config.get("ckpt_path")
     if subcommand == "fit" and ckpt_path == "last":
         resolve_last(config.get("trainer.logger"))
@@ -45,6 +48,38 @@ def preflight(config: Any, subcommand: str | None, requested: Any = None) -> Non
                 config[f"model.init_args.{key}"] = value
         if subcommand == "fit":
             refuse_changed_model(requested, ckpt_path)
+
+
+def check_ckpt_path(config: Any, subcommand: str | None) -> None:
+    """Refuse a `--ckpt_path` that is missing, unsafe, damaged or of the other kind of model.
+
+    Runs before LightningCLI reads the file's hyperparameters: a target checkpoint given to a
+    detector config would otherwise swap the model class and fail deep inside Lightning, and
+    `test` without a checkpoint would evaluate untrained weights.
+    """
+    ckpt_path = config.get("ckpt_path")
+    if subcommand in ("test", "validate", "predict") and ckpt_path in (None, "best", "last"):
+        raise MintError(
+            f"`mint {subcommand}` needs --ckpt_path=FILE, the checkpoint to evaluate (e.g. "
+            "lightning_logs/<name>/latest/checkpoints/best.ckpt); without one it would evaluate "
+            "untrained weights"
+        )
+    if ckpt_path in (None, "best", "last", "hpc", "registry"):
+        return
+    path = Path(ckpt_path)
+    if not path.exists():
+        raise MintError(f"checkpoint not found: {str(ckpt_path)!r} (absolute: {path.absolute()})")
+    ckpt, _ = read_checkpoint(path)  # a folder, an empty or damaged file, or one holding code: refused
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    saved = (hparams or {}).get("_class_path")
+    asked = config.get("model.class_path")
+    if saved and asked and saved.rsplit(".", 1)[-1] != str(asked).rsplit(".", 1)[-1]:
+        run_config = path.parent.parent / "config.yaml"
+        hint = f" ({run_config})" if run_config.is_file() else ""
+        raise MintError(
+            f"{ckpt_path} is a checkpoint of {saved}, but this config is for {asked}. Use the config "
+            f"that trained it{hint}, or the checkpoint this config's model wrote"
+        )
 
 
 def model_args(config: Any) -> dict[str, Any]:
@@ -107,13 +142,13 @@ def check_devices(accelerator: Any, devices: Any, strategy: Any = None) -> None:
     seen = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
     asked = f"accelerator={name}, devices={devices}, strategy={getattr(strategy, 'class_path', strategy)}"
     if name == "gpu" and gpus == 0:
-        raise ValueError(
+        raise MintError(
             f"the trainer asks for GPUs ({asked}) but torch finds none on this machine{seen}. "
             f"configs/trainer/ddp.yaml is for GPU machines. Without GPUs, leave it out (one CPU process), "
             f"or test DDP on CPU with gloo: {CPU_DDP}"
         )
     if name in ("gpu", "auto") and gpus and count and count > gpus:
-        raise ValueError(
+        raise MintError(
             f"--trainer.devices={devices} asks for {count} GPUs but this machine has {gpus}{seen}. Use "
             f"--trainer.devices={gpus} (or -1: all of them); GPUs of other machines join with "
             f"--trainer.num_nodes=N under torchrun or SLURM (README, Multi-node)."
@@ -130,15 +165,32 @@ def check_devices(accelerator: Any, devices: Any, strategy: Any = None) -> None:
         )
 
 
-def check_cache_dir(cache_dir: str | Path) -> None:
-    """Refuse an activation cache folder that cannot be created or written (before any extraction)."""
-    existing = Path(cache_dir).absolute()
+def check_writable(folder: str | Path, unwritable) -> None:
+    """Refuse a folder that cannot be created or written, with `unwritable(folder, reason)`."""
+    existing = Path(folder).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise unwritable(cache_dir, f"{existing} is a file, not a folder")
+        raise unwritable(folder, f"{existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise unwritable(cache_dir, f"{existing} is not writable by this user")
+        raise unwritable(folder, f"{existing} is not writable by this user")
+
+
+def check_cache_dir(cache_dir: str | Path) -> None:
+    """Refuse an activation cache folder that cannot be created or written (before any extraction)."""
+    check_writable(cache_dir, unwritable)
+
+
+def check_save_dir(save_dir: str | Path) -> None:
+    """Refuse a logger folder (runs, checkpoints) that cannot be written, before anything is built."""
+
+    def refusal(folder, reason):
+        return UnwritableError(
+            f"cannot write the run folder {str(folder)!r} ({reason}); set "
+            "--trainer.logger.init_args.save_dir to a writable folder"
+        )
+
+    check_writable(save_dir, refusal)
 
 
 def resolve_last(logger: Any) -> None:

@@ -23,6 +23,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from mint.errors import MintError
+
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
 IGNORED_HPARAMS = {"_instantiator", "channels_last", "compile"}
@@ -99,7 +101,7 @@ def refuse(diff: dict[str, tuple[Any, Any]], what: str) -> None:
             f"  {key}: {old!r} (checkpoint) != {new!r} (now)"
             for key, old, new in ((k, *v) for k, v in diff.items())
         )
-        raise ValueError(
+        raise MintError(
             f"cannot resume: the checkpoint was made with different {what}:\n{lines}\n"
             f"Resume with the configuration of the interrupted run (its config.yaml), or start a new "
             f"run without --ckpt_path."

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mint.cli import main
+from mint.errors import MintError
 from tests.conftest import detector_args, detector_data
 
 SIZES = {"val_size": 50, "calibration_size": 60, "test_size": 80}
@@ -100,34 +101,34 @@ def test_unlabelled_images_use_the_predicted_class(tmp_path, detector, held_out)
     )
     res = audit(detector, npz(tmp_path / "g.npz", gray), tmp_path / "g")  # (N, 40, 40) uint8
     assert res["n_audited"] == len(gray) and res["conversions"] == {
-        "npz uint8 (40, 40) converted to RGB uint8": len(gray),
+        "npz: converted grayscale images to RGB": len(gray),
         "resized to 32x32": len(gray),
     }
 
 
 def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_target, held_out):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="no images to audit"):
+    with pytest.raises(MintError, match="no images to audit"):
         audit(detector, tmp_path / "empty", tmp_path / "o1")
     images = npz(tmp_path / "m.npz", *held_out["member"])
-    with pytest.raises(SystemExit, match="is a target checkpoint, not a detector"):
+    with pytest.raises(MintError, match="is a target checkpoint, not a detector"):
         audit(memorizing_target, images, tmp_path / "o2")
     ckpt = torch.load(detector, weights_only=True)
     del ckpt["mint_target"]
     torch.save(ckpt, tmp_path / "headless.ckpt")
-    with pytest.raises(SystemExit, match="not a detector checkpoint carrying its target"):
+    with pytest.raises(MintError, match="not a detector checkpoint carrying its target"):
         audit(tmp_path / "headless.ckpt", images, tmp_path / "o3")
     ckpt = torch.load(detector, weights_only=True)
     del ckpt["mint_calibration"]
     torch.save(ckpt, tmp_path / "uncalibrated.ckpt")
-    with pytest.raises(SystemExit, match="no calibration scores.*calibration_size"):
+    with pytest.raises(MintError, match="no calibration scores.*calibration_size"):
         audit(tmp_path / "uncalibrated.ckpt", images, tmp_path / "o4")
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))
     audit(detector, images, tmp_path / "done")
-    with pytest.raises(SystemExit, match="already exists.*--overwrite"):
+    with pytest.raises(MintError, match="already exists.*--overwrite"):
         audit(detector, images, tmp_path / "done")
     audit(detector, images, tmp_path / "done", "--overwrite")
-    with pytest.raises(SystemExit, match="not a class index"):
+    with pytest.raises(MintError, match="not a class index"):
         write_folder(tmp_path / "named" / "x", held_out["member"][0][:2], ["cat", "dog"])
         audit(detector, tmp_path / "named" / "x", tmp_path / "o5")
 
@@ -137,7 +138,7 @@ def test_images_the_detector_learned_from_are_refused_as_evidence(tmp_path, dete
     plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).plan
     rows = plan["portions"]["train"][:30]
     images, labels = plan["data"].train.images[plan["pool"][rows]], plan["labels"][rows]
-    with pytest.raises(SystemExit, match="30 of the audited images .* the detector itself was trained"):
+    with pytest.raises(MintError, match="30 of the audited images .* the detector itself was trained"):
         audit(detector, npz(tmp_path / "seen.npz", images, labels), tmp_path / "seen")
     assert not (tmp_path / "seen").exists() and not list(tmp_path.glob(".seen*"))  # nothing half-written
     digests = torch.load(detector, weights_only=True)["mint_seen_digests"]

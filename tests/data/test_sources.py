@@ -12,6 +12,7 @@ from mint.data import (
     TorchvisionSource,
 )
 from mint.data.sources import source_from_config
+from mint.errors import MintError
 
 
 def write_npz(path, **arrays):
@@ -53,7 +54,7 @@ def test_fake_source_is_reproducible_and_groups_frames_of_one_image():
 
 def test_npz_without_images_or_labels(tmp_path):
     bad = write_npz(tmp_path / "bad.npz", pixels=np.zeros((2, 8, 8, 3), np.uint8), labels=np.zeros(2))
-    with pytest.raises(KeyError, match=r"has no array \['images'\]"):
+    with pytest.raises(MintError, match=r"has no array \['images'\]"):
         NpzSource(bad, bad).load("train")
 
 
@@ -66,7 +67,7 @@ def test_npz_with_mismatched_lengths(tmp_path):
 
 
 def test_missing_npz_says_where_it_looked(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.npz"):
+    with pytest.raises(MintError, match="nope.npz"):
         NpzSource(str(tmp_path / "nope.npz"), str(tmp_path / "nope.npz")).load("train")
 
 
@@ -92,7 +93,7 @@ def test_unknown_torchvision_name_lists_valid_ones():
 
 def test_missing_torchvision_data_says_how_to_fix(tmp_path):
     src = TorchvisionSource("cifar10", root=str(tmp_path), download=False)
-    with pytest.raises(FileNotFoundError, match=r"not found under .*download: true"):
+    with pytest.raises(MintError, match=r"not found under .*download: true"):
         src.load("train")
 
 

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from mint.cli import main
+from mint.errors import MintError
 
 
 def test_quickstart_end_to_end_and_never_overwrites(tmp_path, capsys):
@@ -29,5 +30,5 @@ def test_quickstart_end_to_end_and_never_overwrites(tmp_path, capsys):
 def test_unwritable_output_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(SystemExit, match="cannot write to the output folder"):
+    with pytest.raises(MintError, match="cannot write to the output folder"):
         main(["quickstart", "--output", str(blocker / "runs")])

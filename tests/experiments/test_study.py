@@ -7,6 +7,7 @@ import pytest
 
 from mint.cli import main
 from mint.data import FakeSource
+from mint.errors import MintError
 from tests.conftest import ROOT, SOURCES
 
 
@@ -47,10 +48,10 @@ def test_class_count_study_end_to_end(tmp_path):
 
 def test_study_rejects_bad_values_before_any_training(tmp_path):
     base = ["study", "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"), "--output", str(tmp_path)]
-    with pytest.raises(SystemExit, match="member fractions"):
+    with pytest.raises(MintError, match="member fractions"):
         main([*base, "--factor", "members", "--values", "0.5", "2", "--classifier-config", "x.yaml"])
-    with pytest.raises(SystemExit, match="none, embedding, per_class"):
+    with pytest.raises(MintError, match="none, embedding, per_class"):
         main([*base, "--factor", "conditioning", "--values", "per_clas", "--target-ckpt", "x.ckpt"])
-    with pytest.raises(SystemExit, match="give --classifier-config"):
+    with pytest.raises(MintError, match="give --classifier-config"):
         main([*base, "--factor", "classes", "--values", "10"])
     assert not (tmp_path / "study_members").exists()

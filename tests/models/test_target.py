@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mint.cli import main
+from mint.errors import MintError
 from mint.models import Target, load_target_checkpoint
 from tests.conftest import detector_args
 
@@ -48,7 +49,7 @@ def test_target_is_frozen_and_stays_in_eval_mode(tiny_target):
 
 
 def test_missing_checkpoint_says_which_command_creates_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="configs/classifier_cifar10.yaml"):
+    with pytest.raises(MintError, match="configs/classifier_cifar10.yaml"):
         Target.load(tmp_path / "none.ckpt", ["layer7"])
 
 
@@ -58,7 +59,10 @@ def test_a_checkpoint_that_is_not_a_target(tmp_path):
     with pytest.raises(ValueError, match=r"not a mint target checkpoint \(some.Other"):
         Target.load(path, ["layer7"])
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(
+        ValueError,
+        match="not a valid checkpoint, or it contains code; mint loads checkpoints with weights_only",
+    ):
         Target.load(tmp_path / "junk.ckpt", ["layer7"])
 
 

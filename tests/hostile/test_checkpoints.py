@@ -1,0 +1,107 @@
+"""Hostile checkpoints: code in a pickle, code named by a record, damaged files, the wrong kind."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import CONFIGS, detector_args, fit_args, quiet
+from tests.hostile.conftest import leftovers
+
+
+class Payload:
+    """Pickles as a call of os.system: loading it unsafely would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _payload_checkpoint(path, marker, base):
+    ckpt = torch.load(base, weights_only=True)
+    ckpt["hyper_parameters"]["payload"] = Payload(marker)
+    torch.save(ckpt, path)
+    return path
+
+
+def test_a_pickle_payload_in_a_detector_checkpoint_never_runs(tmp_path, refused, tiny_detector):
+    marker = tmp_path / "pwned"
+    evil = _payload_checkpoint(tmp_path / "evil.ckpt", marker, tiny_detector)
+    out = tmp_path / "audit"
+    refused(["audit", "--ckpt", evil, "--images", tmp_path, "--output", out], "contains code", "never runs")
+    refused(["test", *detector_args(tmp_path, tiny_detector), f"--ckpt_path={evil}"], "contains code")
+    assert not marker.exists() and not out.exists() and not leftovers(tmp_path)
+
+
+def test_a_pickle_payload_in_a_target_checkpoint_never_runs(tmp_path, refused, tiny_target):
+    marker = tmp_path / "pwned"
+    evil = _payload_checkpoint(tmp_path / "evil.ckpt", marker, tiny_target)
+    refused(["fit", *detector_args(tmp_path, evil), "--trainer.fast_dev_run=1"], "contains code")
+    assert not marker.exists()
+
+
+def test_a_checkpoint_naming_a_foreign_source_class_does_not_import_it(
+    tmp_path, refused, tiny_target, monkeypatch
+):
+    marker = tmp_path / "imported"
+    (tmp_path / "evilsource.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Evil: pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the module is importable: only the check stops it
+    ckpt = torch.load(tiny_target, weights_only=True)
+    ckpt["TargetDataModule"]["manifest"]["source"] = {"class_path": "evilsource.Evil", "init_args": {}}
+    torch.save(ckpt, tmp_path / "target.ckpt")
+    args = detector_args(tmp_path, tmp_path / "target.ckpt", "--trainer.fast_dev_run=1")
+    refused(["fit", *args], "evilsource.Evil", "not one of mint's own sources", "--data.source")
+    assert not marker.exists() and "evilsource" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", ["empty"]),
+        (b"PK\x03\x04 truncated zip", ["not a valid checkpoint"]),
+        (bytes(range(256)) * 8, ["not a valid checkpoint", "weights_only=True"]),
+    ],
+    ids=["empty", "truncated", "random-bytes"],
+)
+def test_damaged_checkpoints_are_refused_by_every_command(tmp_path, refused, tiny_target, content, words):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(content)
+    refused(["test", *detector_args(tmp_path, tiny_target), f"--ckpt_path={bad}"], *words)
+    refused(["fit", *detector_args(tmp_path, bad), "--trainer.fast_dev_run=1"], *words)
+    refused(["audit", "--ckpt", bad, "--images", tmp_path, "--output", tmp_path / "out"], *words)
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+def test_a_folder_or_a_missing_file_as_checkpoint(tmp_path, refused, tiny_target):
+    refused(["test", *detector_args(tmp_path, tiny_target), f"--ckpt_path={tmp_path}"], "is a folder")
+    refused(
+        ["test", *detector_args(tmp_path, tiny_target), "--ckpt_path=nope.ckpt"], "not found", "nope.ckpt"
+    )
+    refused(["audit", "--ckpt", tmp_path, "--images", tmp_path, "--output", tmp_path / "o"], "is a folder")
+
+
+def test_the_wrong_kind_of_checkpoint(tmp_path, refused, tiny_target, tiny_detector):
+    # a target checkpoint given to a detector's test, and a detector checkpoint to a target's test
+    args = detector_args(tmp_path, tiny_target)
+    refused(["test", *args, f"--ckpt_path={tiny_target}"], "checkpoint of mint.tasks.TargetModule", "config")
+    target_test = ["test", "--config", CONFIGS / "classifier_cifar10.yaml", *quiet(tmp_path)]
+    refused([*target_test, f"--ckpt_path={tiny_detector}"], "checkpoint of mint.tasks.DetectorModule")
+    refused(
+        ["audit", "--ckpt", tiny_target, "--images", tmp_path, "--output", tmp_path / "o"],
+        "target checkpoint",
+    )
+    refused(["fit", *detector_args(tmp_path, tiny_detector), f"--ckpt_path={tiny_target}"], "TargetModule")
+    refused(
+        [*fit_args(tmp_path), "--trainer.fast_dev_run=1", f"--ckpt_path={tiny_detector}"], "DetectorModule"
+    )
+
+
+def test_evaluating_without_a_checkpoint_is_refused(tmp_path, refused, tiny_target):
+    for sub in ("test", "validate"):
+        refused([sub, *detector_args(tmp_path, tiny_target)], f"mint {sub}. needs --ckpt_path", "untrained")

@@ -1,0 +1,104 @@
+"""Hostile settings: typos, wrong types, values out of range, impossible sizes, unusable folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import detector_args, fit_args, read_only
+
+FAST = ["--trainer.fast_dev_run=1", "--data.num_workers=0"]
+
+TARGET_CASES = {
+    "unknown data key": (
+        ["--data.bogus=1"],
+        [r"--data\.bogus is not an option of mint\.data\.TargetDataModule"],
+    ),
+    "unknown trainer key": (["--trainer.bogus=1"], ["unrecognized arguments: --trainer.bogus"]),
+    "wrong type": (["--data.batch_size=abc"], [r"--data\.batch_size=abc: expected a value of type int"]),
+    "wrong float": (["--model.width=wide"], [r"--model\.width=wide: expected a value of type float"]),
+    "member_fraction 0": (["--data.member_fraction=0"], [r"member_fraction must be in \(0, 1\), got 0"]),
+    "member_fraction 1.5": (
+        ["--data.member_fraction=1.5"],
+        [r"member_fraction must be in \(0, 1\), got 1.5"],
+    ),
+    "batch_size 0": (["--data.batch_size=0"], ["batch_size must be >= 1, got 0"]),
+    "negative split_seed": (["--data.split_seed=-1"], ["split_seed must be >= 0, got -1"]),
+    "unknown architecture": (["--model.arch=resnet999"], ["unknown architecture 'resnet999'"]),
+    "image size": (["--model.arch=paper_cnn", "--data.source.image_size=30"], ["image_size|multiple of 8"]),
+    "unknown model class": (["--model=nope.Module"], [r"--model \(nope.Module\)"]),
+    "missing config": (["--config=nope.yaml"], ["nope.yaml", "does not exist"]),
+}
+
+
+@pytest.mark.parametrize("name", TARGET_CASES)
+def test_target_settings(tmp_path, refused, name):
+    extra, words = TARGET_CASES[name]
+    args = fit_args(tmp_path, *FAST, *extra)
+    if name == "image size":  # the bundled sample has no image_size option: use generated data
+        args = fit_args(tmp_path, *FAST, *extra, data="cifar100")
+    refused(args, *words)
+    assert not list(tmp_path.glob("*/version_*"))
+
+
+DETECTOR_CASES = {
+    "unknown layer": (["--model.init_args.layers=[layer99]"], ["unknown layer", "layer99", "valid names"]),
+    "sizes too large": (["--data.test_size=5000"], ["not enough images", "5000 test per side", "Lower"]),
+    "negative seed": (["--data.seed=-2"], ["seed must be >= 0, got -2"]),
+    "calibration -1": (["--data.calibration_size=-1"], ["calibration_size must be >= 0"]),
+    "class conditioning": (["--model.init_args.class_conditioning=maybe"], ["class_conditioning", "maybe"]),
+    "target missing": ([], ["target checkpoint not found"]),
+}
+
+
+@pytest.mark.parametrize("name", DETECTOR_CASES)
+def test_detector_settings(tmp_path, refused, tiny_target, name):
+    extra, words = DETECTOR_CASES[name]
+    target = tmp_path / "missing.ckpt" if name == "target missing" else tiny_target
+    refused(["fit", *detector_args(tmp_path, target, *extra, "--trainer.max_epochs=1")], *words)
+    assert not list(tmp_path.glob("*/version_*")), "a refused run left a version folder"
+
+
+def test_refused_runs_leave_no_empty_version_folders(tmp_path, refused, tiny_target):
+    # the sizes are checked in setup, after Lightning made the run folder: it must go again
+    for _ in range(3):
+        refused(["fit", *detector_args(tmp_path, tiny_target, "--data.test_size=5000")], "not enough images")
+    assert not list(tmp_path.glob("mint_layer7/version_*"))
+
+
+def test_read_only_run_folder_is_refused_before_work(tmp_path, refused):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    with read_only(folder):
+        refused(fit_args(folder / "sub", *FAST), "cannot write the run folder", "save_dir")
+
+
+def test_subcommands(tmp_path, refused):
+    refused(["fitt"], "invalid choice: 'fitt'", "quickstart, sweep, study, audit")
+    refused([], "subcommand")
+    refused(
+        ["quickstart", "--classifier-epochs", "-1", "--output", tmp_path], "--classifier-epochs must be >= 1"
+    )
+    refused(
+        ["quickstart", "--classifier-epochs", "0", "--output", tmp_path], "--classifier-epochs must be >= 1"
+    )
+    refused(["quickstart", "--mint-epochs", "x"], "invalid int value")
+    refused(
+        ["study", "--factor", "members", "--values", "1.5", "--mint-config", "x.yaml"], "member fractions"
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--batch-size", "0"], ["--batch-size must be >= 1, got 0"]),
+        (["--batch-size", "-3"], ["--batch-size must be >= 1, got -3"]),
+        (["--device", "bogus"], ["--device 'bogus' is not a device name"]),
+        (["--device", "cuda:7"], ["a GPU this machine does not have"]),
+        (["--labels", "sometimes"], ["invalid choice"]),
+    ],
+    ids=["batch-0", "batch-negative", "device-bogus", "device-missing-gpu", "labels"],
+)
+def test_audit_settings(tmp_path, refused, tiny_detector, extra, words):
+    out = tmp_path / "report"
+    refused(["audit", "--ckpt", tiny_detector, "--images", tmp_path, "--output", out, *extra], *words)
+    assert not out.exists()
