@@ -1,6 +1,5 @@
 """Bad input is refused before anything is built, with a message that says what to do."""
 
-
 import pytest
 import torch
 
