@@ -6,6 +6,7 @@ python -m mint.cli fit --config configs/mint_layer7.yaml
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -96,22 +97,43 @@ def main(args: ArgsType = None):
     )
 
 
+# Errors of the machine, not of mint: said in one line too (what happened, what to do).
+MACHINE_ERRORS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def _people_message(err: BaseException) -> str | None:
+    """The one-line message for `err` or an error in its chain, if it is one a person can act on."""
+    while err is not None:
+        if isinstance(err, MintError):
+            return str(err)
+        if isinstance(err, OSError) and err.errno in MACHINE_ERRORS:
+            where = f" writing {err.filename}" if err.filename else ""
+            return (
+                f"{MACHINE_ERRORS[err.errno]}{where} ({err.strerror}). Free space or choose another "
+                "folder; an interrupted fit resumes from its last checkpoint with --ckpt_path last"
+            )
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def run(args: list[str] | None = None) -> None:
     """Command-line entry point (`mint`, `python -m mint`, `python -m mint.cli`, `python -m mint.audit`).
 
-    A user's mistake (`MintError`) ends in its one message on stderr and exit status 2, without a
-    traceback; `MINT_DEBUG=1` shows the traceback. `main`'s return value is dropped: it would become
-    the exit status.
+    A user's mistake (`MintError`) or a full / read-only disk ends in one message on stderr and exit
+    status 2, without a traceback; `MINT_DEBUG=1` shows the traceback. `main`'s return value is
+    dropped: it would become the exit status.
     """
     try:
         main(args)
     except Exception as err:
-        mistake = err  # jsonargparse wraps errors raised while building classes: look down the chain
-        while mistake is not None and not isinstance(mistake, MintError):
-            mistake = mistake.__cause__ or mistake.__context__
-        if mistake is None or os.environ.get("MINT_DEBUG"):
+        message = _people_message(err)  # jsonargparse and Lightning wrap errors: the chain is searched
+        if message is None or os.environ.get("MINT_DEBUG"):
             raise
-        print(f"mint: {mistake}", file=sys.stderr)
+        print(f"mint: {message}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -9,6 +9,7 @@ for `last.ckpt` only in the new run's own folder, so without this it would start
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from mint.errors import MintError, UnwritableError
 from mint.files import file_sha256, read_checkpoint
 from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
+# Below this a run cannot even write its first checkpoints (a PaperCNN checkpoint is ~2 MB, an
+# activation cache hundreds of MB): refused before work rather than failing halfway.
+MIN_FREE_BYTES = 64 * 2**20
 CPU_DDP = "--trainer.accelerator=cpu --trainer.devices=2 --trainer.strategy=ddp"
 
 
@@ -174,6 +178,9 @@ def check_writable(folder: str | Path, unwritable) -> None:
         raise unwritable(folder, f"{existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise unwritable(folder, f"{existing} is not writable by this user")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise unwritable(folder, f"only {free / 2**20:.0f} MiB free on its disk")
 
 
 def check_cache_dir(cache_dir: str | Path) -> None:

@@ -102,3 +102,26 @@ def test_audit_settings(tmp_path, refused, tiny_detector, extra, words):
     out = tmp_path / "report"
     refused(["audit", "--ckpt", tiny_detector, "--images", tmp_path, "--output", out, *extra], *words)
     assert not out.exists()
+
+
+def test_a_disk_that_fills_up_during_a_fit_is_said_in_one_line(tmp_path, refused, monkeypatch):
+    import errno
+
+    from lightning.fabric.plugins.io import torch_io
+
+    def full(checkpoint, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(torch_io, "_atomic_save", full)
+    refused(fit_args(tmp_path, "--trainer.max_epochs=1", "--data.num_workers=0",
+                     "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"),
+            r"the disk is full writing .*\.ckpt", "--ckpt_path last")  # fmt: skip
+
+
+def test_a_disk_without_room_is_refused_before_work(tmp_path, refused, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
+    refused(fit_args(tmp_path, *FAST), "cannot write the run folder", "only 1 MiB free")
