@@ -34,7 +34,8 @@ class MintArgumentParser(LightningArgumentParser):
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error or os.environ.get("MINT_DEBUG"):
             super().error(message, ex)
-        prog = self.prog.replace(" [options]", "").replace("__main__.py", "mint")
+        prog = self.prog.replace(" [options]", "")
+        prog = prog.replace("__main__.py", "mint").replace("cli.py", "python -m mint.cli")
         also = f"; mint also has {', '.join(SUBCOMMANDS)}" if "subcommand" in message else ""
         print(f"mint: {config_error_text(message)}{also}\n(options: {prog} --help)", file=sys.stderr)
         self.exit(2)

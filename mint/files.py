@@ -60,6 +60,8 @@ def read_checkpoint(path: str | Path) -> tuple[Any, str]:
         raise MintError(
             f"{str(path)!r} is a folder; give the checkpoint file (e.g. .../checkpoints/best.ckpt)"
         )
+    if path.exists() and not path.is_file():  # reading a FIFO waits forever, /dev/zero never ends
+        raise MintError(f"{str(path)!r} is not a regular file (a FIFO, socket or device), not a checkpoint")
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -104,8 +106,12 @@ def exclusive_lock(path: str | Path, on_wait: Callable[[], None] | None = None) 
     except ImportError:  # Windows: callers must tolerate concurrent writers (atomic renames)
         yield False
         return
-    # Opened read-only: a lock file created by another user of a shared folder still locks.
-    handle = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    # Read-write where possible: NFS emulates flock with fcntl locks, which need a writable file.
+    # Read-only otherwise: a lock file created by another user of a shared folder still locks locally.
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        handle = os.open(path, os.O_RDONLY)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -114,7 +120,7 @@ def exclusive_lock(path: str | Path, on_wait: Callable[[], None] | None = None) 
                 on_wait()
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError as err:  # a file system without locks (some NFS mounts): run unlocked
-            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF):
                 raise
             yield False
             return

@@ -154,7 +154,8 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
     """Score the set and write scores.csv, summary.json, histogram.png and report.html into `tmp`."""
     target = trained.target
     conditioned = trained.hparams["class_conditioning"] != "none"
-    with (tmp / "scores.csv").open("w", newline="") as f:
+    # backslashreplace: a file name that is not UTF-8 is written with \x.. escapes, not an error
+    with (tmp / "scores.csv").open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         sink = csv.writer(f)
         sink.writerow(["image", "label", "predicted_class", "class_used", "score", "member_probability"])
         scores = score_images(trained, inputs, labels, batch_size, progress, sink)

@@ -179,4 +179,5 @@ def write_html(path: Path, summary: dict, figure) -> None:
     """
     page = render_html(summary, figure)
     # UTF-8 whatever the locale: the page declares it, and file names need not be ASCII.
-    write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    # File names that are not UTF-8 (surrogate escapes) are shown as \x.. escapes, not an error.
+    write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8", errors="backslashreplace"))

@@ -94,9 +94,11 @@ def resize_rgb(image: Image.Image, size: int | None) -> np.ndarray:
     """
     if image.mode in HIGH_DEPTH_MODES:
         values = np.asarray(image)
-        if image.mode.startswith("I;16") or (image.mode == "I" and values.size and values.max() > 255):
-            values = np.round(values.astype(np.float64) / 257.0)
-        image = Image.fromarray(to_rgb_uint8(values[None].astype(np.float64))[0])
+        if image.mode.startswith("I;16") or (image.mode == "I" and 255 < values.max(initial=0) <= 65535):
+            values = np.round(values / 257.0).astype(np.uint8)  # 16-bit: 65535 -> 255, 200 -> 1
+        with warnings.catch_warnings():  # the caller counts conversions per file (`decode_image`)
+            warnings.simplefilter("ignore")
+            image = Image.fromarray(to_rgb_uint8(values[None])[0])
     image = image.convert("RGB")
     if size is not None and image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
@@ -124,11 +126,12 @@ def _to_uint8(images: np.ndarray, notes: list[str]) -> np.ndarray:
     if kind == "f" and low >= 0 and high <= 1.0:
         notes.append(f"float images in [0, 1] ({images.dtype}) scaled by 255 to uint8")
         return np.round(images * 255.0).astype(np.uint8)
-    if kind == "f" and low >= 0 and high < 10:
-        # [0, 1] images that overshoot (1.01 after a resize) would turn black if read as 0-255
+    if low >= 0 and high < 10:
+        # [0, 1] images that overshoot (1.01 after a resize), or 0/1 masks, would be black if read as 0-255
         raise MintError(
-            f"float pixel values span [{low:g}, {high:g}]: not [0, 1], and too dark for [0, 255]. "
-            "If they are [0, 1] images that overshoot, clip them to [0, 1]; otherwise give uint8 images"
+            f"{images.dtype} pixel values span [{low:g}, {high:g}]: not [0, 1] floats, and too dark for "
+            "[0, 255]. If they are [0, 1] images that overshoot, clip them to [0, 1]; if they are "
+            "masks or labels, they are not images; otherwise give uint8 images"
         )
     if low >= 0 and high <= 255:
         notes.append(f"{images.dtype} images in [0, 255] read as 8-bit values")
@@ -179,6 +182,8 @@ def decode_image(path: str | Path, size: int | None, notes: list[str] | None = N
     Oversized files (PIL's decompression-bomb limit: more than about 179 million pixels) are refused
     before decoding, since decoding them could exhaust memory.
     """
+    if not Path(path).is_file():  # a FIFO would wait forever, a device never end
+        raise MintError(f"{path} is not a regular file (a FIFO, socket or device)")
     try:
         with Image.open(path) as im:
             im.load()  # decode now: a truncated file fails here, not later

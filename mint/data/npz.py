@@ -7,12 +7,25 @@ refused here with a message naming the file, before memory is allocated.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from mint.errors import MintError
+
+# Real image arrays compress a few-fold (all-black ones a few hundred-fold); a compressed entry that
+# expands more than this to over 256 MiB is a decompression bomb.
+MAX_RATIO = 1000
+
+
+def physical_memory() -> int:
+    """Bytes of memory of this machine (a large number where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 def _header(zf: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -33,6 +46,16 @@ def _header(zf: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple[int, ...],
     if claimed > body:
         raise MintError(
             f"{path}: array {key!r} claims {shape} ({claimed:,} bytes) but the file holds {body:,}"
+        )
+    ratio = claimed / max(info.compress_size, 1)
+    if info.compress_type != zipfile.ZIP_STORED and ratio > MAX_RATIO and claimed > 2**28:
+        raise MintError(
+            f"{path}: array {key!r} expands {ratio:,.0f}-fold to {claimed / 2**30:.1f} GiB: refused"
+        )
+    if claimed > physical_memory():
+        raise MintError(
+            f"{path}: array {key!r} needs {claimed / 2**30:.1f} GiB, more than this machine's "
+            f"{physical_memory() / 2**30:.1f} GiB of memory"
         )
     return tuple(shape), dtype
 

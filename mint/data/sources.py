@@ -71,6 +71,7 @@ def source_from_config(config: dict) -> Source:
             "sources, so mint will not load it from a file. If it is your own source class, pass it "
             "explicitly: --data.source=<your class path> (with its init_args)."
         )
+    refuse_unbounded(path, init_args)
     # A wrapping source (e.g. ClassSubset) records the source it wraps as a nested config.
     args = {k: source_from_config(v) if isinstance(v, dict) and "class_path" in v else v
             for k, v in init_args.items()}  # fmt: skip
@@ -78,6 +79,31 @@ def source_from_config(config: dict) -> Source:
         return cls(**args)
     except TypeError as err:
         raise MintError(f"the checkpoint's record of the data source {path} does not fit it ({err})") from err
+
+
+# Bounds on a source's settings read from a file: larger ones would let a few bytes of record ask for
+# tens of GB of generated or resized images, or a regular expression that runs for hours.
+MAX_RECORDED_SIDE = 1024
+MAX_RECORDED_IMAGES = 2_000_000
+NESTED_QUANTIFIER = re.compile(r"\([^()]*[+*}][^()]*\)[+*{]")
+
+
+def refuse_unbounded(path: str, init_args: dict) -> None:
+    """Refuse recorded source settings that would exhaust memory or time (see the bounds above)."""
+    side, images, pattern = (init_args.get(k) for k in ("image_size", "train_size", "group_pattern"))
+    images = max(images or 0, init_args.get("test_size") or 0)
+    problem = None
+    if isinstance(side, int) and side > MAX_RECORDED_SIDE:
+        problem = f"image_size {side} (at most {MAX_RECORDED_SIDE})"
+    elif images > MAX_RECORDED_IMAGES:
+        problem = f"{images} images (at most {MAX_RECORDED_IMAGES:,})"
+    elif isinstance(pattern, str) and NESTED_QUANTIFIER.search(pattern):
+        problem = f"group_pattern {pattern!r} (a nested repetition can run for hours)"
+    if problem:
+        raise MintError(
+            f"the checkpoint's record of the data source {path} asks for {problem}; mint will not take "
+            "it from a file. Pass the source explicitly: --data.source=... with its init_args"
+        )
 
 
 class TorchvisionSource(Source):

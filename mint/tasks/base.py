@@ -54,7 +54,7 @@ class MintModule(L.LightningModule):
 
     def configure_callbacks(self):
         best = ModelCheckpoint(filename="best", monitor=self.monitor, mode="max")
-        return [best, LastCheckpoint(), LatestRunLink(), ResumeGuard(), EmptyRunCleanup()]
+        return [best, LastCheckpoint(), LatestRunLink(), ResumeGuard(), EmptyRunCleanup(self.trainer)]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         refuse_other_hparams(self, checkpoint)  # a fit resumed with another configuration

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from mint.errors import MintError
 
@@ -36,25 +37,36 @@ class EmptyRunCleanup(Callback):
     """Remove the `version_N` folder of a run refused for a user's mistake before it produced anything.
 
     A run refused during setup (data too small for the sizes, a test set the detector has seen)
-    would otherwise leave a folder holding only its config and an empty log. Only `MintError`s
-    count: a crash or an interrupt keeps its folder, and a folder with a checkpoint or a result in
-    it is never touched.
+    would otherwise leave a folder holding only its config and an empty log. Only a folder this run
+    created is considered (one that existed when the run started, e.g. a resumed run's, never is),
+    only `MintError`s count (a crash or an interrupt keeps its folder), and a folder with a
+    checkpoint or a result in it is never touched.
+
+    Args:
+        trainer: the trainer about to run; its TensorBoard or CSV logger's folder is the run's.
     """
 
     KEEP = ("checkpoints", "test_results.json")
 
+    def __init__(self, trainer: L.Trainer) -> None:
+        logger = trainer.logger
+        # The logger's own log_dir: Trainer.log_dir would broadcast, which a failing rank must not.
+        folder = (
+            getattr(logger, "log_dir", None) if isinstance(logger, TensorBoardLogger | CSVLogger) else None
+        )
+        fresh = folder is not None and trainer.is_global_zero and not Path(folder).exists()
+        self.folder = Path(folder) if fresh else None
+
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        log_dir = trainer.log_dir
-        if not trainer.is_global_zero or log_dir is None or not Path(log_dir).is_dir():
-            return
         cause: BaseException | None = exception
         while cause is not None and not isinstance(cause, MintError):
             cause = cause.__cause__ or cause.__context__
-        run = Path(log_dir)
-        produced = any((run / name).exists() for name in self.KEEP)
-        if cause is not None and run.name.startswith("version_") and not produced:
+        run = self.folder
+        if cause is None or run is None or not run.is_dir() or not run.name.startswith("version_"):
+            return
+        if not any((run / name).exists() for name in self.KEEP):
             shutil.rmtree(run, ignore_errors=True)
 
 

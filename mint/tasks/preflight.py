@@ -68,13 +68,14 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
             "lightning_logs/<name>/latest/checkpoints/best.ckpt); without one it would evaluate "
             "untrained weights"
         )
-    if ckpt_path in (None, "best", "last", "hpc", "registry"):
-        return
+    if ckpt_path in (None, "best", "last", "hpc") or "://" in ckpt_path or ckpt_path.startswith("registry"):
+        return  # Lightning's own names and remote paths: Lightning reads them
     path = Path(ckpt_path)
     if not path.exists():
         raise MintError(f"checkpoint not found: {str(ckpt_path)!r} (absolute: {path.absolute()})")
     ckpt, _ = read_checkpoint(path)  # a folder, an empty or damaged file, or one holding code: refused
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    refuse_foreign_classes(hparams or {}, ckpt_path)
     saved = (hparams or {}).get("_class_path")
     asked = config.get("model.class_path")
     if saved and asked and saved.rsplit(".", 1)[-1] != str(asked).rsplit(".", 1)[-1]:
@@ -83,6 +84,43 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
         raise MintError(
             f"{ckpt_path} is a checkpoint of {saved}, but this config is for {asked}. Use the config "
             f"that trained it{hint}, or the checkpoint this config's model wrote"
+        )
+
+
+# What a checkpoint's hyperparameters may name: LightningCLI imports every class path in them (the
+# model's, its optimizer's) when it reads `--ckpt_path`, so a file naming another module would have it run.
+MODULE_CLASSES = ("mint.tasks.TargetModule", "mint.tasks.DetectorModule")
+IMPORTABLE = ("mint.", "torch.optim.", "lightning.pytorch.cli.")
+
+
+def _import_paths(value: Any, key: str = ""):
+    """Every import path named in hyperparameters: class paths, and callables given by name."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("class_path", "_class_path") and isinstance(v, str):
+                yield k, v
+            else:
+                yield from _import_paths(v, k)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _import_paths(v, key)
+    elif isinstance(value, str) and key in ("optimizer", "lr_scheduler"):
+        yield key, value
+
+
+def refuse_foreign_classes(hparams: dict, ckpt_path: str) -> None:
+    """Refuse a checkpoint whose hyperparameters name a class outside mint, torch.optim and Lightning."""
+    for key, path in _import_paths(hparams):
+        short = f"mint.tasks.{path.rsplit('.', 1)[-1]}"
+        if key == "_class_path" and not (short in MODULE_CLASSES and path.startswith("mint.tasks.")):
+            bad = path
+        elif key != "_class_path" and not path.startswith(IMPORTABLE):
+            bad = path
+        else:
+            continue
+        raise MintError(
+            f"{ckpt_path} names the class {bad[:200]!r}, which is not mint's, torch.optim's or Lightning's; "
+            "mint does not import classes named by a file. Use a checkpoint written by mint"
         )
 
 
@@ -169,8 +207,8 @@ def check_devices(accelerator: Any, devices: Any, strategy: Any = None) -> None:
         )
 
 
-def check_writable(folder: str | Path, unwritable) -> None:
-    """Refuse a folder that cannot be created or written, with `unwritable(folder, reason)`."""
+def check_writable(folder: str | Path, unwritable, min_free: int = 0) -> None:
+    """Refuse a folder that cannot be created or written (or has under `min_free` bytes free)."""
     existing = Path(folder).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -179,7 +217,7 @@ def check_writable(folder: str | Path, unwritable) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise unwritable(folder, f"{existing} is not writable by this user")
     free = shutil.disk_usage(existing).free
-    if free < MIN_FREE_BYTES:
+    if free < min_free:
         raise unwritable(folder, f"only {free / 2**20:.0f} MiB free on its disk")
 
 
@@ -197,7 +235,7 @@ def check_save_dir(save_dir: str | Path) -> None:
             "--trainer.logger.init_args.save_dir to a writable folder"
         )
 
-    check_writable(save_dir, refusal)
+    check_writable(save_dir, refusal, MIN_FREE_BYTES)
 
 
 def resolve_last(logger: Any) -> None:

@@ -105,3 +105,69 @@ def test_the_wrong_kind_of_checkpoint(tmp_path, refused, tiny_target, tiny_detec
 def test_evaluating_without_a_checkpoint_is_refused(tmp_path, refused, tiny_target):
     for sub in ("test", "validate"):
         refused([sub, *detector_args(tmp_path, tiny_target)], f"mint {sub}. needs --ckpt_path", "untrained")
+
+
+@pytest.mark.parametrize("where", ["model", "optimizer"])
+def test_a_checkpoint_naming_a_foreign_class_in_its_hyperparameters_is_not_imported(
+    tmp_path, refused, tiny_target, monkeypatch, where
+):
+    marker = tmp_path / "imported"
+    (tmp_path / "evilmod.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nclass TargetModule: pass\nclass Adam: pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ckpt = torch.load(tiny_target, weights_only=True)
+    if where == "model":
+        ckpt["hyper_parameters"]["_class_path"] = "evilmod.TargetModule"
+    else:
+        ckpt["hyper_parameters"]["optimizer"] = {"class_path": "evilmod.Adam", "init_args": {}}
+    torch.save(ckpt, tmp_path / "x.ckpt")
+    target_test = ["test", "--config", CONFIGS / "classifier_cifar10.yaml", *quiet(tmp_path)]
+    refused([*target_test, f"--ckpt_path={tmp_path / 'x.ckpt'}"], "evilmod", "does not import classes")
+    assert not marker.exists() and "evilmod" not in sys.modules
+
+
+def test_a_fifo_as_checkpoint_is_refused_without_waiting(tmp_path, refused, tiny_target):
+    os.mkfifo(tmp_path / "pipe.ckpt")
+    refused(["test", *detector_args(tmp_path, tiny_target), f"--ckpt_path={tmp_path / 'pipe.ckpt'}"], "FIFO")
+    refused(
+        ["audit", "--ckpt", tmp_path / "pipe.ckpt", "--images", tmp_path, "--output", tmp_path / "o"], "FIFO"
+    )
+
+
+@pytest.mark.parametrize(
+    "init_args, words",
+    [
+        ({"num_classes": 10, "train_size": 10**8}, "100000000 images"),
+        ({"num_classes": 10, "image_size": 100_000}, "image_size 100000"),
+    ],
+)
+def test_a_recorded_source_asking_for_unbounded_work_is_refused(
+    tmp_path, refused, tiny_target, init_args, words
+):
+    ckpt = torch.load(tiny_target, weights_only=True)
+    ckpt["TargetDataModule"]["manifest"]["source"] = {
+        "class_path": "mint.data.FakeSource",
+        "init_args": init_args,
+    }
+    torch.save(ckpt, tmp_path / "target.ckpt")
+    refused(
+        ["fit", *detector_args(tmp_path, tmp_path / "target.ckpt", "--trainer.fast_dev_run=1")],
+        words,
+        "--data.source",
+    )
+
+
+def test_a_recorded_group_pattern_with_nested_repetition_is_refused():
+    from mint.data.sources import source_from_config
+    from mint.errors import MintError
+
+    record = {
+        "class_path": "mint.data.ImageFolderSource",
+        "init_args": {"train": ".", "group_pattern": "^((.+)+)+Z"},
+    }
+    with pytest.raises(MintError, match="nested repetition"):
+        source_from_config(record)
+    record["init_args"]["group_pattern"] = r"^(\d+)_"  # an ordinary pattern passes
+    assert source_from_config(record).group_pattern == r"^(\d+)_"

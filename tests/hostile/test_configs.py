@@ -58,11 +58,17 @@ def test_detector_settings(tmp_path, refused, tiny_target, name):
     assert not list(tmp_path.glob("*/version_*")), "a refused run left a version folder"
 
 
-def test_refused_runs_leave_no_empty_version_folders(tmp_path, refused, tiny_target):
-    # the sizes are checked in setup, after Lightning made the run folder: it must go again
+def test_refused_runs_leave_no_empty_version_folders(tmp_path, refused, tiny_detector):
+    # a test on other data settings is refused when it starts, after Lightning made its run folder
+    sizes = ["--data.val_size=40", "--data.calibration_size=40", "--data.test_size=60", "--data.seed=1"]
+    args = ["test", *detector_args(tmp_path, tiny_detector, *sizes), f"--ckpt_path={tiny_detector}"]
     for _ in range(3):
-        refused(["fit", *detector_args(tmp_path, tiny_target, "--data.test_size=5000")], "not enough images")
-    assert not list(tmp_path.glob("mint_layer7/version_*"))
+        refused(args, "were in the detector's own sets")
+    assert not list(tmp_path.glob("*/version_*"))
+    kept = tmp_path / "mint_layer7" / "version_7"
+    (kept / "checkpoints").mkdir(parents=True)  # a run folder with something in it is never removed
+    refused([*args, "--trainer.logger.init_args.version=version_7"], "were in the detector's own sets")
+    assert kept.is_dir()
 
 
 def test_read_only_run_folder_is_refused_before_work(tmp_path, refused):

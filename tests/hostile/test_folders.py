@@ -74,6 +74,9 @@ def test_a_16_bit_image_keeps_its_gray_levels(tmp_path):
     Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "deep.png")
     decoded = decode_image(tmp_path / "deep.png", 32)
     assert np.array_equal(decoded[..., 0], gray)  # not all white, as a plain RGB conversion gives
+    dark = (gray.astype(np.uint16) * 200 // 255).astype(np.uint16)  # a dark 16-bit scan: values <= 200
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    assert decode_image(tmp_path / "dark.png", 32).max() == 1  # 200 / 257 rounds to 1: dark, not white
 
 
 def test_a_decompression_bomb_is_skipped_not_fatal(tmp_path, tiny_detector):
@@ -131,3 +134,27 @@ def test_a_target_on_a_folder_with_a_damaged_image_names_the_file(tmp_path, refu
     args = [a for a in fit_args(tmp_path, "--trainer.max_epochs=1") if not a.startswith("--data.source")]
     source = ["--data.source=mint.data.ImageFolderSource", f"--data.source.train={tmp_path / 'train'}"]
     refused([*args, *source], "broken.png", "cannot be decoded")
+
+
+def test_a_file_name_that_is_not_utf8_is_audited(tmp_path, tiny_detector):
+    from mint.audit.command import main
+
+    root = _folder(tmp_path / "set", ["a.png", "b.png"])
+    os.rename(root / "b.png", os.path.join(os.fsencode(root), b"\xff\xfe.png"))
+    summary = main(["--ckpt", str(tiny_detector), "--images", str(root), "--output", str(tmp_path / "r"),
+                    "--no-progress-bar"])  # fmt: skip
+    assert summary["n_audited"] == 2
+    assert (
+        "\\udcff" in (tmp_path / "r" / "scores.csv").read_text()
+        or "\\xff" in (tmp_path / "r" / "scores.csv").read_text()
+    )
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_a_fifo_in_a_training_folder_is_named_not_waited_on(tmp_path, refused):
+    for cls in ("cat", "dog"):
+        _folder(tmp_path / "train" / cls, [f"{i}.png" for i in range(6)])
+    os.mkfifo(tmp_path / "train" / "dog" / "pipe.png")
+    args = [a for a in fit_args(tmp_path, "--trainer.max_epochs=1") if not a.startswith("--data.source")]
+    source = ["--data.source=mint.data.ImageFolderSource", f"--data.source.train={tmp_path / 'train'}"]
+    refused([*args, *source], "pipe.png", "FIFO")

@@ -91,3 +91,19 @@ def test_a_target_on_a_bad_npz_is_refused_before_training(tmp_path, refused, nam
     args = [a for a in args if not a.startswith("--data.source")] + source
     refused(args, "train.npz", *[w for w in words if "predicted" not in w and "0..9" not in w])
     assert not list(tmp_path.glob("classifier_cifar10/version_*"))
+
+
+def test_a_compressed_npz_bomb_is_refused_before_decompressing(tmp_path, refused, tiny_detector):
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, images=np.zeros((6000, 256, 256, 3), np.uint8))  # 1.1 GiB in 1.1 MB
+    assert bomb.stat().st_size < 2_000_000
+    refused(
+        ["audit", "--ckpt", tiny_detector, "--images", bomb, "--output", tmp_path / "o"], "expands", "-fold"
+    )
+
+
+def test_integer_masks_are_not_read_as_images(tmp_path, refused, tiny_detector):
+    masks = _npz(tmp_path / "m.npz", images=(IMAGES > 128).astype(np.int64))  # 0/1 values
+    refused(
+        ["audit", "--ckpt", tiny_detector, "--images", masks, "--output", tmp_path / "o"], "masks", "too dark"
+    )

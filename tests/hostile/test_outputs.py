@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -101,12 +102,17 @@ def test_temporary_folders_of_killed_audits_are_removed(tmp_path):
     out = tmp_path / "report"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    orphan = tmp_path / f".report.partial-{dead.pid}-abcd1234"
+    host = socket.gethostname().replace("-", "_")
+    orphan = tmp_path / f".report.partial-{dead.pid}-{host}-abcd1234"
     (orphan / "x").mkdir(parents=True)
-    alive = tmp_path / f".report.partial-{os.getpid()}-abcd1234"  # a running audit's: kept
+    old = tmp_path / f".report.old-{dead.pid}-{host}-abcd1234"  # a killed --overwrite's old report
+    old.mkdir()
+    alive = tmp_path / f".report.partial-{os.getpid()}-{host}-abcd1234"  # a running audit's: kept
+    elsewhere = tmp_path / f".report.partial-{dead.pid}-otherhost-abcd1234"  # its pid means nothing here
     alive.mkdir()
+    elsewhere.mkdir()
     tmp = output.start(out, overwrite=False)
-    assert not orphan.exists() and alive.exists() and tmp.is_dir()
+    assert not orphan.exists() and not old.exists() and alive.exists() and elsewhere.exists() and tmp.is_dir()
     output.abandon(tmp)
     assert not tmp.exists()
 
@@ -125,3 +131,9 @@ def test_an_output_taken_meanwhile_is_not_replaced(tmp_path):
     with pytest.raises(MintError, match="is a file"):
         (tmp_path / "file").write_text("x")
         output.start(tmp_path / "file", overwrite=True)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.png").write_bytes(b"x")  # --overwrite never deletes a folder that is not a report
+    with pytest.raises(MintError, match="no mint report"):
+        output.start(photos, overwrite=True)
+    assert (photos / "cat.png").exists()
