@@ -89,7 +89,7 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
 
 # What a checkpoint's hyperparameters may name: LightningCLI imports every class path in them (the
 # model's, its optimizer's) when it reads `--ckpt_path`, so a file naming another module would have it run.
-MODULE_CLASSES = ("mint.tasks.TargetModule", "mint.tasks.DetectorModule")
+MODULE_CLASSES = ("TargetModule", "DetectorModule")
 IMPORTABLE = ("mint.", "torch.optim.", "lightning.pytorch.cli.")
 
 
@@ -111,8 +111,8 @@ def _import_paths(value: Any, key: str = ""):
 def refuse_foreign_classes(hparams: dict, ckpt_path: str) -> None:
     """Refuse a checkpoint whose hyperparameters name a class outside mint, torch.optim and Lightning."""
     for key, path in _import_paths(hparams):
-        short = f"mint.tasks.{path.rsplit('.', 1)[-1]}"
-        if key == "_class_path" and not (short in MODULE_CLASSES and path.startswith("mint.tasks.")):
+        name = path.rsplit(".", 1)[-1]  # mint.DetectorModule, mint.tasks.detector.DetectorModule, ...
+        if key == "_class_path" and not (name in MODULE_CLASSES and path.startswith("mint.")):
             bad = path
         elif key != "_class_path" and not path.startswith(IMPORTABLE):
             bad = path
