@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "sweep": "mint.experiments.sweep",
     "study": "mint.experiments.study",
     "audit": "mint.audit.command",
+    "layers": "mint.models.layers",
 }
 
 

@@ -8,6 +8,7 @@ images), and the CIFAR-100 / GTSRB configs run on generated data of the same sha
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+# Imported before any test captures stderr: Lightning's log handler keeps the stream it first sees.
+from mint.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -30,6 +34,30 @@ SOURCES = {
         "--data.source.group_size=3",
     ],
 }
+
+
+@pytest.fixture
+def refused(capsys):
+    """`refused(argv, *words)`: run `mint ...` as the `mint` command does (`mint.cli.run`), in this process.
+
+    Asserts a non-zero exit, no traceback (an exception escaping `run` fails the test) and a message
+    on stderr naming the problem (`words`: case-insensitive regular expressions); returns stderr.
+    """
+
+    def check(argv: list[str], *words: str) -> str:
+        with pytest.raises(SystemExit) as stop:
+            run([str(a) for a in argv])
+        code = stop.value.code
+        err = capsys.readouterr().err + (code if isinstance(code, str) else "")
+        assert code not in (0, None), err
+        assert "Traceback" not in err, err
+        message = [line for line in err.splitlines() if line.startswith("mint")]
+        assert message, f"no `mint: ...` line in: {err}"
+        for word in words:
+            assert re.search(word, err, re.I | re.S), f"{word!r} not in: {err}"
+        return err
+
+    return check
 
 
 def shared_file(name: str) -> str:

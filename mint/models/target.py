@@ -65,6 +65,18 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
     return TargetRecord(hparams, ckpt["state_dict"], manifest, sha256, str(path.resolve()))
 
 
+def build_network(hparams: dict) -> nn.Module:
+    """The untrained classifier a target checkpoint's hyperparameters describe."""
+    hparams = {"width": WIDTH, "block_dropout": BLOCK_DROPOUT, "image_size": IMAGE_SIZE} | hparams
+    return build_classifier(
+        hparams["arch"],
+        hparams["num_classes"],
+        width=hparams["width"],
+        block_dropout=hparams["block_dropout"],
+        image_size=hparams["image_size"],
+    )
+
+
 class Target(nn.Module):
     """The audited classifier, frozen, returning the activations of the requested layers and its logits.
 
@@ -87,13 +99,7 @@ class Target(nn.Module):
     ) -> None:
         super().__init__()
         hparams = {"width": WIDTH, "block_dropout": BLOCK_DROPOUT, "image_size": IMAGE_SIZE} | hparams
-        self.net = build_classifier(
-            hparams["arch"],
-            hparams["num_classes"],
-            width=hparams["width"],
-            block_dropout=hparams["block_dropout"],
-            image_size=hparams["image_size"],
-        )
+        self.net = build_network(hparams)
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
         if state_dict is not None:

@@ -1,38 +1,15 @@
 """The hostile-input suite: every case runs the real entry point and checks how a person is told.
 
-`refused(argv, *words)` runs `mint ...` in this process (as the `mint` command does, through
-`mint.cli.run`) and asserts: a non-zero exit, no traceback (an exception escaping `run` fails the
-test), and a message on stderr naming the problem (`words`, case-insensitive regular expressions).
+The `refused` fixture (tests/conftest.py) runs `mint ...` as the `mint` command does.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-# Imported before any test captures stderr: Lightning's log handler keeps the stream it first sees.
-from mint.cli import run
 from tests.conftest import detector_args
-
-
-@pytest.fixture
-def refused(capsys):
-    def check(argv: list[str], *words: str) -> str:
-        with pytest.raises(SystemExit) as stop:
-            run([str(a) for a in argv])
-        code = stop.value.code
-        err = capsys.readouterr().err + (code if isinstance(code, str) else "")
-        assert code not in (0, None), err
-        assert "Traceback" not in err, err
-        message = [line for line in err.splitlines() if line.startswith("mint")]
-        assert message, f"no `mint: ...` line in: {err}"
-        for word in words:
-            assert re.search(word, err, re.I | re.S), f"{word!r} not in: {err}"
-        return err
-
-    return check
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,160 @@
+"""Targets trained elsewhere: a torchvision architecture by name and a weights file, with its preprocessing.
+
+The weights are a `.safetensors` file (read with the `safetensors` package) or a `.pt` / `.pth` file
+holding a state_dict (read with `weights_only=True`). A pickled whole model is refused: loading it
+would run code from the file; the message says how to save a state_dict instead. Every mismatch
+between the architecture and the weights is said in terms of what to change (a key prefix to strip,
+the number of classes the weights hold, close architecture names).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from mint.errors import MintError
+from mint.files import read_checkpoint
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SAVE_HINT = (
+    "Save the weights alone: torch.save(model.state_dict(), 'weights.pt'), or "
+    "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+)
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:
+    """A state_dict from a `.safetensors` or `.pt` / `.pth` file, and the file's sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise MintError(f"weights file not found: {str(path)!r} (absolute: {path.absolute()})")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        data = path.read_bytes()
+        try:
+            return load(data), hashlib.sha256(data).hexdigest()
+        except SafetensorError as err:
+            raise MintError(f"{path} is not a valid .safetensors file ({err})") from err
+    try:
+        state, sha256 = read_checkpoint(path)
+    except MintError as err:
+        raise MintError(f"{err}. {SAVE_HINT}") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a Lightning checkpoint or a {"state_dict": ...} bundle
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise MintError(f"{path} holds no state_dict (a mapping of names to tensors). {SAVE_HINT}")
+    return state, sha256
+
+
+def _shared_prefix(keys: list[str]) -> str:
+    """The dotted prefix every key starts with (`module.`, `model.`), or ''."""
+    first = keys[0].split(".")[0] + "." if keys and "." in keys[0] else ""
+    return first if first and all(k.startswith(first) for k in keys) else ""
+
+
+def load_weights(net: nn.Module, state: dict[str, Tensor], source: str, strip_prefix: str = "") -> None:
+    """Load `state` into `net` (strictly), explaining any mismatch in terms of what to change."""
+    if strip_prefix:
+        state = {k.removeprefix(strip_prefix): v for k, v in state.items()}
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        hint = ""
+        prefix = _shared_prefix(unexpected)
+        if prefix and all(k.removeprefix(prefix) in own for k in unexpected):
+            hint = f" Every key of the file starts with {prefix!r}: set strip_prefix: {prefix!r}."
+        parts = [f"{len(keys)} keys {what} (e.g. {keys[:3]})" for what, keys in
+                 (("missing", missing), ("unexpected", unexpected)) if keys]  # fmt: skip
+        raise MintError(
+            f"the weights of {source} do not fit {net.__class__.__name__}: {', '.join(parts)}.{hint}"
+        )
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if state[k].shape != v.shape]
+    if wrong:
+        key, theirs, ours = wrong[-1]  # the classifier layer comes last
+        # Only the first dimension differs at the last layer: the weights have another class count.
+        classes = (
+            f" The weights hold {theirs[0]} classes: set num_classes: {theirs[0]}."
+            if theirs[1:] == ours[1:]
+            else ""
+        )
+        raise MintError(
+            f"the weights of {source} have other shapes: {key} is {theirs} in the file, {ours} in the "
+            f"architecture ({len(wrong)} tensors differ).{classes}"
+        )
+    net.load_state_dict(state)
+
+
+class TorchvisionTarget:
+    """A torchvision classifier by architecture name, with weights trained anywhere.
+
+    Args:
+        arch: a name of `torchvision.models.list_models()` (e.g. `resnet18`).
+        weights: `.safetensors` file, or `.pt` / `.pth` file holding a state_dict.
+        num_classes: number of classes of the classifier (its last layer's outputs).
+        strip_prefix: removed from the start of every key of the file (`module.` of DataParallel,
+            `model.` of a wrapping LightningModule).
+        image_size: side of the square images the network reads (images are resized to it).
+        mean: per-channel mean subtracted from images in [0, 1] (ImageNet's by default).
+        std: per-channel standard deviation images are divided by.
+        small_input_stem: the ResNet stem adapted to 32 x 32 images (3x3 stride-1 first
+            convolution, no max-pool), as mint's own torchvision targets and most CIFAR recipes use.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        weights: str,
+        num_classes: int,
+        strip_prefix: str = "",
+        image_size: int = 224,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        small_input_stem: bool = False,
+    ) -> None:
+        names = torchvision.models.list_models(module=torchvision.models)
+        if arch not in names:
+            close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
+            raise MintError(
+                f"unknown torchvision architecture {arch!r}"
+                + (f"; close names: {', '.join(close)}" if close else "")
+                + " (all of them: torchvision.models.list_models())"
+            )
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise MintError(f"mean and std need 3 values each, std > 0; got {mean} and {std}")
+        self.arch, self.weights, self.num_classes = arch, weights, num_classes
+        self.strip_prefix, self.image_size, self.small_input_stem = strip_prefix, image_size, small_input_stem
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def network(self) -> tuple[nn.Module, str]:
+        """The classifier with its weights loaded (eval mode), and the weights file's sha256."""
+        net = torchvision.models.get_model(self.arch, num_classes=self.num_classes, weights=None)
+        if self.small_input_stem and isinstance(getattr(net, "conv1", None), nn.Conv2d):
+            net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        state, sha256 = read_weights(self.weights)
+        load_weights(net, state, self.weights, self.strip_prefix)
+        return net.eval(), sha256
+
+    def preprocessing(self) -> dict:
+        """What is done to an image in [0, 1] before the network reads it."""
+        return {
+            "image_size": self.image_size,
+            "resize": "bilinear, whole image",
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+
+def normalize(images: Tensor, preprocessing: dict) -> Tensor:
+    """Images (B, 3, H, W) in [0, 1] normalized as `preprocessing` says."""
+    mean = torch.tensor(preprocessing["mean"], dtype=images.dtype, device=images.device)[:, None, None]
+    std = torch.tensor(preprocessing["std"], dtype=images.dtype, device=images.device)[:, None, None]
+    return (images - mean) / std

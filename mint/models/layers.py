@@ -1,0 +1,105 @@
+"""`mint layers`: the layers of a target a detector can read, with their shapes, found by a dry forward pass.
+
+    mint layers --ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
+    mint layers --arch resnet18 --weights resnet18_cifar10.safetensors --num-classes 10 --image-size 32
+
+Each row: the layer's name (as a detector config names it, `--model.init_args.layers=[NAME]`), the
+shape of its output for one image, the values per image, and the size of its activation cache for
+10,000 images (float16). Marked: the penultimate layer and the logits, which the shipped detectors
+read best (the paper's best layer is the penultimate one), and maps too large to cache whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from mint.errors import MintError, check_count
+from mint.models.build import readable_layers
+from mint.models.external import TorchvisionTarget
+from mint.models.paper_cnn import IMAGE_SIZE
+from mint.models.target import build_network, load_target_checkpoint
+
+LARGE = 1 << 16  # values per image above which a map is better pooled than cached whole
+
+
+@torch.no_grad()
+def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[dict]:
+    """One row per readable layer of `net` (top-level ones unless `every`), from one dry forward pass."""
+    names = readable_layers(net)
+    shown = names if every else [n for n in names if "." not in n or n == names[-1]]
+    extractor = create_feature_extractor(net.eval(), return_nodes={n: n for n in shown})
+    images = torch.zeros(1, 3, image_size, image_size)
+    out = extractor(images)
+    for name in shown:  # a node inside a requested module is traced away with it: read it alone
+        if name not in out:
+            out |= create_feature_extractor(net, return_nodes={name: name})(images)
+    rows = []
+    for i, name in enumerate(shown):
+        shape = tuple(out[name].shape[1:])
+        values = math.prod(shape)
+        note = "logits" if name == shown[-1] else "penultimate" if i == len(shown) - 2 else ""
+        if values > LARGE:
+            note = "large: pool it, or read a later layer"
+        rows.append(
+            {
+                "layer": name,
+                "shape": shape,
+                "values": values,
+                "cache_mb_10k": values * 2e4 / 2**20,
+                "note": note,
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows of `layer_table` as the aligned text `mint layers` prints."""
+    width = max(len(r["layer"]) for r in rows)
+    lines = [f"{'layer'.ljust(width)}  {'shape per image':<18} {'values':>9} {'cache, 10k images':>18}  note"]
+    for r in rows:
+        shape = " x ".join(map(str, r["shape"]))
+        size = f"{r['cache_mb_10k']:>15,.1f} MB"
+        lines.append(f"{r['layer'].ljust(width)}  {shape:<18} {r['values']:>9,} {size}  {r['note']}".rstrip())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Command-line entry point of `mint layers`."""
+    parser = argparse.ArgumentParser(prog="mint layers", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", help="a mint target or detector checkpoint")
+    parser.add_argument("--arch", help="a torchvision architecture (with --weights and --num-classes)")
+    parser.add_argument("--weights", help=".safetensors, or .pt / .pth holding a state_dict")
+    parser.add_argument("--num-classes", type=int, help="classes of the classifier")
+    parser.add_argument("--image-size", type=int, default=224, help="side of the images it reads")
+    parser.add_argument("--strip-prefix", default="", help="removed from every key of the weights (module.)")
+    parser.add_argument("--small-input-stem", action="store_true", help="ResNet stem for 32 x 32 images")
+    parser.add_argument("--all", action="store_true", help="every graph node, not only top-level layers")
+    args = parser.parse_args(argv)
+    if bool(args.ckpt) == bool(args.arch):
+        raise MintError("give either --ckpt (a mint checkpoint) or --arch with --weights and --num-classes")
+    if args.ckpt:
+        record = load_target_checkpoint(args.ckpt)
+        net = build_network(record.hparams)
+        net.load_state_dict(
+            {k.removeprefix("net."): v for k, v in record.state_dict.items() if k.startswith("net.")}
+        )
+        size = record.hparams.get("image_size", IMAGE_SIZE)
+    else:
+        if not (args.weights and args.num_classes):
+            raise MintError("--arch needs --weights FILE and --num-classes N")
+        check_count("--image-size", args.image_size, minimum=8)
+        target = TorchvisionTarget(args.arch, args.weights, args.num_classes, args.strip_prefix,
+                                   args.image_size, small_input_stem=args.small_input_stem)  # fmt: skip
+        net, size = target.network()[0], args.image_size
+    rows = layer_table(net, size, args.all)
+    print(format_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

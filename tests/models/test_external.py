@@ -1,0 +1,85 @@
+"""Targets trained elsewhere: torchvision architectures with weights files, and `mint layers`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from mint.errors import MintError
+from mint.models.external import TorchvisionTarget
+from mint.models.layers import layer_table, main
+
+
+@pytest.fixture(scope="module")
+def resnet_files(tmp_path_factory):
+    """One ResNet-18 (10 classes) saved four ways: state_dict, safetensors, DataParallel keys, pickled."""
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    folder = tmp_path_factory.mktemp("resnet")
+    torch.save(net.state_dict(), folder / "weights.pt")
+    save_file(net.state_dict(), folder / "weights.safetensors")
+    torch.save({"module." + k: v for k, v in net.state_dict().items()}, folder / "ddp.pth")
+    torch.save(net, folder / "whole.pt")
+    return net, folder
+
+
+def test_every_weights_format_gives_the_same_network(resnet_files):
+    net, folder = resnet_files
+    images = torch.rand(4, 3, 32, 32)
+    reference = create_feature_extractor(net, {"layer4": "layer4", "fc": "fc"})(images)
+    for name, prefix in (("weights.pt", ""), ("weights.safetensors", ""), ("ddp.pth", "module.")):
+        loaded, sha256 = TorchvisionTarget(
+            "resnet18", str(folder / name), 10, prefix, image_size=32
+        ).network()
+        out = create_feature_extractor(loaded, {"layer4": "layer4", "fc": "fc"})(images)
+        assert torch.equal(out["layer4"], reference["layer4"]) and torch.equal(out["fc"], reference["fc"])
+        assert len(sha256) == 64 and not loaded.training
+
+
+def test_layer_table_of_a_resnet_and_of_a_mint_target(resnet_files, tiny_target, capsys):
+    net, _ = resnet_files
+    rows = {r["layer"]: r for r in layer_table(net, 32)}
+    assert [*rows][-6:] == ["layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
+    assert rows["layer4"]["shape"] == (512, 1, 1) and rows["fc"]["shape"] == (10,)
+    assert rows["flatten"]["note"] == "penultimate" and rows["fc"]["note"] == "logits"
+    big = layer_table(net, 224)  # conv1 at 224 px: 64 x 112 x 112 values, too many to cache whole
+    assert big[0]["values"] == 64 * 112 * 112 and big[0]["note"].startswith("large")
+    assert len(layer_table(net, 32, every=True)) > 40  # every graph node, e.g. layer1.0.conv1
+    rows = main(["--ckpt", str(tiny_target)])
+    assert [r["layer"] for r in rows] == [f"layer{i}" for i in range(1, 9)]
+    assert rows[6]["note"] == "penultimate" and rows[7]["shape"] == (10,)
+    assert "layer7" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("resnet81", "weights.pt", 10), "close names: resnet18"),
+        (("resnet18", "ddp.pth", 10), "starts with 'module.': set strip_prefix"),
+        (("resnet18", "weights.pt", 100), "The weights hold 10 classes: set num_classes: 10"),
+        (("resnet18", "whole.pt", 10), "contains code.*torch.save\\(model.state_dict\\(\\)"),
+        (("resnet34", "weights.pt", 10), "96 keys missing"),
+        (("resnet18", "missing.pt", 10), "weights file not found"),
+        (("resnet18", "bad.safetensors", 10), "not a valid .safetensors file"),
+    ],
+    ids=["arch", "prefix", "classes", "pickled-model", "other-arch", "missing", "bad-safetensors"],
+)
+def test_weights_that_do_not_fit_say_what_to_change(resnet_files, args, words):
+    _, folder = resnet_files
+    (folder / "bad.safetensors").write_bytes(b"not safetensors")
+    arch, weights, classes = args
+    with pytest.raises(MintError, match=words):
+        TorchvisionTarget(arch, str(folder / weights), classes).network()
+
+
+def test_mint_layers_refuses_unclear_requests(resnet_files, refused):
+    _, folder = resnet_files
+    refused(["layers"], "either --ckpt")
+    refused(["layers", "--arch", "resnet18"], "--weights FILE and --num-classes")
+    refused(
+        ["layers", "--arch", "resnet18", "--weights", folder / "ddp.pth", "--num-classes", "10"],
+        "strip_prefix",
+    )
