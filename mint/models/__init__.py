@@ -2,6 +2,7 @@
 
 from mint.models.build import build_classifier, readable_layers
 from mint.models.detector import CNNPath, Detector, MLPPath
+from mint.models.external import TimmTarget, TorchvisionTarget, WeightsTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint
 
@@ -14,6 +15,9 @@ __all__ = [
     "PaperCNN",
     "Target",
     "TargetRecord",
+    "TimmTarget",
+    "TorchvisionTarget",
+    "WeightsTarget",
     "build_classifier",
     "load_target_checkpoint",
     "readable_layers",

@@ -1,4 +1,4 @@
-"""Targets trained elsewhere: a torchvision architecture by name and a weights file, with its preprocessing.
+"""Targets trained elsewhere: a torchvision or timm architecture by name, a weights file, preprocessing.
 
 The weights are a `.safetensors` file (read with the `safetensors` package) or a `.pt` / `.pth` file
 holding a state_dict (read with `weights_only=True`). A pickled whole model is refused: loading it
@@ -92,11 +92,22 @@ def load_weights(net: nn.Module, state: dict[str, Tensor], source: str, strip_pr
     net.load_state_dict(state)
 
 
-class TorchvisionTarget:
-    """A torchvision classifier by architecture name, with weights trained anywhere.
+def _known(arch: str, names: list[str], library: str, listing: str) -> None:
+    """Refuse an architecture name the library does not have, listing close names."""
+    if arch not in names:
+        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
+        raise MintError(
+            f"unknown {library} architecture {arch!r}"
+            + (f"; close names: {', '.join(close)}" if close else "")
+            + f" (all of them: {listing})"
+        )
+
+
+class WeightsTarget:
+    """A classifier built by name and given weights trained anywhere (subclasses say how to build it).
 
     Args:
-        arch: a name of `torchvision.models.list_models()` (e.g. `resnet18`).
+        arch: the architecture's name in its library (e.g. `resnet18`).
         weights: `.safetensors` file, or `.pt` / `.pth` file holding a state_dict.
         num_classes: number of classes of the classifier (its last layer's outputs).
         strip_prefix: removed from the start of every key of the file (`module.` of DataParallel,
@@ -104,8 +115,53 @@ class TorchvisionTarget:
         image_size: side of the square images the network reads (images are resized to it).
         mean: per-channel mean subtracted from images in [0, 1] (ImageNet's by default).
         std: per-channel standard deviation images are divided by.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        weights: str,
+        num_classes: int,
+        strip_prefix: str = "",
+        image_size: int = 224,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise MintError(f"mean and std need 3 values each, std > 0; got {mean} and {std}")
+        self.arch, self.weights, self.num_classes = arch, weights, num_classes
+        self.strip_prefix, self.image_size = strip_prefix, image_size
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def build(self) -> nn.Module:
+        """The untrained classifier."""
+        raise NotImplementedError
+
+    def network(self) -> tuple[nn.Module, str]:
+        """The classifier with its weights loaded (eval mode), and the weights file's sha256."""
+        net = self.build()
+        state, sha256 = read_weights(self.weights)
+        load_weights(net, state, self.weights, self.strip_prefix)
+        return net.eval(), sha256
+
+    def preprocessing(self) -> dict:
+        """What is done to an image in [0, 1] before the network reads it."""
+        return {
+            "image_size": self.image_size,
+            "resize": "bilinear, whole image",
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+
+class TorchvisionTarget(WeightsTarget):
+    """A torchvision classifier by architecture name, with weights trained anywhere.
+
+    Args:
+        arch: a name of `torchvision.models.list_models()` (e.g. `resnet18`).
         small_input_stem: the ResNet stem adapted to 32 x 32 images (3x3 stride-1 first
             convolution, no max-pool), as mint's own torchvision targets and most CIFAR recipes use.
+        weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`.
     """
 
     def __init__(
@@ -119,38 +175,48 @@ class TorchvisionTarget:
         std: tuple[float, float, float] = IMAGENET_STD,
         small_input_stem: bool = False,
     ) -> None:
-        names = torchvision.models.list_models(module=torchvision.models)
-        if arch not in names:
-            close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
-            raise MintError(
-                f"unknown torchvision architecture {arch!r}"
-                + (f"; close names: {', '.join(close)}" if close else "")
-                + " (all of them: torchvision.models.list_models())"
-            )
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise MintError(f"mean and std need 3 values each, std > 0; got {mean} and {std}")
-        self.arch, self.weights, self.num_classes = arch, weights, num_classes
-        self.strip_prefix, self.image_size, self.small_input_stem = strip_prefix, image_size, small_input_stem
-        self.mean, self.std = tuple(mean), tuple(std)
+        _known(arch, torchvision.models.list_models(module=torchvision.models), "torchvision",
+               "torchvision.models.list_models()")  # fmt: skip
+        super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
+        self.small_input_stem = small_input_stem
 
-    def network(self) -> tuple[nn.Module, str]:
-        """The classifier with its weights loaded (eval mode), and the weights file's sha256."""
+    def build(self) -> nn.Module:
         net = torchvision.models.get_model(self.arch, num_classes=self.num_classes, weights=None)
         if self.small_input_stem and isinstance(getattr(net, "conv1", None), nn.Conv2d):
             net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
-        state, sha256 = read_weights(self.weights)
-        load_weights(net, state, self.weights, self.strip_prefix)
-        return net.eval(), sha256
+        return net
 
-    def preprocessing(self) -> dict:
-        """What is done to an image in [0, 1] before the network reads it."""
-        return {
-            "image_size": self.image_size,
-            "resize": "bilinear, whole image",
-            "mean": self.mean,
-            "std": self.std,
-        }
+
+class TimmTarget(WeightsTarget):
+    """A timm classifier by architecture name (`pip install "mint[timm]"`), with weights trained anywhere.
+
+    Args:
+        arch: a name of `timm.list_models()` (e.g. `resnet18`, `vit_tiny_patch16_224`).
+        weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        weights: str,
+        num_classes: int,
+        strip_prefix: str = "",
+        image_size: int = 224,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        try:
+            import timm
+        except ImportError as err:
+            raise MintError('timm targets need the timm package: pip install "mint[timm]"') from err
+        _known(arch, timm.list_models(), "timm", "timm.list_models()")
+        super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
+
+    def build(self) -> nn.Module:
+        import timm
+
+        return timm.create_model(self.arch, pretrained=False, num_classes=self.num_classes)
 
 
 def normalize(images: Tensor, preprocessing: dict) -> Tensor:

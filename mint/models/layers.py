@@ -20,7 +20,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError, check_count
 from mint.models.build import readable_layers
-from mint.models.external import TorchvisionTarget
+from mint.models.external import TimmTarget, TorchvisionTarget
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.target import build_network, load_target_checkpoint
 
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="mint layers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", help="a mint target or detector checkpoint")
     parser.add_argument("--arch", help="a torchvision architecture (with --weights and --num-classes)")
+    parser.add_argument("--timm", action="store_true", help="--arch names a timm architecture")
     parser.add_argument("--weights", help=".safetensors, or .pt / .pth holding a state_dict")
     parser.add_argument("--num-classes", type=int, help="classes of the classifier")
     parser.add_argument("--image-size", type=int, default=224, help="side of the images it reads")
@@ -93,8 +94,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not (args.weights and args.num_classes):
             raise MintError("--arch needs --weights FILE and --num-classes N")
         check_count("--image-size", args.image_size, minimum=8)
-        target = TorchvisionTarget(args.arch, args.weights, args.num_classes, args.strip_prefix,
-                                   args.image_size, small_input_stem=args.small_input_stem)  # fmt: skip
+        common = (args.arch, args.weights, args.num_classes, args.strip_prefix, args.image_size)
+        if args.timm:
+            target = TimmTarget(*common)
+        else:
+            target = TorchvisionTarget(*common, small_input_stem=args.small_input_stem)
         net, size = target.network()[0], args.image_size
     rows = layer_table(net, size, args.all)
     print(format_table(rows))

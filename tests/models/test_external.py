@@ -83,3 +83,22 @@ def test_mint_layers_refuses_unclear_requests(resnet_files, refused):
         ["layers", "--arch", "resnet18", "--weights", folder / "ddp.pth", "--num-classes", "10"],
         "strip_prefix",
     )
+
+
+def test_a_timm_architecture_with_its_weights(tmp_path, capsys):
+    timm = pytest.importorskip("timm", reason="timm is the optional extra mint[timm]")
+    from mint.models.external import TimmTarget
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet18", pretrained=False, num_classes=7).eval()
+    save_file(net.state_dict(), tmp_path / "timm.safetensors")
+    loaded, _ = TimmTarget("resnet18", str(tmp_path / "timm.safetensors"), 7, image_size=32).network()
+    images = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(images), net(images))
+    rows = main(["--timm", "--arch", "resnet18", "--weights", str(tmp_path / "timm.safetensors"),
+                 "--num-classes", "7", "--image-size", "32"])  # fmt: skip
+    assert rows[-1]["shape"] == (7,) and rows[-1]["note"] == "logits" and "layer4" in capsys.readouterr().out
+    with pytest.raises(MintError, match="unknown timm architecture 'resnet19'; close names: resnet18"):
+        TimmTarget("resnet19", "x", 7)
+    with pytest.raises(MintError, match="set num_classes: 7"):
+        TimmTarget("resnet18", str(tmp_path / "timm.safetensors"), 10).network()
