@@ -33,11 +33,13 @@ def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[di
     names = readable_layers(net)
     shown = names if every else [n for n in names if "." not in n or n == names[-1]]
     extractor = create_feature_extractor(net.eval(), return_nodes={n: n for n in shown})
-    images = torch.zeros(1, 3, image_size, image_size)
+    images = torch.zeros(2, 3, image_size, image_size)  # 2: a parameter node (batch 1) is not a layer
     out = extractor(images)
     for name in shown:  # a node inside a requested module is traced away with it: read it alone
         if name not in out:
             out |= create_feature_extractor(net, return_nodes={name: name})(images)
+    # Only per-image activations are layers: not masks, flags, sizes or parameters read by the graph.
+    shown = [n for n in shown if isinstance(out[n], torch.Tensor) and out[n].dim() and len(out[n]) == 2]
     rows = []
     for i, name in enumerate(shown):
         shape = tuple(out[name].shape[1:])
