@@ -2,6 +2,7 @@
 
 from mint.models.build import build_classifier, readable_layers
 from mint.models.detector import CNNPath, Detector, MLPPath
+from mint.models.exported import ExportedNetwork, ExportedTarget
 from mint.models.external import TimmTarget, TorchvisionTarget, WeightsTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint
@@ -11,6 +12,8 @@ __all__ = [
     "PAPER_LAYERS",
     "CNNPath",
     "Detector",
+    "ExportedNetwork",
+    "ExportedTarget",
     "MLPPath",
     "PaperCNN",
     "Target",

@@ -20,6 +20,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError, check_count
 from mint.models.build import readable_layers
+from mint.models.exported import ExportedNetwork, ExportedTarget
 from mint.models.external import TimmTarget, TorchvisionTarget
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.target import build_network, load_target_checkpoint
@@ -30,11 +31,14 @@ LARGE = 1 << 16  # values per image above which a map is better pooled than cach
 @torch.no_grad()
 def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[dict]:
     """One row per readable layer of `net` (top-level ones unless `every`), from one dry forward pass."""
-    names = readable_layers(net)
+    exported = isinstance(net, ExportedNetwork)
+    names = net.layer_names() if exported else readable_layers(net)
     shown = names if every else [n for n in names if "." not in n or n == names[-1]]
-    extractor = create_feature_extractor(net.eval(), return_nodes={n: n for n in shown})
     images = torch.zeros(2, 3, image_size, image_size)  # 2: a parameter node (batch 1) is not a layer
-    out = extractor(images)
+    if exported:  # read from the saved graph, never retraced
+        out = net.read(images, shown)
+    else:
+        out = create_feature_extractor(net.eval(), return_nodes={n: n for n in shown})(images)
     for name in shown:  # a node inside a requested module is traced away with it: read it alone
         if name not in out:
             out |= create_feature_extractor(net, return_nodes={name: name})(images)
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint layers`."""
     parser = argparse.ArgumentParser(prog="mint layers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", help="a mint target or detector checkpoint")
+    parser.add_argument("--program", help="a torch.export program (.pt2; with --image-size)")
     parser.add_argument("--arch", help="a torchvision architecture (with --weights and --num-classes)")
     parser.add_argument("--timm", action="store_true", help="--arch names a timm architecture")
     parser.add_argument("--weights", help=".safetensors, or .pt / .pth holding a state_dict")
@@ -83,9 +88,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--small-input-stem", action="store_true", help="ResNet stem for 32 x 32 images")
     parser.add_argument("--all", action="store_true", help="every graph node, not only top-level layers")
     args = parser.parse_args(argv)
-    if bool(args.ckpt) == bool(args.arch):
-        raise MintError("give either --ckpt (a mint checkpoint) or --arch with --weights and --num-classes")
-    if args.ckpt:
+    if sum(map(bool, (args.ckpt, args.arch, args.program))) != 1:
+        raise MintError(
+            "give one of --ckpt (a mint checkpoint), --program (a .pt2 file) or --arch with --weights "
+            "and --num-classes"
+        )
+    if args.program:
+        net, size = ExportedTarget(args.program, args.image_size).network()[0], args.image_size
+    elif args.ckpt:
         record = load_target_checkpoint(args.ckpt)
         net = build_network(record.hparams)
         net.load_state_dict(

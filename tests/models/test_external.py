@@ -77,7 +77,7 @@ def test_weights_that_do_not_fit_say_what_to_change(resnet_files, args, words):
 
 def test_mint_layers_refuses_unclear_requests(resnet_files, refused):
     _, folder = resnet_files
-    refused(["layers"], "either --ckpt")
+    refused(["layers"], "give one of --ckpt")
     refused(["layers", "--arch", "resnet18"], "--weights FILE and --num-classes")
     refused(
         ["layers", "--arch", "resnet18", "--weights", folder / "ddp.pth", "--num-classes", "10"],
@@ -102,3 +102,28 @@ def test_a_timm_architecture_with_its_weights(tmp_path, capsys):
         TimmTarget("resnet19", "x", 7)
     with pytest.raises(MintError, match="set num_classes: 7"):
         TimmTarget("resnet18", str(tmp_path / "timm.safetensors"), 10).network()
+
+
+def test_an_exported_program_reads_the_same_layers_as_the_module(resnet_files, tmp_path):
+    from torch.export import Dim, export, save
+
+    from mint.models.exported import ExportedTarget
+
+    net, folder = resnet_files
+    images = torch.rand(3, 3, 32, 32)
+    save(export(net, (images,), dynamic_shapes={"x": {0: Dim("batch")}}), tmp_path / "r.pt2")
+    program, sha256 = ExportedTarget(str(tmp_path / "r.pt2"), image_size=32).network()
+    assert [r["layer"] for r in layer_table(program, 32)] == [r["layer"] for r in layer_table(net, 32)]
+    read = program.read(images, ["layer2", "layer4", "flatten", "fc"])
+    reference = create_feature_extractor(net, {n: n for n in ("layer2", "layer4", "flatten", "fc")})(images)
+    for name, value in reference.items():  # the same network, read from the saved graph
+        torch.testing.assert_close(read[name], value, rtol=1e-5, atol=1e-5)
+    assert len(sha256) == 64
+    with pytest.raises(MintError, match="unknown layer.*valid names"):
+        program.read(images, ["layer9"])
+    save(export(net, (images,)), tmp_path / "fixed.pt2")  # exported for batches of 3 only
+    fixed, _ = ExportedTarget(str(tmp_path / "fixed.pt2"), image_size=32).network()
+    with pytest.raises(MintError, match="dynamic batch dimension"):
+        fixed.read(torch.rand(2, 3, 32, 32), ["layer4"])
+    with pytest.raises(MintError, match="is not a torch.export program"):
+        ExportedTarget(str(folder / "weights.pt")).network()
