@@ -3,7 +3,7 @@
 from mint.models.build import build_classifier, readable_layers
 from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.exported import ExportedNetwork, ExportedTarget
-from mint.models.external import TimmTarget, TorchvisionTarget, WeightsTarget
+from mint.models.external import FactoryTarget, TimmTarget, TorchvisionTarget, WeightsTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint
 
@@ -14,6 +14,7 @@ __all__ = [
     "Detector",
     "ExportedNetwork",
     "ExportedTarget",
+    "FactoryTarget",
     "MLPPath",
     "PaperCNN",
     "Target",

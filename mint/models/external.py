@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 from pathlib import Path
 
 import torch
@@ -140,6 +141,9 @@ class WeightsTarget:
     def network(self) -> tuple[nn.Module, str]:
         """The classifier with its weights loaded (eval mode), and the weights file's sha256."""
         net = self.build()
+        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters()):
+            with torch.no_grad():  # lazy layers take their shapes from a first (dry) forward pass
+                net.eval()(torch.zeros(1, 3, self.image_size, self.image_size))
         state, sha256 = read_weights(self.weights)
         load_weights(net, state, self.weights, self.strip_prefix)
         return net.eval(), sha256
@@ -224,3 +228,52 @@ def normalize(images: Tensor, preprocessing: dict) -> Tensor:
     mean = torch.tensor(preprocessing["mean"], dtype=images.dtype, device=images.device)[:, None, None]
     std = torch.tensor(preprocessing["std"], dtype=images.dtype, device=images.device)[:, None, None]
     return (images - mean) / std
+
+
+class FactoryTarget(WeightsTarget):
+    """A classifier built by the user's own function, `package.module:function` (trusted code: it runs).
+
+    For networks neither torchvision nor timm has. The function is imported and called with
+    `factory_args`; it returns the `nn.Module`, into which `weights` are loaded when given (a
+    function that loads its own weights may leave `weights` empty). Name a factory only in your own
+    config or command line: mint never takes one from a file.
+
+    Args:
+        factory: `package.module:function`, importable from the working folder or the environment.
+        factory_args: keyword arguments of the function.
+        weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`
+            (`weights` may be empty; `num_classes` is then read from the network's output).
+    """
+
+    def __init__(
+        self,
+        factory: str,
+        factory_args: dict | None = None,
+        weights: str = "",
+        num_classes: int | None = None,
+        strip_prefix: str = "",
+        image_size: int = 224,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        module, _, function = factory.partition(":")
+        if not module or not function.isidentifier():
+            raise MintError(f"factory {factory!r} must be 'package.module:function'")
+        super().__init__(factory, weights, num_classes or 0, strip_prefix, image_size, mean, std)
+        self.factory, self.factory_args = factory, dict(factory_args or {})
+
+    def build(self) -> nn.Module:
+        module, _, function = self.factory.partition(":")
+        try:
+            make = getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError) as err:
+            raise MintError(f"cannot import the factory {self.factory!r}: {err}") from err
+        net = make(**self.factory_args)
+        if not isinstance(net, nn.Module):
+            raise MintError(f"the factory {self.factory!r} returned a {type(net).__name__}, not an nn.Module")
+        return net
+
+    def network(self) -> tuple[nn.Module, str]:
+        if self.weights:
+            return super().network()
+        return self.build().eval(), ""

@@ -21,7 +21,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from mint.errors import MintError, check_count
 from mint.models.build import readable_layers
 from mint.models.exported import ExportedNetwork, ExportedTarget
-from mint.models.external import TimmTarget, TorchvisionTarget
+from mint.models.external import FactoryTarget, TimmTarget, TorchvisionTarget
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.target import build_network, load_target_checkpoint
 
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--program", help="a torch.export program (.pt2; with --image-size)")
     parser.add_argument("--arch", help="a torchvision architecture (with --weights and --num-classes)")
     parser.add_argument("--timm", action="store_true", help="--arch names a timm architecture")
+    parser.add_argument(
+        "--factory", help="your own package.module:function returning the nn.Module (runs it)"
+    )
     parser.add_argument("--weights", help=".safetensors, or .pt / .pth holding a state_dict")
     parser.add_argument("--num-classes", type=int, help="classes of the classifier")
     parser.add_argument("--image-size", type=int, default=224, help="side of the images it reads")
@@ -88,12 +91,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--small-input-stem", action="store_true", help="ResNet stem for 32 x 32 images")
     parser.add_argument("--all", action="store_true", help="every graph node, not only top-level layers")
     args = parser.parse_args(argv)
-    if sum(map(bool, (args.ckpt, args.arch, args.program))) != 1:
+    if sum(map(bool, (args.ckpt, args.arch, args.program, args.factory))) != 1:
         raise MintError(
-            "give one of --ckpt (a mint checkpoint), --program (a .pt2 file) or --arch with --weights "
-            "and --num-classes"
+            "give one of --ckpt (a mint checkpoint), --program (a .pt2 file), --factory "
+            "package.module:function, or --arch with --weights and --num-classes"
         )
-    if args.program:
+    if args.factory:
+        target = FactoryTarget(args.factory, None, args.weights or "", args.num_classes, args.strip_prefix,
+                               args.image_size)  # fmt: skip
+        net, size = target.network()[0], args.image_size
+    elif args.program:
         net, size = ExportedTarget(args.program, args.image_size).network()[0], args.image_size
     elif args.ckpt:
         record = load_target_checkpoint(args.ckpt)

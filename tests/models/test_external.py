@@ -127,3 +127,32 @@ def test_an_exported_program_reads_the_same_layers_as_the_module(resnet_files, t
         fixed.read(torch.rand(2, 3, 32, 32), ["layer4"])
     with pytest.raises(MintError, match="is not a torch.export program"):
         ExportedTarget(str(folder / "weights.pt")).network()
+
+
+def test_a_network_from_the_users_own_factory(tmp_path, monkeypatch, capsys):
+    from mint.models.external import FactoryTarget
+
+    (tmp_path / "my_nets.py").write_text(
+        "from torch import nn\n"
+        "def small(classes=5):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(classes))\n"
+        "def not_a_module():\n"
+        "    return 42\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    built, _ = FactoryTarget("my_nets:small", {"classes": 5}, image_size=8).network()
+    built(torch.zeros(1, 3, 8, 8))  # materialize the lazy layer, then save its weights
+    torch.save(built.state_dict(), tmp_path / "small.pt")
+    loaded, sha256 = FactoryTarget(
+        "my_nets:small", {"classes": 5}, str(tmp_path / "small.pt"), image_size=8
+    ).network()
+    images = torch.rand(2, 3, 8, 8)
+    assert torch.equal(loaded(images), built(images)) and len(sha256) == 64
+    rows = main(["--factory", "my_nets:small", "--weights", str(tmp_path / "small.pt"), "--image-size", "8"])
+    assert rows[-1]["shape"] == (5,) and rows[-2]["note"] == "penultimate"
+    for spec, words in (("my_nets.small", "must be 'package.module:function'"),
+                        ("no_such_module:f", "cannot import the factory"),
+                        ("my_nets:missing", "cannot import the factory"),
+                        ("my_nets:not_a_module", "returned a int, not an nn.Module")):  # fmt: skip
+        with pytest.raises(MintError, match=words):
+            FactoryTarget(spec).network()
