@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from mint.errors import MintError
-from mint.models.external import IMAGENET_MEAN, IMAGENET_STD
+from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, preprocessing_record
 
 
 def _module_outputs(graph: fx.Graph) -> dict[str, fx.Node]:
@@ -128,9 +128,4 @@ class ExportedTarget:
 
     def preprocessing(self) -> dict:
         """What is done to an image in [0, 1] before the network reads it."""
-        return {
-            "image_size": self.image_size,
-            "resize": "bilinear, whole image",
-            "mean": self.mean,
-            "std": self.std,
-        }
+        return preprocessing_record(self.image_size, self.mean, self.std)

@@ -93,6 +93,16 @@ def load_weights(net: nn.Module, state: dict[str, Tensor], source: str, strip_pr
     net.load_state_dict(state)
 
 
+def preprocessing_record(image_size: int, mean: tuple, std: tuple) -> dict:
+    """What is done to an image in [0, 1] before a network reads it, as recorded with every result."""
+    return {
+        "image_size": image_size,
+        "resize": "bilinear, whole image",
+        "mean": tuple(mean),
+        "std": tuple(std),
+    }
+
+
 def _known(arch: str, names: list[str], library: str, listing: str) -> None:
     """Refuse an architecture name the library does not have, listing close names."""
     if arch not in names:
@@ -128,11 +138,15 @@ class WeightsTarget:
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
+        self.check_arch(arch)
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise MintError(f"mean and std need 3 values each, std > 0; got {mean} and {std}")
         self.arch, self.weights, self.num_classes = arch, weights, num_classes
         self.strip_prefix, self.image_size = strip_prefix, image_size
         self.mean, self.std = tuple(mean), tuple(std)
+
+    def check_arch(self, arch: str) -> None:
+        """Refuse an architecture the library does not have (subclasses know their library)."""
 
     def build(self) -> nn.Module:
         """The untrained classifier."""
@@ -150,12 +164,7 @@ class WeightsTarget:
 
     def preprocessing(self) -> dict:
         """What is done to an image in [0, 1] before the network reads it."""
-        return {
-            "image_size": self.image_size,
-            "resize": "bilinear, whole image",
-            "mean": self.mean,
-            "std": self.std,
-        }
+        return preprocessing_record(self.image_size, self.mean, self.std)
 
 
 class TorchvisionTarget(WeightsTarget):
@@ -179,10 +188,12 @@ class TorchvisionTarget(WeightsTarget):
         std: tuple[float, float, float] = IMAGENET_STD,
         small_input_stem: bool = False,
     ) -> None:
-        _known(arch, torchvision.models.list_models(module=torchvision.models), "torchvision",
-               "torchvision.models.list_models()")  # fmt: skip
         super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
         self.small_input_stem = small_input_stem
+
+    def check_arch(self, arch: str) -> None:
+        names = torchvision.models.list_models(module=torchvision.models)
+        _known(arch, names, "torchvision", "torchvision.models.list_models()")
 
     def build(self) -> nn.Module:
         net = torchvision.models.get_model(self.arch, num_classes=self.num_classes, weights=None)
@@ -200,22 +211,12 @@ class TimmTarget(WeightsTarget):
         weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`.
     """
 
-    def __init__(
-        self,
-        arch: str,
-        weights: str,
-        num_classes: int,
-        strip_prefix: str = "",
-        image_size: int = 224,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
+    def check_arch(self, arch: str) -> None:
         try:
             import timm
         except ImportError as err:
             raise MintError('timm targets need the timm package: pip install "mint[timm]"') from err
         _known(arch, timm.list_models(), "timm", "timm.list_models()")
-        super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
 
     def build(self) -> nn.Module:
         import timm
