@@ -5,6 +5,7 @@ from mint.data.class_subset import ClassSubset
 from mint.data.detector_datamodule import DetectorDataModule
 from mint.data.fake import FakeSource
 from mint.data.images import ImageSet
+from mint.data.known import KnownData, load_known
 from mint.data.membership import build_membership, rebuild_membership
 from mint.data.sample import SampleSource
 from mint.data.sources import ImageFolderSource, NpzSource, Source, TorchvisionSource
@@ -18,12 +19,14 @@ __all__ = [
     "FakeSource",
     "ImageFolderSource",
     "ImageSet",
+    "KnownData",
     "NpzSource",
     "SampleSource",
     "Source",
     "TargetDataModule",
     "TorchvisionSource",
     "build_membership",
+    "load_known",
     "membership_split",
     "partition",
     "rebuild_membership",

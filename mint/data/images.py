@@ -182,6 +182,8 @@ def decode_image(path: str | Path, size: int | None, notes: list[str] | None = N
     Oversized files (PIL's decompression-bomb limit: more than about 179 million pixels) are refused
     before decoding, since decoding them could exhaust memory.
     """
+    if not Path(path).exists():
+        raise MintError(f"{path} does not exist")
     if not Path(path).is_file():  # a FIFO would wait forever, a device never end
         raise MintError(f"{path} is not a regular file (a FIFO, socket or device)")
     try:
