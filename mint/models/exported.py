@@ -59,6 +59,11 @@ class ExportedNetwork(nn.Module):
         last = list(self.outputs)[-1]
         return [*self.outputs] if self.outputs[last] is returned else [*self.outputs, "output"]
 
+    def train(self, mode: bool = True) -> ExportedNetwork:
+        """Stay as exported: an exported program has no train mode (it refuses `train()`)."""
+        self.training = False
+        return self
+
     def forward(self, images: Tensor) -> Tensor:
         return self.module(images)
 

@@ -12,6 +12,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from mint.errors import MintError
 from mint.files import read_checkpoint
 from mint.models.build import build_classifier, readable_layers
+from mint.models.exported import ExportedNetwork
 from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
 
 LOGITS = "logits"  # key under which the target's output is returned beside the requested layers
@@ -77,6 +78,17 @@ def build_network(hparams: dict) -> nn.Module:
     )
 
 
+class _GraphReader:
+    """The extractor of an exported program: {output name: activation} for the requested nodes."""
+
+    def __init__(self, net: ExportedNetwork, nodes: dict[str, str]) -> None:
+        self.net, self.nodes = net, nodes
+
+    def __call__(self, images: Tensor) -> dict[str, Tensor]:
+        values = self.net.read(images, list(self.nodes))
+        return {self.nodes[name]: value for name, value in values.items()}
+
+
 class Target(nn.Module):
     """The audited classifier, frozen, returning the activations of the requested layers and its logits.
 
@@ -88,6 +100,8 @@ class Target(nn.Module):
         layers: layer names to read (`layer1`...`layer8` for `paper_cnn`, node names otherwise).
         state_dict: the target's weights (`net.*`, `mean`, `std`), if any.
         meta: the record of where the target came from (`TargetRecord.meta()`).
+        network: the classifier itself, for a target trained elsewhere (see `from_external`);
+            by default it is built from `hparams`.
     """
 
     def __init__(
@@ -96,33 +110,62 @@ class Target(nn.Module):
         layers: list[str],
         state_dict: dict[str, Tensor] | None = None,
         meta: dict | None = None,
+        network: nn.Module | None = None,
     ) -> None:
         super().__init__()
         hparams = {"width": WIDTH, "block_dropout": BLOCK_DROPOUT, "image_size": IMAGE_SIZE} | hparams
-        self.net = build_network(hparams)
+        self.net = network if network is not None else build_network(hparams)
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
         if state_dict is not None:
             self.load_state_dict(state_dict)
         self.requires_grad_(False).eval()
-        valid = readable_layers(self.net)
+        exported = isinstance(self.net, ExportedNetwork)
+        valid = self.net.layer_names() if exported else readable_layers(self.net)
         unknown = [name for name in layers if name not in valid]
         if unknown or not layers:
             raise MintError(
                 f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names: {valid}"
             )
         self.layers = list(layers)
-        self.num_classes = hparams["num_classes"]
         self.image_size = hparams["image_size"]
         self.meta = meta or {"hparams": hparams}
         self._output_node = valid[-1]
         nodes = {name: name for name in self.layers}
         nodes.setdefault(self._output_node, LOGITS)
         # Not registered as a submodule: it shares the net's modules, so state_dict keys stay `net.*`.
-        self.__dict__["extractor"] = create_feature_extractor(self.net, return_nodes=nodes)
+        self.__dict__["extractor"] = (
+            _GraphReader(self.net, nodes)
+            if exported
+            else create_feature_extractor(self.net, return_nodes=nodes)
+        )
         with torch.no_grad():  # dry forward pass: shapes of the activations, never typed by hand
             out = self(torch.zeros(2, 3, self.image_size, self.image_size))
         self.shapes = {name: tuple(out[name].shape[1:]) for name in self.layers}
+        self.num_classes = hparams.get("num_classes") or out[LOGITS].shape[1]
+
+    @classmethod
+    def from_external(cls, kind, layers: list[str]) -> Target:
+        """A target trained elsewhere (`TorchvisionTarget`, `TimmTarget`, `FactoryTarget`, `ExportedTarget`).
+
+        Its normalization comes from the kind's preprocessing; `meta` records the kind, its settings,
+        the file's sha256 and the preprocessing, so a result names exactly what was audited.
+        """
+        net, sha256 = kind.network()
+        preprocessing = kind.preprocessing()
+        name = type(kind).__name__
+        hparams = {"arch": f"{name}:{getattr(kind, 'arch', None) or getattr(kind, 'program', '')}",
+                   "image_size": preprocessing["image_size"], "num_classes": None}  # fmt: skip
+        settings = {
+            k: v for k, v in vars(kind).items() if isinstance(v, str | int | float | tuple | dict | None)
+        }
+        path = settings.get("weights") or settings.get("program")
+        meta = {"kind": name, "settings": settings, "sha256": sha256, "preprocessing": preprocessing,
+                "hparams": hparams, "manifest": {}, "path": path}  # fmt: skip
+        target = cls(hparams, layers, None, meta, network=net)
+        target.mean.copy_(torch.tensor(preprocessing["mean"]))
+        target.std.copy_(torch.tensor(preprocessing["std"]))
+        return target
 
     @classmethod
     def from_record(cls, record: TargetRecord, layers: list[str]) -> Target:

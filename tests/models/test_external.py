@@ -156,3 +156,36 @@ def test_a_network_from_the_users_own_factory(tmp_path, monkeypatch, capsys):
                         ("my_nets:not_a_module", "returned a int, not an nn.Module")):  # fmt: skip
         with pytest.raises(MintError, match=words):
             FactoryTarget(spec).network()
+
+
+def test_a_frozen_target_from_weights_or_an_exported_program_reads_the_same(resnet_files, tmp_path):
+    from torch.export import Dim, export, save
+
+    from mint.models import LOGITS, Target
+    from mint.models.exported import ExportedTarget
+
+    net, folder = resnet_files
+    images = torch.rand(3, 3, 32, 32)
+    weights = TorchvisionTarget("resnet18", str(folder / "weights.safetensors"), 10, image_size=32)
+    from_weights = Target.from_external(weights, ["layer4", "flatten"])
+    assert (
+        from_weights.shapes == {"layer4": (512, 1, 1), "flatten": (512,)} and from_weights.num_classes == 10
+    )
+    normalized = (images - torch.tensor(weights.mean)[:, None, None]) / torch.tensor(weights.std)[
+        :, None, None
+    ]
+    out = from_weights(images)  # images in [0, 1]: the target applies the weights' preprocessing
+    torch.testing.assert_close(out[LOGITS], net(normalized))
+    meta = from_weights.meta
+    assert meta["kind"] == "TorchvisionTarget" and len(meta["sha256"]) == 64
+    assert meta["preprocessing"]["mean"] == weights.mean and meta["settings"]["arch"] == "resnet18"
+    save(export(net, (images,), dynamic_shapes={"x": {0: Dim("batch")}}), tmp_path / "r.pt2")
+    from_program = Target.from_external(
+        ExportedTarget(str(tmp_path / "r.pt2"), image_size=32), ["layer4", "flatten"]
+    )
+    assert from_program.shapes == from_weights.shapes and from_program.num_classes == 10
+    read = from_program(images)
+    for name in ("layer4", "flatten", LOGITS):
+        torch.testing.assert_close(read[name], out[name], rtol=1e-5, atol=1e-5)
+    with pytest.raises(MintError, match="unknown layer.*valid names"):
+        Target.from_external(weights, ["layer9"])
