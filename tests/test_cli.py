@@ -80,7 +80,11 @@ def classifiers(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("config", [c for c in SHIPPED if c.stem.startswith("mint")], ids=lambda c: c.stem)
+# mint_your_model.yaml names a model trained elsewhere: tests/tasks/test_your_model.py runs it.
+OWN_TARGET = [c for c in SHIPPED if c.stem.startswith("mint") and c.stem != "mint_your_model"]
+
+
+@pytest.mark.parametrize("config", OWN_TARGET, ids=lambda c: c.stem)
 def test_mint_configs_run(config, tmp_path, classifiers):
     ckpt = classifiers(dataset_of(config))
     cli = main(

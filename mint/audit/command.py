@@ -120,6 +120,7 @@ def run_audit(
     device: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    trust_factory: str | None = None,
 ) -> dict:
     """Audit a set of images; write the report folder; return the summary."""
     out = Path(output)
@@ -127,7 +128,7 @@ def run_audit(
     if out.exists() and not overwrite:  # before any work
         _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
     dev = _device(device)
-    trained = load_detector(ckpt, dev)
+    trained = load_detector(ckpt, dev, trust_factory)
     target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")
     conditioned = trained.hparams["class_conditioning"] != "none"
@@ -190,12 +191,7 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
             "class_conditioning": trained.hparams["class_conditioning"],
             "data": trained.data.get("sets"),
         },
-        "target": {
-            "sha256": target.meta["sha256"],
-            "path": target.meta["path"],
-            "arch": target.meta["hparams"].get("arch"),
-            "source": target.meta["manifest"].get("source"),
-        },
+        "target": target.record() | {"source": target.meta["manifest"].get("source", "known data")},
         "input": str(Path(images).resolve()),
         "command": command or "mint audit (from Python)",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -229,12 +225,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU when available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--no-progress-bar", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--trust-factory", metavar="PACKAGE.MODULE:FUNCTION",
+        help="let the detector's FactoryTarget run this code of yours to rebuild the target",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     command = "mint audit " + " ".join(argv if argv is not None else sys.argv[1:])
     return run_audit(
         args.ckpt, args.images, args.output, args.overwrite, args.labels, names,
-        args.batch_size, args.device, not args.no_progress_bar, command,
+        args.batch_size, args.device, not args.no_progress_bar, command, args.trust_factory,
     )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from mint.errors import MintError
 from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
+from mint.models.target import carried_target
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
 
@@ -42,8 +43,13 @@ def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def load_detector(path: str | Path, device: torch.device) -> TrainedDetector:
-    """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`."""
+def load_detector(
+    path: str | Path, device: torch.device, trust_factory: str | None = None
+) -> TrainedDetector:
+    """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`.
+
+    `trust_factory`: the `package.module:function` that may run to rebuild a `FactoryTarget`.
+    """
     path = Path(path)
     if not path.exists():
         raise AuditError(f"detector checkpoint not found: {str(path)!r} (train one: {DETECTOR_COMMAND})")
@@ -69,8 +75,9 @@ def load_detector(path: str | Path, device: torch.device) -> TrainedDetector:
             "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
             "(the shipped mint_*_layer7 configs do)."
         )
-    hparams, meta = ckpt["hyper_parameters"], ckpt["mint_target"]
-    target = Target(meta["hparams"], hparams["layers"], _strip(state, "target."), meta)
+    hparams = ckpt["hyper_parameters"]
+    pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
+    target = Target.from_record(carried_target(ckpt), hparams["layers"], trust_factory, **pooling)
     detector = Detector(target.shapes, target.num_classes, **{k: hparams[k] for k in OPTIONS})
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(

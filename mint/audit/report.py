@@ -145,7 +145,8 @@ def render_html(summary: dict, figure) -> str:
     models = [
         ("detector checkpoint", d["checkpoint"]), ("detector sha256", d["sha256"]),
         ("layers", ", ".join(d["layers"])), ("class conditioning", d["class_conditioning"]),
-        ("target", f"{c['arch']} ({c['path']})"), ("target sha256", c["sha256"]),
+        ("target", f"{c['kind']}: {c['arch']} ({c['path']})"), ("target sha256", c["sha256"]),
+        ("target preprocessing", preprocessing_text(c["preprocessing"])),
         ("target's training data", json.dumps(c["source"])),
     ]  # fmt: skip
     skipped = summary["skipped"]
@@ -167,6 +168,13 @@ def render_html(summary: dict, figure) -> str:
         date=str(summary["date"]),
         device=str(summary["device"]),
     )
+
+
+def preprocessing_text(p: dict) -> str:
+    """The preprocessing record in one line: size, crop, mean, std, channel order."""
+    mean, std = (", ".join(f"{v:.4g}" for v in p[k]) for k in ("mean", "std"))
+    order = p.get("channel_order", "RGB")
+    return f"{p['resize']}; crop {p.get('crop', 'none')}; mean ({mean}); std ({std}); {order}"
 
 
 def write_html(path: Path, summary: dict, figure) -> None:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -34,12 +36,13 @@ from tqdm.auto import tqdm
 
 from mint.data.images import to_tensor
 from mint.data.npy_io import NpyRows, NpyWriter
-from mint.errors import UnwritableError
+from mint.errors import MintError, UnwritableError
 from mint.files import exclusive_lock, file_sha256
 from mint.models.target import LOGITS, Target
 
 CACHE_VERSION = 1
 FP16_MAX = 65504.0
+SPACE_MARGIN = 256 << 20  # bytes left free on the disk after a cache is built
 LOCK = ".lock"  # in each cache folder; kept (see `exclusive_lock`)
 
 
@@ -135,6 +138,27 @@ class ActivationCache:
                 finally:
                     target.to(home)
         return self.open(names)
+
+    def check_space(self, target: Target, num_images: int) -> None:
+        """Refuse arrays that the disk cannot hold, naming the largest layer and how to shrink it."""
+        need = {
+            name: math.prod(shape) * 2 * num_images  # float16
+            for name, shape in target.shapes.items()
+            if self.problem(name) is not None
+        }
+        folder = next((p for p in (self.dir, *self.dir.parents) if p.exists()), Path("."))
+        free = shutil.disk_usage(folder).free
+        if sum(need.values()) + SPACE_MARGIN <= free:
+            return
+        big = max(need, key=need.get)
+        shape = " x ".join(map(str, target.shapes[big]))
+        raise MintError(
+            f"the activation cache needs {sum(need.values()) / 2**30:.1f} GiB for {num_images:,} images but "
+            f"{free / 2**30:.1f} GiB are free under {str(folder)!r}; layer {big} alone is {shape} per image "
+            f"({need[big] / 2**30:.1f} GiB). Pool its maps (--model.init_args.pool avg "
+            "--model.init_args.pool_size 4), read a later layer, or extract on the fly (--data.init_args."
+            "cache_dir null)"
+        )
 
     def _waiting(self) -> None:
         """Say why this process stops (another builder may take minutes on a large layer)."""

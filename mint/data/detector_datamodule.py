@@ -6,18 +6,22 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from mint.data.activation_cache import ActivationCache, ActivationDataset, collate_batch
 from mint.data.base import MintDataModule
+from mint.data.candidates import Candidates, from_known, from_split
 from mint.data.images import to_tensor
 from mint.data.integrity import image_digests, set_indices
+from mint.data.known import load_known
 from mint.data.membership import MembershipData, rebuild_membership
 from mint.data.sources import Source
 from mint.data.split import index_hash, partition
 from mint.errors import MintError, check_count
-from mint.models.target import Target
+from mint.models.target import LOGITS, Target
 
 # Cache row order; drawn in reverse (test first), so the test set does not depend on the others' sizes.
 PORTIONS = ("train", "val", "calibration", "test")
@@ -68,14 +72,20 @@ class DetectorDataModule(MintDataModule):
     """Balanced member / non-member sets for training and testing a detector.
 
     The target comes from the detector's LightningModule (`DetectorModule.target`), which read its
-    checkpoint once; outside a Trainer, hand it over with `use_target`. The target's split is
-    rebuilt exactly from the record it carries (data whose fingerprint or split hashes differ is
-    refused). Members are the target's training images; non-members are the rest of the source's
-    train split (the official test split served as the target's validation data, so it is left
-    out). Train, validation, calibration and test sets each hold as many members as non-members
-    (chance = 50%) and never share an image (or a group of images).
+    checkpoint once; outside a Trainer, hand it over with `use_target`. For mint's own classifier,
+    its split is rebuilt exactly from the record it carries (data whose fingerprint or split hashes
+    differ is refused): members are the target's training images, non-members the rest of the
+    source's train split (the official test split served as the target's validation data, so it is
+    left out). For a classifier trained elsewhere, `members` and `nonmembers` name the known ones.
+    Train, validation, calibration and test sets each hold as many members as non-members (chance =
+    50%) and never share an image (or a group of images).
 
     Args:
+        members: known members of the target's training data, for a target trained elsewhere (or in
+            place of a mint target's recorded split): an image folder (class subfolders named by
+            class index give labels), an `.npz` (`images`, optionally `labels`) or a CSV of
+            `path,label` lines (label optional). Unlabelled images get the target's predicted class.
+        nonmembers: known non-members, in the same forms. Images in both sets are dropped from both.
         source: the data source; by default the one recorded with the target.
         train_size: members (and as many non-members) to train the detector; default: all that
             remain after the validation, calibration and test sets.
@@ -101,6 +111,8 @@ class DetectorDataModule(MintDataModule):
 
     def __init__(
         self,
+        members: str | None = None,
+        nonmembers: str | None = None,
         source: Source | None = None,
         train_size: int | None = None,
         val_size: int = 500,
@@ -117,7 +129,9 @@ class DetectorDataModule(MintDataModule):
         extract_batch_size: int = 512,
     ) -> None:
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory)
-        self.source = source
+        self.source, self.known_paths = source, {"members_path": members, "nonmembers_path": nonmembers}
+        if (members is None) != (nonmembers is None):
+            raise MintError("give both `members` and `nonmembers` (the known sets), or neither")
         self.sizes = {
             "train": check_count("train_size", train_size),
             "val": check_count("val_size", val_size),
@@ -158,19 +172,48 @@ class DetectorDataModule(MintDataModule):
             self._target = module.target
         return self._target
 
-    @cached_property
-    def plan(self) -> dict:
-        """The rebuilt split and the detector's sets: pure, so every rank computes the same."""
+    def candidates(self) -> Candidates:
+        """The members and non-members the sets are drawn from: known ones, or the target's split."""
         meta = self.target.meta
+        if self.known_paths["members_path"] is not None:
+            known = load_known(
+                self.known_paths["members_path"], self.known_paths["nonmembers_path"],
+                self.target.image_size, self.target.num_classes,
+            )  # fmt: skip
+            for note in known.notes:
+                rank_zero_info(f"mint: known data: {note}")
+            return from_known(known, self._predict, self.known_paths)
+        if not meta.get("manifest"):
+            raise MintError(
+                f"the target {meta.get('path')} was trained outside mint, so mint does not know its "
+                "members: give the known members and non-members, --data.members PATH --data.nonmembers "
+                "PATH (image folders, .npz or .csv)"
+            )
         data: MembershipData = rebuild_membership(meta["manifest"], self.source)
         if data.manifest["num_classes"] > self.target.num_classes:
             raise MintError(
                 f"the data has {data.manifest['num_classes']} classes but the target "
                 f"{meta.get('path')} has {self.target.num_classes} outputs"
             )
-        groups = data.groups  # source groups and duplicate clusters: never split across sets
-        labels = data.train.labels
-        pools = {"member": data.split.members, "nonmember": data.split.nonmembers}
+        return from_split(data)
+
+    @torch.no_grad()
+    def _predict(self, images: np.ndarray) -> np.ndarray:
+        """The target's predicted class of uint8 images (N, S, S, 3), for known images without a label."""
+        device = next(self.target.buffers()).device
+        out = []
+        for start in range(0, len(images), self.extract_batch_size):
+            batch = torch.from_numpy(images[start : start + self.extract_batch_size]).to(device)
+            out.append(self.target(to_tensor(batch))[LOGITS].argmax(1).cpu().numpy())
+        return np.concatenate(out)
+
+    @cached_property
+    def plan(self) -> dict:
+        """The detector's sets, drawn from the candidates: pure, so every rank computes the same."""
+        found = self.candidates()
+        groups = found.groups  # source groups and duplicate clusters: never split across sets
+        labels = found.labels
+        pools = {"member": found.members, "nonmember": found.nonmembers}
         fixed = self.sizes["val"] + self.sizes["calibration"] + self.sizes["test"]
         available = min(len(p) for p in pools.values())
         train = self.sizes["train"] if self.sizes["train"] is not None else available - fixed
@@ -190,7 +233,9 @@ class DetectorDataModule(MintDataModule):
             side: partition(pool, labels, sizes, self.seed + k, stratify, groups)[::-1]  # -> PORTIONS order
             for k, (side, pool) in enumerate(pools.items())
         }
-        if groups is not None:  # group sizes make the sides differ: trim to exact balance
+        # Group sizes make the sides differ, and known sets come with their own class mixes (a
+        # target's split gives both sides the same): trim to exact balance.
+        if groups is not None or found.membership is None:
             for p in range(len(PORTIONS)):
                 # One generator per portion: trimming the training set must not move the test set.
                 rng = np.random.default_rng([self.seed, p])
@@ -207,7 +252,8 @@ class DetectorDataModule(MintDataModule):
             start = end
         pool = np.concatenate(pool)
         return {
-            "data": data,
+            "found": found,
+            "data": found.membership,  # the rebuilt split of a mint target (None for known data)
             "pool": pool,
             "members": np.concatenate(members),
             "labels": labels[pool],
@@ -223,14 +269,20 @@ class DetectorDataModule(MintDataModule):
         key = {
             "target_sha256": self.target.meta["sha256"],
             "pool_sha256": index_hash(self.plan["pool"]),
-            "train_fingerprint": self.plan["data"].manifest["train_fingerprint"],
+            "train_fingerprint": self.plan["found"].fingerprint,
         }
+        if "kind" in self.target.meta:  # a target trained elsewhere: its config and preprocessing too
+            key["target"] = self.target.record()
+        elif self.target.pooling["pool"] != "none":  # (kept out otherwise: existing caches stay valid)
+            key["pooling"] = self.target.pooling
         return ActivationCache(self.cache_dir, key, verify=self.verify_cache)
 
     def _build_cache(self) -> dict[str, np.ndarray]:
         device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
-        images = self.plan["data"].train.images
-        return self.cache().ensure(self.target, images, self.plan["pool"], self.extract_batch_size, device)
+        cache = self.cache()
+        cache.check_space(self.target, len(self.plan["pool"]))
+        images, rows = self.plan["found"].images, self.plan["pool"]
+        return cache.ensure(self.target, images, rows, self.extract_batch_size, device)
 
     def prepare_data(self) -> None:
         """Build the activation cache once per node, before any rank reads it."""
@@ -245,7 +297,7 @@ class DetectorDataModule(MintDataModule):
             arrays = self._build_cache()  # opens it; rebuilds only if prepare_data's build is unusable
             make = lambda rows: ActivationDataset(arrays, rows, plan["members"], plan["labels"])  # noqa: E731
         else:
-            images = plan["data"].train.images
+            images = plan["found"].images
             make = lambda rows: ImageMembershipDataset(  # noqa: E731
                 images, plan["pool"], rows, plan["members"], plan["labels"]
             )
@@ -278,17 +330,16 @@ class DetectorDataModule(MintDataModule):
     def seen_digests(self) -> Tensor:
         """Digests of the images the detector learns from (train, val, calibration), for audits."""
         seen = [self.held_out_images(name) for name in ("train", "val", "calibration")]
-        return image_digests(self.plan["data"].train.images[np.concatenate(seen)])
+        return image_digests(self.plan["found"].images[np.concatenate(seen)])
 
     def held_out_images(self, name: str) -> np.ndarray:
-        """Image indices (into the target's train split) of one set, e.g. `test`."""
+        """Image indices (into the candidates: the target's train split, or the known data) of a set."""
         return self.plan["pool"][self.plan["portions"][name]]
 
     def manifest(self) -> dict:
         """What the detector was trained and tested on: sizes and index hashes of every set."""
         plan = self.plan
-        return {
-            "target_split": plan["data"].manifest,
+        return plan["found"].record | {
             "sets": plan["sizes"],
             "sets_sha256": {n: index_hash(plan["pool"][rows]) for n, rows in plan["portions"].items()},
             "requested_sizes": self.sizes,

@@ -3,8 +3,9 @@
 from mint.models.build import build_classifier, readable_layers
 from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.exported import ExportedNetwork, ExportedTarget
-from mint.models.external import FactoryTarget, TimmTarget, TorchvisionTarget, WeightsTarget
+from mint.models.external import ExternalTarget, FactoryTarget, TimmTarget, TorchvisionTarget, WeightsTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
+from mint.models.scripted import ScriptedNetwork, ScriptTarget
 from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint
 
 __all__ = [
@@ -14,9 +15,12 @@ __all__ = [
     "Detector",
     "ExportedNetwork",
     "ExportedTarget",
+    "ExternalTarget",
     "FactoryTarget",
     "MLPPath",
     "PaperCNN",
+    "ScriptTarget",
+    "ScriptedNetwork",
     "Target",
     "TargetRecord",
     "TimmTarget",

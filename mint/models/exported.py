@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from mint.errors import MintError
-from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, preprocessing_record
+from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, ExternalTarget
 
 
 def _module_outputs(graph: fx.Graph) -> dict[str, fx.Node]:
@@ -80,8 +80,8 @@ class ExportedNetwork(nn.Module):
         class Capture(fx.Interpreter):
             def run_node(self, node: fx.Node):
                 value = super().run_node(node)
-                if node.name in wanted:
-                    captured[wanted[node.name]] = value
+                if node.name in wanted:  # a copy: an in-place operation (relu_) may follow it
+                    captured[wanted[node.name]] = value.clone()
                 return value
 
         try:
@@ -97,7 +97,7 @@ class ExportedNetwork(nn.Module):
         return captured
 
 
-class ExportedTarget:
+class ExportedTarget(ExternalTarget):
     """A classifier saved with `torch.export.save` (a `.pt2` file).
 
     Args:
@@ -116,8 +116,8 @@ class ExportedTarget:
     ) -> None:
         self.program, self.image_size, self.mean, self.std = program, image_size, tuple(mean), tuple(std)
 
-    def network(self) -> tuple[ExportedNetwork, str]:
-        """The program as a module, and the file's sha256."""
+    def network(self, weights: bool = True) -> tuple[ExportedNetwork, str]:
+        """The program as a module, and the file's sha256 (the graph is the file: always read)."""
         path = Path(self.program)
         if not path.is_file():
             raise MintError(f"exported program not found: {str(path)!r}")
@@ -130,7 +130,3 @@ class ExportedTarget:
                 "torch.export.save(torch.export.export(model.eval(), (example_images,)), 'model.pt2')"
             ) from err
         return ExportedNetwork(program.module()), hashlib.sha256(data).hexdigest()
-
-    def preprocessing(self) -> dict:
-        """What is done to an image in [0, 1] before the network reads it."""
-        return preprocessing_record(self.image_size, self.mean, self.std)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib
+import inspect
 from pathlib import Path
 
 import torch
@@ -93,13 +94,17 @@ def load_weights(net: nn.Module, state: dict[str, Tensor], source: str, strip_pr
     net.load_state_dict(state)
 
 
-def preprocessing_record(image_size: int, mean: tuple, std: tuple) -> dict:
+def preprocessing_record(image_size: int, mean: tuple, std: tuple, crop_size: int | None = None) -> dict:
     """What is done to an image in [0, 1] before a network reads it, as recorded with every result."""
+    crop = crop_size if crop_size and crop_size < image_size else None
     return {
         "image_size": image_size,
-        "resize": "bilinear, whole image",
-        "mean": tuple(mean),
-        "std": tuple(std),
+        "resize": f"whole image to {image_size}x{image_size}, bilinear (antialiased)",
+        "crop_size": crop,
+        "crop": f"center {crop}x{crop}" if crop else "none",
+        "mean": [float(m) for m in mean],
+        "std": [float(v) for v in std],
+        "channel_order": "RGB",
     }
 
 
@@ -114,7 +119,34 @@ def _known(arch: str, names: list[str], library: str, listing: str) -> None:
         )
 
 
-class WeightsTarget:
+class ExternalTarget:
+    """A classifier trained outside mint: how to build it, its file and its preprocessing.
+
+    Subclasses (`TorchvisionTarget`, `TimmTarget`, `FactoryTarget`, `ExportedTarget`,
+    `ScriptTarget`) are chosen in a detector config by `class_path` under `model.init_args.target`.
+    """
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def network(self, weights: bool = True) -> tuple[nn.Module, str]:
+        """The classifier (eval mode) and its file's sha256; `weights=False`: weights come later."""
+        raise NotImplementedError
+
+    def preprocessing(self) -> dict:
+        """What is done to an image in [0, 1] before the network reads it."""
+        return preprocessing_record(self.image_size, self.mean, self.std)
+
+    def config(self) -> dict:
+        """`class_path` and `init_args`: how a config names this target, recorded with every result."""
+        params = inspect.signature(type(self).__init__).parameters
+        args = {k: getattr(self, k) for k in params if k != "self" and hasattr(self, k)}
+        args = {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
+        return {"class_path": f"mint.models.{type(self).__name__}", "init_args": args}
+
+
+class WeightsTarget(ExternalTarget):
     """A classifier built by name and given weights trained anywhere (subclasses say how to build it).
 
     Args:
@@ -152,19 +184,20 @@ class WeightsTarget:
         """The untrained classifier."""
         raise NotImplementedError
 
-    def network(self) -> tuple[nn.Module, str]:
-        """The classifier with its weights loaded (eval mode), and the weights file's sha256."""
+    def network(self, weights: bool = True) -> tuple[nn.Module, str]:
+        """The classifier with its weights loaded (eval mode), and the weights file's sha256.
+
+        With `weights=False` the file is not read (a detector checkpoint carries the weights).
+        """
         net = self.build()
         if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters()):
             with torch.no_grad():  # lazy layers take their shapes from a first (dry) forward pass
                 net.eval()(torch.zeros(1, 3, self.image_size, self.image_size))
+        if not weights:
+            return net.eval(), ""
         state, sha256 = read_weights(self.weights)
         load_weights(net, state, self.weights, self.strip_prefix)
         return net.eval(), sha256
-
-    def preprocessing(self) -> dict:
-        """What is done to an image in [0, 1] before the network reads it."""
-        return preprocessing_record(self.image_size, self.mean, self.std)
 
 
 class TorchvisionTarget(WeightsTarget):
@@ -174,6 +207,9 @@ class TorchvisionTarget(WeightsTarget):
         arch: a name of `torchvision.models.list_models()` (e.g. `resnet18`).
         small_input_stem: the ResNet stem adapted to 32 x 32 images (3x3 stride-1 first
             convolution, no max-pool), as mint's own torchvision targets and most CIFAR recipes use.
+        transforms: the name of torchvision weights (e.g. `ResNet18_Weights.IMAGENET1K_V1`) whose
+            `transforms()` give the preprocessing (resize, center crop, mean, std) in place of
+            `image_size`, `mean` and `std`; only that record is used, nothing is downloaded.
         weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`.
     """
 
@@ -187,9 +223,30 @@ class TorchvisionTarget(WeightsTarget):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         small_input_stem: bool = False,
+        transforms: str | None = None,
     ) -> None:
         super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
-        self.small_input_stem = small_input_stem
+        self.small_input_stem, self.transforms, self.crop_size = small_input_stem, transforms, None
+        if transforms:
+            try:
+                preset = torchvision.models.get_weight(transforms).transforms()
+            except (ValueError, KeyError, AttributeError) as err:
+                raise MintError(
+                    f"unknown torchvision weights {transforms!r} for transforms ({err}); e.g. "
+                    "ResNet18_Weights.IMAGENET1K_V1 (torchvision.models.get_model_weights('resnet18'))"
+                ) from err
+            self.image_size, self.crop_size = preset.resize_size[0], preset.crop_size[0]
+            self.mean, self.std = tuple(preset.mean), tuple(preset.std)
+
+    def preprocessing(self) -> dict:
+        record = preprocessing_record(self.image_size, self.mean, self.std, self.crop_size)
+        return record | ({"from": f"{self.transforms}.transforms()"} if self.transforms else {})
+
+    def config(self) -> dict:
+        config = super().config()
+        if self.transforms:  # image_size, mean and std came from the transforms: record them as given
+            config["init_args"] |= {"image_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+        return config
 
     def check_arch(self, arch: str) -> None:
         names = torchvision.models.list_models(module=torchvision.models)
@@ -274,7 +331,5 @@ class FactoryTarget(WeightsTarget):
             raise MintError(f"the factory {self.factory!r} returned a {type(net).__name__}, not an nn.Module")
         return net
 
-    def network(self) -> tuple[nn.Module, str]:
-        if self.weights:
-            return super().network()
-        return self.build().eval(), ""
+    def network(self, weights: bool = True) -> tuple[nn.Module, str]:
+        return super().network(weights and bool(self.weights))

@@ -2,6 +2,7 @@
 
     mint layers --ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
     mint layers --arch resnet18 --weights resnet18_cifar10.safetensors --num-classes 10 --image-size 32
+    mint layers --program resnet18.pt2 --image-size 32      # or a TorchScript file: resnet18.pt
 
 Each row: the layer's name (as a detector config names it, `--model.init_args.layers=[NAME]`), the
 shape of its output for one image, the values per image, and the size of its activation cache for
@@ -20,9 +21,10 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError, check_count
 from mint.models.build import readable_layers
-from mint.models.exported import ExportedNetwork, ExportedTarget
+from mint.models.exported import ExportedTarget
 from mint.models.external import FactoryTarget, TimmTarget, TorchvisionTarget
 from mint.models.paper_cnn import IMAGE_SIZE
+from mint.models.scripted import ScriptTarget
 from mint.models.target import build_network, load_target_checkpoint
 
 LARGE = 1 << 16  # values per image above which a map is better pooled than cached whole
@@ -31,7 +33,7 @@ LARGE = 1 << 16  # values per image above which a map is better pooled than cach
 @torch.no_grad()
 def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[dict]:
     """One row per readable layer of `net` (top-level ones unless `every`), from one dry forward pass."""
-    exported = isinstance(net, ExportedNetwork)
+    exported = hasattr(net, "read")  # an exported or TorchScript program: read from its saved graph
     names = net.layer_names() if exported else readable_layers(net)
     shown = names if every else [n for n in names if "." not in n or n == names[-1]]
     images = torch.zeros(2, 3, image_size, image_size)  # 2: a parameter node (batch 1) is not a layer
@@ -78,7 +80,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint layers`."""
     parser = argparse.ArgumentParser(prog="mint layers", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", help="a mint target or detector checkpoint")
-    parser.add_argument("--program", help="a torch.export program (.pt2; with --image-size)")
+    parser.add_argument(
+        "--program", help="a torch.export program (.pt2) or a TorchScript file (.pt, .ts); with --image-size"
+    )
     parser.add_argument("--arch", help="a torchvision architecture (with --weights and --num-classes)")
     parser.add_argument("--timm", action="store_true", help="--arch names a timm architecture")
     parser.add_argument(
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                args.image_size)  # fmt: skip
         net, size = target.network()[0], args.image_size
     elif args.program:
-        net, size = ExportedTarget(args.program, args.image_size).network()[0], args.image_size
+        kind = ExportedTarget if args.program.endswith(".pt2") else ScriptTarget
+        net, size = kind(args.program, args.image_size).network()[0], args.image_size
     elif args.ckpt:
         record = load_target_checkpoint(args.ckpt)
         net = build_network(record.hparams)

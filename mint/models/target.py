@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError
 from mint.files import read_checkpoint
 from mint.models.build import build_classifier, readable_layers
-from mint.models.exported import ExportedNetwork
+from mint.models.external import ExternalTarget, preprocessing_record
+from mint.models.kinds import external_from_config
 from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
 
 LOGITS = "logits"  # key under which the target's output is returned beside the requested layers
@@ -31,10 +34,20 @@ class TargetRecord:
     manifest: dict
     sha256: str
     path: str
+    extra: dict = field(default_factory=dict)  # a target trained elsewhere: kind, config, preprocessing
 
     def meta(self) -> dict:
         """Everything but the weights (which travel in the detector checkpoint's `state_dict`)."""
-        return {"hparams": self.hparams, "manifest": self.manifest, "sha256": self.sha256, "path": self.path}
+        base = {"hparams": self.hparams, "manifest": self.manifest, "sha256": self.sha256, "path": self.path}
+        return self.extra | base
+
+
+def carried_target(ckpt: dict) -> TargetRecord:
+    """The target record a detector checkpoint carries: its `mint_target` meta and `target.*` weights."""
+    meta = dict(ckpt["mint_target"])
+    weights = {k[len("target.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("target.")}
+    base = [meta.pop(k) for k in ("hparams", "manifest", "sha256", "path")]
+    return TargetRecord(*base[:1], weights, *base[1:], extra=meta)
 
 
 def load_target_checkpoint(path: str | Path) -> TargetRecord:
@@ -51,9 +64,7 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
         )
     ckpt, sha256 = read_checkpoint(path)
     if isinstance(ckpt, dict) and "mint_target" in ckpt:  # a detector checkpoint carries its target
-        meta = ckpt["mint_target"]
-        weights = {k[len("target.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("target.")}
-        return TargetRecord(meta["hparams"], weights, meta["manifest"], meta["sha256"], meta["path"])
+        return carried_target(ckpt)
     hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
     state = next((ckpt[k] for k in DATA_STATE_KEYS if k in ckpt), {}) if isinstance(ckpt, dict) else {}
     manifest = state.get("manifest")
@@ -81,7 +92,7 @@ def build_network(hparams: dict) -> nn.Module:
 class _GraphReader:
     """The extractor of an exported program: {output name: activation} for the requested nodes."""
 
-    def __init__(self, net: ExportedNetwork, nodes: dict[str, str]) -> None:
+    def __init__(self, net: nn.Module, nodes: dict[str, str]) -> None:
         self.net, self.nodes = net, nodes
 
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
@@ -89,11 +100,15 @@ class _GraphReader:
         return {self.nodes[name]: value for name, value in values.items()}
 
 
+Pool = Literal["none", "avg", "max"]
+
+
 class Target(nn.Module):
     """The audited classifier, frozen, returning the activations of the requested layers and its logits.
 
-    Images go in as floats in [0, 1]; the target's own normalization (stored in its checkpoint) is
-    applied here. All layers come from one forward pass of a `create_feature_extractor` graph.
+    Images go in as floats in [0, 1]; the target's own normalization (stored in its checkpoint, or
+    its preprocessing record) is applied here. All layers come from one forward pass of a
+    `create_feature_extractor` graph (or of the saved graph of an exported / TorchScript program).
 
     Args:
         hparams: the target's hyperparameters (`arch`, `num_classes`, `width`, ...).
@@ -102,6 +117,9 @@ class Target(nn.Module):
         meta: the record of where the target came from (`TargetRecord.meta()`).
         network: the classifier itself, for a target trained elsewhere (see `from_external`);
             by default it is built from `hparams`.
+        pool: spatial maps (B, C, H, W) larger than `pool_size` x `pool_size` are pooled to that
+            size (`avg` or `max`) before they are cached or read by the detector; `none` keeps them.
+        pool_size: the side of pooled maps.
     """
 
     def __init__(
@@ -111,6 +129,8 @@ class Target(nn.Module):
         state_dict: dict[str, Tensor] | None = None,
         meta: dict | None = None,
         network: nn.Module | None = None,
+        pool: Pool = "none",
+        pool_size: int = 4,
     ) -> None:
         super().__init__()
         hparams = {"width": WIDTH, "block_dropout": BLOCK_DROPOUT, "image_size": IMAGE_SIZE} | hparams
@@ -120,15 +140,19 @@ class Target(nn.Module):
         if state_dict is not None:
             self.load_state_dict(state_dict)
         self.requires_grad_(False).eval()
-        exported = isinstance(self.net, ExportedNetwork)
-        valid = self.net.layer_names() if exported else readable_layers(self.net)
+        if pool not in ("none", "avg", "max") or pool_size < 1:
+            raise MintError(f"pool must be none, avg or max and pool_size >= 1; got {pool!r}, {pool_size}")
+        self.pooling = {"pool": pool, "pool_size": pool_size}
+        valid = self.net.layer_names() if hasattr(self.net, "read") else readable_layers(self.net)
         unknown = [name for name in layers if name not in valid]
         if unknown or not layers:
             raise MintError(
-                f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names: {valid}"
+                f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names: {valid}. "
+                "`mint layers` lists them with their shapes"
             )
         self.layers = list(layers)
         self.image_size = hparams["image_size"]
+        self.crop_size = hparams.get("crop_size") or self.image_size
         self.meta = meta or {"hparams": hparams}
         self._output_node = valid[-1]
         nodes = {name: name for name in self.layers}
@@ -136,7 +160,7 @@ class Target(nn.Module):
         # Not registered as a submodule: it shares the net's modules, so state_dict keys stay `net.*`.
         self.__dict__["extractor"] = (
             _GraphReader(self.net, nodes)
-            if exported
+            if hasattr(self.net, "read")  # an exported or TorchScript program: read from its graph
             else create_feature_extractor(self.net, return_nodes=nodes)
         )
         with torch.no_grad():  # dry forward pass: shapes of the activations, never typed by hand
@@ -145,37 +169,79 @@ class Target(nn.Module):
         self.num_classes = hparams.get("num_classes") or out[LOGITS].shape[1]
 
     @classmethod
-    def from_external(cls, kind, layers: list[str]) -> Target:
-        """A target trained elsewhere (`TorchvisionTarget`, `TimmTarget`, `FactoryTarget`, `ExportedTarget`).
+    def from_external(
+        cls, kind: ExternalTarget, layers: list[str], weights: bool = True, **options
+    ) -> Target:
+        """A target trained elsewhere (`TorchvisionTarget`, `TimmTarget`, `FactoryTarget`, ...).
 
-        Its normalization comes from the kind's preprocessing; `meta` records the kind, its settings,
+        Its normalization comes from the kind's preprocessing; `meta` records the kind, its config,
         the file's sha256 and the preprocessing, so a result names exactly what was audited.
+        `weights=False` skips reading the weights file (a detector checkpoint carries them);
+        `options` are `pool` and `pool_size`.
         """
-        net, sha256 = kind.network()
+        net, sha256 = kind.network(weights)
         preprocessing = kind.preprocessing()
+        config = kind.config()
         name = type(kind).__name__
-        hparams = {"arch": f"{name}:{getattr(kind, 'arch', None) or getattr(kind, 'program', '')}",
-                   "image_size": preprocessing["image_size"], "num_classes": None}  # fmt: skip
-        settings = {
-            k: v for k, v in vars(kind).items() if isinstance(v, str | int | float | tuple | dict | None)
-        }
-        path = settings.get("weights") or settings.get("program")
-        meta = {"kind": name, "settings": settings, "sha256": sha256, "preprocessing": preprocessing,
+        args = config["init_args"]
+        hparams = {"arch": f"{name}:{args.get('arch') or args.get('program') or args.get('factory')}",
+                   "image_size": preprocessing["image_size"], "crop_size": preprocessing.get("crop_size"),
+                   "num_classes": None}  # fmt: skip
+        path = args.get("weights") or args.get("program") or None
+        path = str(Path(path).resolve()) if path else None
+        meta = {"kind": name, "config": config, "sha256": sha256, "preprocessing": preprocessing,
                 "hparams": hparams, "manifest": {}, "path": path}  # fmt: skip
-        target = cls(hparams, layers, None, meta, network=net)
+        target = cls(hparams, layers, None, meta, network=net, **options)
         target.mean.copy_(torch.tensor(preprocessing["mean"]))
         target.std.copy_(torch.tensor(preprocessing["std"]))
         return target
 
     @classmethod
-    def from_record(cls, record: TargetRecord, layers: list[str]) -> Target:
-        """Build from a loaded target checkpoint."""
-        return cls(record.hparams, layers, record.state_dict, record.meta())
+    def from_record(
+        cls, record: TargetRecord, layers: list[str], trust_factory: str | None = None, **options
+    ) -> Target:
+        """Build from a loaded target checkpoint, or from the target record of a detector checkpoint.
+
+        A target trained elsewhere is rebuilt from its recorded config by mint's own classes; its
+        weights come from the record. A program file (`.pt2`, TorchScript) is read again and must
+        have the recorded sha256. A `FactoryTarget` runs the user's code: it is rebuilt only when the
+        caller names the same factory in `trust_factory` (mint never runs code a file names).
+        """
+        if "kind" not in record.extra:
+            return cls(record.hparams, layers, record.state_dict, record.meta(), **options)
+        kind = external_from_config(record.extra["config"], record.path, trust_factory)
+        program = hasattr(kind, "program")
+        target = cls.from_external(kind, layers, weights=program, **options)
+        if program and target.meta["sha256"] != record.sha256:
+            raise MintError(
+                f"the program {kind.program} has changed since the detector was trained (sha256 "
+                f"{target.meta['sha256'][:12]}..., recorded {record.sha256[:12]}...): use the audited file"
+            )
+        target.load_state_dict(record.state_dict)
+        target.meta = record.meta()
+        return target
 
     @classmethod
-    def load(cls, path: str | Path, layers: list[str]) -> Target:
+    def load(cls, path: str | Path, layers: list[str], **options) -> Target:
         """Read a target (or detector) checkpoint and build the frozen target reading `layers`."""
-        return cls.from_record(load_target_checkpoint(path), layers)
+        return cls.from_record(load_target_checkpoint(path), layers, **options)
+
+    def record(self) -> dict:
+        """What a result names about this target: kind, file, sha256, preprocessing, pooling."""
+        meta = self.meta
+        preprocessing = meta.get("preprocessing") or preprocessing_record(
+            self.image_size, tuple(self.mean.tolist()), tuple(self.std.tolist())
+        )
+        return {
+            "kind": meta.get("kind", "mint checkpoint"),
+            "arch": meta["hparams"].get("arch"),
+            "path": meta.get("path"),
+            "sha256": meta.get("sha256"),
+            "config": meta.get("config"),
+            "preprocessing": preprocessing,
+            "pooling": self.pooling,
+            "num_classes": self.num_classes,
+        }
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """Load weights, saying clearly when they belong to another model."""
@@ -191,7 +257,18 @@ class Target(nn.Module):
     @torch.no_grad()
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Activations {layer: (B, ...)} and {"logits": (B, classes)} for images (B, 3, H, W) in [0, 1]."""
+        if self.crop_size < images.shape[-1]:  # center crop (the weights' transforms() resize, then crop)
+            top = (images.shape[-2] - self.crop_size) // 2
+            left = (images.shape[-1] - self.crop_size) // 2
+            images = images[..., top : top + self.crop_size, left : left + self.crop_size]
         x = (images - self.mean[:, None, None]) / self.std[:, None, None]
         out = self.extractor(x)
         out.setdefault(LOGITS, out.get(self._output_node))
+        if self.pooling["pool"] != "none":
+            size = self.pooling["pool_size"]
+            pool = F.adaptive_avg_pool2d if self.pooling["pool"] == "avg" else F.adaptive_max_pool2d
+            for name in self.layers:  # (B, C, H, W) -> (B, C, size, size) when larger
+                value = out[name]
+                if value.dim() == 4 and value.shape[-1] * value.shape[-2] > size * size:
+                    out[name] = pool(value, size)
         return out

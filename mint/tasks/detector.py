@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from mint.attacks import BASELINES, SCORERS, score_batch
 from mint.data.integrity import refuse_seen
-from mint.errors import MintError
+from mint.errors import MintError, check_count
 from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
 from mint.evaluation.test_report import (
     ClassOnlyControl,
@@ -23,7 +23,7 @@ from mint.evaluation.test_report import (
     target_accuracy,
     write_test_report,
 )
-from mint.models import LOGITS, Detector, Target
+from mint.models import LOGITS, Detector, ExternalTarget, Target
 from mint.models.detector import (
     CLASS_CONDITIONING,
     CNN_FILTERS,
@@ -35,16 +35,20 @@ from mint.models.detector import (
     ClassConditioning,
     PathKind,
 )
+from mint.models.target import Pool
 from mint.tasks.base import MintModule
 
 
 class DetectorModule(MintModule):
     """Train a detector that tells members of a target's training data from non-members.
 
-    The target is read from `target_ckpt` once (with `weights_only=True`), frozen and kept in eval
-    mode; the data module takes it from this module, never from the file again. The target's
-    weights, architecture and membership split are stored in this module's checkpoint, which
-    therefore stands alone for `test` and audits. Batches carry either cached activations (`acts`)
+    The target is mint's own classifier, read from `target_ckpt` once (with `weights_only=True`), or
+    a classifier trained elsewhere, named by `target` (a torchvision or timm architecture and its
+    weights, a `torch.export` or TorchScript program, or your own factory); either way it is frozen and
+    kept in eval mode, and the data module takes it from this module, never from the file again. The
+    target's weights, its record (kind, file, sha256, preprocessing; for mint's own classifier its
+    membership split) are stored in this module's checkpoint, which therefore stands alone for
+    `test` and audits. Batches carry either cached activations (`acts`)
     or images, which are then read through the frozen target on the fly.
 
     Logged: `train/loss`; `val/…` and `test/…` AUROC, accuracy, precision, recall and TPR at 10%, 1%
@@ -58,7 +62,14 @@ class DetectorModule(MintModule):
     Args:
         target_ckpt: checkpoint of the target to audit (written by `TargetModule`), or a detector
             checkpoint (which carries its target).
-        layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`).
+        target: a target trained elsewhere (`class_path: mint.models.TorchvisionTarget`,
+            `TimmTarget`, `ExportedTarget`, `ScriptTarget`, `FactoryTarget`), in place of
+            `target_ckpt`; its known members and non-members are then given to the data module.
+        layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`; `mint layers`
+            lists them).
+        pool: pool spatial maps larger than `pool_size` x `pool_size` to that size (`avg`, `max`)
+            before caching them; `none` keeps them whole (large maps of big networks may not fit).
+        pool_size: the side of pooled maps.
         path_kind: the detector's path over each layer: `auto` (CNN for maps, MLP for vectors),
             `cnn` or `mlp`.
         class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
@@ -82,8 +93,11 @@ class DetectorModule(MintModule):
 
     def __init__(
         self,
-        target_ckpt: str,
+        target_ckpt: str | None = None,
+        target: ExternalTarget | None = None,
         layers: list[str] | None = None,
+        pool: Pool = "none",
+        pool_size: int = 4,
         path_kind: PathKind = PATH_KIND,
         class_conditioning: ClassConditioning = CLASS_CONDITIONING,
         cnn_filters: int = CNN_FILTERS,
@@ -100,12 +114,23 @@ class DetectorModule(MintModule):
         super().__init__(optimizer, lr_scheduler)
         layers = list(layers or ["layer7"])
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.target = Target.load(target_ckpt, layers)
+        if (target_ckpt is None) == (target is None):
+            raise MintError(
+                "name the target once: `target_ckpt` (a mint classifier checkpoint) or `target` (a "
+                "classifier trained elsewhere, e.g. class_path: mint.models.TorchvisionTarget)"
+            )
+        pooling = {"pool": pool, "pool_size": check_count("pool_size", pool_size)}
+        if target is not None:
+            if isinstance(target, ExternalTarget):  # recorded as its config, never as a pickled object
+                self.hparams["target"] = target.config()
+            self.target = Target.from_external(target, layers, **pooling)
+        else:
+            self.target = Target.load(target_ckpt, layers, **pooling)
         for name, value in (("num_classes", num_classes), ("image_size", image_size)):
             if value is not None and value != getattr(self.target, name):
                 raise MintError(
-                    f"the data has {name}={value} but the target {target_ckpt} was built for "
-                    f"{name}={getattr(self.target, name)}: use the data it was trained on"
+                    f"the data has {name}={value} but the target {self.target.meta['path']} was built "
+                    f"for {name}={getattr(self.target, name)}: use the data it was trained on"
                 )
         options = {k: self.hparams[k] for k in OPTIONS}
         self.detector = Detector(self.target.shapes, self.target.num_classes, **options)
@@ -213,6 +238,7 @@ class DetectorModule(MintModule):
             "class_conditioning": self.hparams.class_conditioning,
             "target_ckpt": self.target_meta["path"],
             "target_sha256": self.target_meta["sha256"],
+            "target": self.target.record(),
             "data": self.trainer.datamodule.manifest(),
         }
         curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(SCORERS)}

@@ -76,6 +76,7 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
     ckpt, _ = read_checkpoint(path)  # a folder, an empty or damaged file, or one holding code: refused
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     refuse_foreign_classes(hparams or {}, ckpt_path)
+    refuse_named_code(hparams or {}, config, ckpt_path)
     saved = (hparams or {}).get("_class_path")
     asked = config.get("model.class_path")
     if saved and asked and saved.rsplit(".", 1)[-1] != str(asked).rsplit(".", 1)[-1]:
@@ -121,6 +122,24 @@ def refuse_foreign_classes(hparams: dict, ckpt_path: str) -> None:
         raise MintError(
             f"{ckpt_path} names the class {bad[:200]!r}, which is not mint's, torch.optim's or Lightning's; "
             "mint does not import classes named by a file. Use a checkpoint written by mint"
+        )
+
+
+def refuse_named_code(hparams: dict, config: Any, ckpt_path: str) -> None:
+    """Refuse a checkpoint whose target is built by code (`FactoryTarget`) the config does not name.
+
+    LightningCLI takes the checkpoint's hyperparameters as defaults: without this, a file could
+    name a `package.module:function` that would run.
+    """
+    target = hparams.get("target")
+    saved = target.get("init_args", {}).get("factory") if isinstance(target, dict) else None
+    asked = config.get("model.init_args.target.init_args.factory") if saved else None
+    if saved and saved != asked:
+        raise MintError(
+            f"{ckpt_path} is a detector of a target built by the code {str(saved)[:200]!r} "
+            "(a FactoryTarget); "
+            "mint runs code a file names only when your config names it too: give the same `target:` "
+            "in your config"
         )
 
 

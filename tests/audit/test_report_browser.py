@@ -59,6 +59,8 @@ def hostile_summary() -> dict:
             "sha256": "b" * 64,
             "path": "/targets/" + HOSTILE[5],
             "arch": "paper_cnn",
+            "kind": "mint checkpoint",
+            "preprocessing": {"resize": HOSTILE[2], "mean": [0.5] * 3, "std": [0.25] * 3},
             "source": {"name": HOSTILE[1], "url": "see " + HOSTILE[3]},
         },
         "input": "/photos/" + HOSTILE[4],

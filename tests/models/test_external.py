@@ -178,7 +178,10 @@ def test_a_frozen_target_from_weights_or_an_exported_program_reads_the_same(resn
     torch.testing.assert_close(out[LOGITS], net(normalized))
     meta = from_weights.meta
     assert meta["kind"] == "TorchvisionTarget" and len(meta["sha256"]) == 64
-    assert meta["preprocessing"]["mean"] == weights.mean and meta["settings"]["arch"] == "resnet18"
+    assert (
+        tuple(meta["preprocessing"]["mean"]) == weights.mean
+        and meta["config"]["init_args"]["arch"] == "resnet18"
+    )
     save(export(net, (images,), dynamic_shapes={"x": {0: Dim("batch")}}), tmp_path / "r.pt2")
     from_program = Target.from_external(
         ExportedTarget(str(tmp_path / "r.pt2"), image_size=32), ["layer4", "flatten"]
