@@ -5,8 +5,10 @@ its split's members / non-members to `.npz`, then fits and tests the same detect
 those known sets: once with `target_ckpt` (mint's checkpoint path), once with a `FactoryTarget`
 (`mint.models.build:build_classifier` + the weights file + the checkpoint's mean and std: the path
 of a model trained elsewhere). Identical activations give identical detectors and AUROCs; the
-script prints both and their difference. (The recorded-split run of the same config draws its sets
-from the split's indices, not from the known files, so its AUROC differs by the draw.)
+script prints both and their difference. The known files list the split's members and non-members
+in index order, and the drawing depends only on that order, the labels and the duplicate groups, so
+both runs also test on the same images as a run on the recorded split (`mint fit` of the config
+as shipped): compare with its `test_results.json`.
 
     python benchmarks/two_loading_paths.py \
         --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt --out /tmp/two_paths

@@ -18,13 +18,11 @@ from mint.data.images import to_tensor
 from mint.data.integrity import image_digests, set_indices
 from mint.data.known import load_known
 from mint.data.membership import MembershipData, rebuild_membership
+from mint.data.portions import draw_portions
 from mint.data.sources import Source
-from mint.data.split import index_hash, partition
+from mint.data.split import index_hash
 from mint.errors import MintError, check_count
 from mint.models.target import LOGITS, Target
-
-# Cache row order; drawn in reverse (test first), so the test set does not depend on the others' sizes.
-PORTIONS = ("train", "val", "calibration", "test")
 
 
 class ImageMembershipDataset(Dataset):
@@ -42,30 +40,6 @@ class ImageMembershipDataset(Dataset):
         row = int(self.rows[i])
         image = to_tensor(self.images[self.pool[row]])
         return {"image": image, "member": float(self.members[row]), "label": int(self.labels[row]), "id": row}
-
-
-def balanced(
-    member: np.ndarray, nonmember: np.ndarray, labels: np.ndarray, per_class: bool, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Drop random images from the larger side until both sides match, in every class if `per_class`.
-
-    With groups (GTSRB tracks) the two sides of a portion differ in size and in class mix; left so, a
-    class-conditioned detector could score from the label alone (a class-only scorer reached AUROC
-    0.53 on the GTSRB sample).
-    """
-    keys = (
-        (labels[member], labels[nonmember])
-        if per_class
-        else (np.zeros(len(member)), np.zeros(len(nonmember)))
-    )
-    keep_m, keep_n = [], []
-    for c in np.intersect1d(*keys):
-        m, n = member[keys[0] == c], nonmember[keys[1] == c]
-        k = min(len(m), len(n))
-        keep_m.append(rng.choice(m, k, replace=False))
-        keep_n.append(rng.choice(n, k, replace=False))
-    empty = np.zeros(0, np.int64)
-    return np.sort(np.concatenate([empty, *keep_m])), np.sort(np.concatenate([empty, *keep_n]))
 
 
 class DetectorDataModule(MintDataModule):
@@ -211,58 +185,9 @@ class DetectorDataModule(MintDataModule):
     def plan(self) -> dict:
         """The detector's sets, drawn from the candidates: pure, so every rank computes the same."""
         found = self.candidates()
-        groups = found.groups  # source groups and duplicate clusters: never split across sets
-        labels = found.labels
-        pools = {"member": found.members, "nonmember": found.nonmembers}
-        fixed = self.sizes["val"] + self.sizes["calibration"] + self.sizes["test"]
-        available = min(len(p) for p in pools.values())
-        train = self.sizes["train"] if self.sizes["train"] is not None else available - fixed
-        if train < 1 or train + fixed > available:
-            asked = self.sizes["train"] if self.sizes["train"] is not None else "at least 1"
-            raise MintError(
-                f"not enough images for the requested sets: {asked} train + {self.sizes['val']} val + "
-                f"{self.sizes['calibration']} calibration + {self.sizes['test']} test per side, but only "
-                f"{len(pools['member'])} members and {len(pools['nonmember'])} non-members exist. "
-                "Lower train_size / val_size / calibration_size / test_size."
-            )
-        # Drawn in the order test, calibration, val, train: the test set does not change with
-        # train_size, so detectors trained on different amounts of data are compared on the same images.
-        sizes = [self.sizes["test"], self.sizes["calibration"], self.sizes["val"], train]
-        stratify = self.balance == "per_class"
-        drawn = {
-            side: partition(pool, labels, sizes, self.seed + k, stratify, groups)[::-1]  # -> PORTIONS order
-            for k, (side, pool) in enumerate(pools.items())
-        }
-        # Group sizes make the sides differ, and known sets come with their own class mixes (a
-        # target's split gives both sides the same): trim to exact balance.
-        if groups is not None or found.membership is None:
-            for p in range(len(PORTIONS)):
-                # One generator per portion: trimming the training set must not move the test set.
-                rng = np.random.default_rng([self.seed, p])
-                member, nonmember = balanced(drawn["member"][p], drawn["nonmember"][p], labels, stratify, rng)
-                drawn["member"][p], drawn["nonmember"][p] = member, nonmember
-        # The cache holds one row per image, in PORTIONS order (members, then non-members, in each).
-        pool, members, portions, start = [], [], {}, 0
-        for p, name in enumerate(PORTIONS):
-            for side in ("member", "nonmember"):
-                pool.append(drawn[side][p])
-                members.append(np.full(len(drawn[side][p]), side == "member", np.int64))
-            end = start + len(drawn["member"][p]) + len(drawn["nonmember"][p])
-            portions[name] = np.arange(start, end)
-            start = end
-        pool = np.concatenate(pool)
-        return {
-            "found": found,
-            "data": found.membership,  # the rebuilt split of a mint target (None for known data)
-            "pool": pool,
-            "members": np.concatenate(members),
-            "labels": labels[pool],
-            "portions": portions,
-            "sizes": {
-                n: {"members": len(drawn["member"][p]), "nonmembers": len(drawn["nonmember"][p])}
-                for p, n in enumerate(PORTIONS)
-            },
-        }
+        return {"found": found, "data": found.membership} | draw_portions(
+            found, self.sizes, self.balance, self.seed
+        )
 
     def cache(self) -> ActivationCache:
         """The cache folder for this target and these images (one file per layer inside)."""

@@ -155,3 +155,50 @@ def test_a_factory_named_only_by_a_checkpoint_is_refused(model_files, tmp_path, 
     refused(
         ["test", "--config", CONFIG, *target_args(model_files), f"--ckpt_path={ckpt}"], "os:system", "config"
     )
+
+
+def test_known_images_of_another_size_are_resized_and_said(model_files, tmp_path):
+    from mint.data import DetectorDataModule
+    from mint.models import Target, TorchvisionTarget
+
+    data = np.load(model_files / "members.npz")
+    big = np.repeat(np.repeat(data["images"], 2, axis=1), 2, axis=2)  # (150, 64, 64, 3)
+    np.savez(tmp_path / "big.npz", images=big, labels=data["labels"])
+    kind = TorchvisionTarget("resnet18", str(model_files / "resnet18.safetensors"), 10, image_size=32)
+    dm = DetectorDataModule(
+        str(tmp_path / "big.npz"), str(model_files / "nonmembers.npz"), val_size=10, test_size=20,
+        calibration_size=0, cache_dir=None,
+    ).use_target(Target.from_external(kind, ["avgpool"]))  # fmt: skip
+    known = dm.manifest()["known"]
+    assert any("resized to 32x32" in note for note in known["notes"]), known["notes"]
+    assert dm.plan["found"].images.shape[1:] == (32, 32, 3)
+    for rows in dm.plan["portions"].values():  # every set: as many members as non-members per class
+        labels, members = dm.plan["labels"][rows], dm.plan["members"][rows]
+        assert np.array_equal(*(np.bincount(labels[members == s], minlength=10) for s in (1, 0)))
+
+
+def test_maps_too_large_for_the_disk_are_refused_with_the_way_out(
+    model_files, tmp_path, refused, monkeypatch
+):
+    """A cache that cannot fit says how much it needs, the largest layer, and the pooling option."""
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(
+        "mint.data.activation_cache.shutil.disk_usage",
+        # the required 256 MiB margin + 1.5 MiB: room for the pooled maps, not for layer1 whole (2.4 MiB)
+        lambda path: usage(1 << 40, 0, int(257.5 * 2**20)),
+    )
+    args = [
+        "fit",
+        "--config",
+        CONFIG,
+        *target_args(model_files),
+        *quiet(tmp_path),
+        "--trainer.fast_dev_run=true",
+    ]
+    layers = "--model.init_args.layers=[layer1,avgpool]"  # layer1: 64 x 8 x 8 per image
+    refused([*args, layers, f"--data.cache_dir={tmp_path / 'cache'}"], "GiB", "layer1", "pool avg")
+    cli = main([*args, layers, f"--data.cache_dir={tmp_path / 'cache2'}", "--model.init_args.pool=avg",
+                "--model.init_args.pool_size=1"])  # fmt: skip
+    assert cli.model.target.shapes["layer1"] == (64, 1, 1)
