@@ -46,6 +46,11 @@ SPACE_MARGIN = 256 << 20  # bytes left free on the disk after a cache is built
 LOCK = ".lock"  # in each cache folder; kept (see `exclusive_lock`)
 
 
+def _size(n: float) -> str:
+    """Bytes in GiB, or MiB below 1 GiB."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 def temp_tag() -> str:
     """A part of temporary file names unique to this process and call: `<pid>.<random hex>`."""
     return f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -153,9 +158,9 @@ class ActivationCache:
         big = max(need, key=need.get)
         shape = " x ".join(map(str, target.shapes[big]))
         raise MintError(
-            f"the activation cache needs {sum(need.values()) / 2**30:.1f} GiB for {num_images:,} images but "
-            f"{free / 2**30:.1f} GiB are free under {str(folder)!r}; layer {big} alone is {shape} per image "
-            f"({need[big] / 2**30:.1f} GiB). Pool its maps (--model.init_args.pool avg "
+            f"the activation cache needs {_size(sum(need.values()))} (and {_size(SPACE_MARGIN)} to spare) "
+            f"for {num_images:,} images but {_size(free)} are free under {str(folder)!r}; layer {big} alone "
+            f"is {shape} per image ({_size(need[big])}). Pool its maps (--model.init_args.pool avg "
             "--model.init_args.pool_size 4), read a later layer, or extract on the fly (--data.init_args."
             "cache_dir null)"
         )

@@ -45,7 +45,8 @@ def prepare(config: str, layers: list[str], extra: list[str]) -> tuple[Path, dic
 
 def all_layers(config: str, extra: list[str]) -> list[str]:
     """Every layer of the configured target: `layer1..8` for `paper_cnn`, else its top-level modules."""
-    names = readable_layers(_parse(config, extra).model.target.net)
+    net = _parse(config, extra).model.target.net
+    names = net.layer_names() if hasattr(net, "read") else readable_layers(net)  # a program: its graph
     return names if names == list(PAPER_LAYERS) else [n for n in names if "." not in n]
 
 

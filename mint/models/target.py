@@ -147,8 +147,8 @@ class Target(nn.Module):
         unknown = [name for name in layers if name not in valid]
         if unknown or not layers:
             raise MintError(
-                f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names: {valid}. "
-                "`mint layers` lists them with their shapes"
+                f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names (shape per "
+                f"image): {self._listing(hparams['image_size'])}. `mint layers --all` lists nested ones too"
             )
         self.layers = list(layers)
         self.image_size = hparams["image_size"]
@@ -167,6 +167,18 @@ class Target(nn.Module):
             out = self(torch.zeros(2, 3, self.image_size, self.image_size))
         self.shapes = {name: tuple(out[name].shape[1:]) for name in self.layers}
         self.num_classes = hparams.get("num_classes") or out[LOGITS].shape[1]
+
+    def _listing(self, image_size: int) -> str:
+        """The top-level layers with their shapes, for a message (one dry forward pass)."""
+        from mint.models.layers import layer_table  # (layers.py builds targets: imported when needed)
+
+        try:
+            rows = layer_table(self.net, image_size)
+        except Exception:  # the listing only helps the message; the names alone will do
+            return ", ".join(
+                readable_layers(self.net) if not hasattr(self.net, "read") else self.net.layer_names()
+            )
+        return ", ".join(f"{r['layer']} {'x'.join(map(str, r['shape']))}" for r in rows)
 
     @classmethod
     def from_external(

@@ -186,8 +186,8 @@ def test_maps_too_large_for_the_disk_are_refused_with_the_way_out(
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(
         "mint.data.activation_cache.shutil.disk_usage",
-        # the required 256 MiB margin + 1.5 MiB: room for the pooled maps, not for layer1 whole (2.4 MiB)
-        lambda path: usage(1 << 40, 0, int(257.5 * 2**20)),
+        # the required 256 MiB margin + 0.5 MiB: room for pooled maps, not for layer1 whole (1 MiB here)
+        lambda path: usage(1 << 40, 0, int(256.5 * 2**20)),
     )
     args = [
         "fit",
@@ -198,7 +198,7 @@ def test_maps_too_large_for_the_disk_are_refused_with_the_way_out(
         "--trainer.fast_dev_run=true",
     ]
     layers = "--model.init_args.layers=[layer1,avgpool]"  # layer1: 64 x 8 x 8 per image
-    refused([*args, layers, f"--data.cache_dir={tmp_path / 'cache'}"], "GiB", "layer1", "pool avg")
+    refused([*args, layers, f"--data.cache_dir={tmp_path / 'cache'}"], "MiB", "layer1", "pool avg")
     cli = main([*args, layers, f"--data.cache_dir={tmp_path / 'cache2'}", "--model.init_args.pool=avg",
                 "--model.init_args.pool_size=1"])  # fmt: skip
     assert cli.model.target.shapes["layer1"] == (64, 1, 1)
