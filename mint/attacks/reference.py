@@ -1,0 +1,194 @@
+"""Attacks calibrated with reference models: LiRA, RMIA and the reference-calibrated loss.
+
+Every function takes the target's outputs and K reference models' outputs on the same N images,
+with `kept` (K, N): which references trained on which image. All arithmetic is float64. Scores are
+higher for more member-like images.
+
+- LiRA (Carlini et al., S&P 2022). Statistic: the logit-scaled true-class confidence
+  phi = log p_y - log(1 - p_y) = z_y - logsumexp_{j != y} z_j, computed from the logits (no float32
+  probabilities, no 1e-45 floor: the reference code's phi is capped near +-104, this one is not).
+  Per image, the IN and OUT references' phi give a Gaussian each: mean = median, std over references
+  (as the reference code). Online: log N(phi; IN) - log N(phi; OUT). Offline: one-sided, as the
+  paper's Eq. 4, log Phi((phi - mu_out) / sd_out) (the reference code uses the two-sided
+  -log N(phi; OUT), which also calls an unusually *low* confidence a member). Fixed variance: one
+  std per side, pooled over all images from each image's deviations from its own median. Test-time
+  augmentations (a last axis A) get a Gaussian each; their log-likelihood ratios are averaged.
+- RMIA (Zarifzadeh et al., ICML 2024). ratio(x) = p_y(x | target) / Pr(x), with Pr(x) the mean of the
+  references' p_y(x): online over all references, offline over the OUT ones, corrected by the
+  paper's linear approximation Pr(x) = (1 + a) / 2 * Pr_OUT(x) + (1 - a) / 2. Population images z
+  (non-members outside the audited set) get the same treatment; score(x) = the share of z with
+  ratio(x) / ratio(z) > gamma. `fit_offline_a` picks `a` as the paper's tool does: one reference
+  plays the target, the others attack it, the best AUROC over a grid wins.
+- Calibrated loss (Watson et al., ICLR 2022): the OUT references' mean loss minus the target's loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mint.errors import MintError
+from mint.evaluation.metrics import auroc
+
+LOG_2PI = 1.8378770664093453
+MIN_STD = 1e-30  # as the reference code: a std of 0 (identical references) stays finite
+
+
+def logit_confidence(logits: Tensor, labels: Tensor) -> Tensor:
+    """LiRA's statistic z_y - logsumexp_{j != y} z_j in float64: logits (..., C), labels (...,)."""
+    z = logits.double()
+    y = labels.long().expand(z.shape[:-1]).unsqueeze(-1)  # labels (N,) serve references' (K, N, C) too
+    others = z.scatter(-1, y, float("-inf"))  # the true class left out
+    return z.gather(-1, y).squeeze(-1) - torch.logsumexp(others, dim=-1)
+
+
+def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
+    """Softmax probability of the true class, float64: RMIA's Pr(x | model). Logits (..., C)."""
+    y = labels.long().expand(logits.shape[:-1]).unsqueeze(-1)
+    return torch.softmax(logits.double(), dim=-1).gather(-1, y).squeeze(-1)
+
+
+def _log_probability(logits: Tensor, labels: Tensor) -> Tensor:
+    """Log p(true class) in float64 from logits (..., C): -softplus(-phi), exact where p rounds to 1."""
+    return -torch.nn.functional.softplus(-logit_confidence(logits, labels))
+
+
+def _masked(values: Tensor, mask: Tensor) -> Tensor:
+    """Reference statistics (K, N, A) with the entries outside `mask` (K, N) set to NaN."""
+    return torch.where(mask[..., None], values, torch.full_like(values, float("nan")))
+
+
+def _gaussian(values: Tensor, mask: Tensor, fixed: bool) -> tuple[Tensor, Tensor]:
+    """Per-image median (N, A) and std (N, A) of the references in `mask`; one pooled std if `fixed`."""
+    x = _masked(values, mask)
+    mu = x.nanmedian(dim=0).values
+    if fixed:  # pooled over all images, from each image's deviations from its own median
+        sd = ((x - mu) ** 2).nanmean().sqrt().expand_as(mu)
+    else:
+        sd = ((x - x.nanmean(dim=0)) ** 2).nanmean(dim=0).sqrt()  # ddof = 0, as the reference code
+    return mu, sd + MIN_STD
+
+
+def _log_normal(x: Tensor, mu: Tensor, sd: Tensor) -> Tensor:
+    return -0.5 * ((x - mu) / sd) ** 2 - sd.log() - 0.5 * LOG_2PI
+
+
+def _with_aug(t: Tensor, refs: Tensor) -> tuple[Tensor, Tensor]:
+    """Add the augmentation axis when absent: target (N,) -> (N, 1), references (K, N) -> (K, N, 1)."""
+    return (t[:, None], refs[..., None]) if t.dim() == 1 else (t, refs)
+
+
+def lira(
+    target: Tensor, refs: Tensor, kept: Tensor, online: bool = True, fixed_variance: bool = False
+) -> tuple[Tensor, list[str]]:
+    """LiRA scores (N,) and notes, from statistics `target` (N[, A]) and `refs` (K, N[, A]).
+
+    Args:
+        target: the target's `logit_confidence` of each image (and augmentation).
+        refs: the references' `logit_confidence`.
+        kept: (K, N) bool, True where reference k trained on image n.
+        online: use IN and OUT references; offline uses only OUT ones (and must have them).
+        fixed_variance: one std per side for all images (the paper's choice for few references).
+    """
+    target, refs = _with_aug(target.double(), refs.double())
+    kept = kept.bool()
+    out_count, in_count = (~kept).sum(0), kept.sum(0)
+    notes = []
+    if int(out_count.min()) == 0:
+        raise MintError(
+            f"{int((out_count == 0).sum())} images are in the training data of every reference model, "
+            "so no OUT reference describes them: train more references (or draw them so that every "
+            "audited image is left out of some)"
+        )
+    fewest = int(out_count.min()) if not online else int(torch.minimum(in_count, out_count).min())
+    if online and int(in_count.min()) == 0:
+        raise MintError(
+            f"{int((in_count == 0).sum())} images are in no reference model's training data: the online "
+            "attack needs IN references for each image; use the offline attack or train more references"
+        )
+    if fewest < 2 and not fixed_variance:
+        fixed_variance = True
+        notes.append(f"some images have {fewest} reference(s) on a side: fixed (pooled) variance used")
+    mu_out, sd_out = _gaussian(refs, ~kept, fixed_variance)
+    if not online:
+        return torch.special.log_ndtr((target - mu_out) / sd_out).mean(-1), notes
+    mu_in, sd_in = _gaussian(refs, kept, fixed_variance)
+    ratio = _log_normal(target, mu_in, sd_in) - _log_normal(target, mu_out, sd_out)
+    return ratio.mean(-1), notes
+
+
+def _reference_probability(refs: Tensor, kept: Tensor, a: float | None) -> Tensor:
+    """Pr(x) (N,): the mean over all references (online, a None) or the corrected OUT mean (offline)."""
+    if a is None:
+        return refs.mean(0)
+    out = (~kept).double()
+    mean_out = (refs * out).sum(0) / out.sum(0)
+    return (1 + a) / 2 * mean_out + (1 - a) / 2
+
+
+def rmia(
+    target_x: Tensor,
+    refs_x: Tensor,
+    kept_x: Tensor,
+    target_z: Tensor,
+    refs_z: Tensor,
+    kept_z: Tensor,
+    a: float | None = None,
+    gamma: float = 1.0,
+) -> Tensor:
+    """RMIA scores (N,): the share of population images z that x dominates by more than `gamma`.
+
+    Args:
+        target_x: the target's `true_class_probability` of the audited images (N,).
+        refs_x: the references' (K, N).
+        kept_x: (K, N) bool, True where reference k trained on image n.
+        target_z: the target's probabilities of the population images z (M,).
+        refs_z: the references' (K, M).
+        kept_z: (K, M) bool for the population images.
+        a: None for the online attack; the offline correction's `a` in [0, 1] otherwise.
+        gamma: the likelihood-ratio threshold of the pairwise test (>= 1).
+    """
+    if a is not None and not 0 <= a <= 1:
+        raise MintError(f"RMIA's offline parameter a must be in [0, 1], got {a}")
+    if a is not None and int((~kept_x.bool()).sum(0).min()) == 0:
+        raise MintError("offline RMIA needs, for every audited image, references that did not train on it")
+    ratio_x = target_x.double() / _reference_probability(refs_x.double(), kept_x.bool(), a)
+    ratio_z = target_z.double() / _reference_probability(refs_z.double(), kept_z.bool(), a)
+    # ratio_x / ratio_z > gamma  <=>  ratio_z < ratio_x / gamma (ratios are positive): count by sorting
+    below = torch.searchsorted(
+        ratio_z.sort().values.contiguous(), (ratio_x / gamma).contiguous(), side="left"
+    )
+    return below.double() / len(ratio_z)
+
+
+def fit_offline_a(
+    refs_x: Tensor, kept_x: Tensor, refs_z: Tensor, kept_z: Tensor, grid: int = 11, gamma: float = 1.0
+) -> float:
+    """RMIA's offline `a`: reference 0 plays the target, the others attack it offline; best AUROC wins.
+
+    Needs at least 2 references; images are scored against reference 0's own membership (`kept_x[0]`).
+    """
+    if len(refs_x) < 2:
+        raise MintError("fitting RMIA's offline a needs at least 2 reference models (one plays the target)")
+    others, members = slice(1, None), kept_x[0].bool()
+    usable = (~kept_x[others].bool()).any(0)  # images with an OUT reference among the others
+    best = (-1.0, 0.0)
+    for a in torch.linspace(0, 1, grid).tolist():
+        scores = rmia(refs_x[0][usable], refs_x[others][:, usable], kept_x[others][:, usable],
+                      refs_z[0], refs_z[others], kept_z[others], a, gamma)  # fmt: skip
+        best = max(best, (float(auroc(scores, members[usable])), a))
+    return best[1]
+
+
+def calibrated_loss(target_logits: Tensor, ref_logits: Tensor, kept: Tensor, labels: Tensor) -> Tensor:
+    """Mean loss of the OUT references minus the target's loss (N,), from logits (N, C) and (K, N, C)."""
+    target = -torch.log_softmax(target_logits.double(), -1).gather(-1, labels.long()[:, None]).squeeze(-1)
+    refs = (
+        -torch.log_softmax(ref_logits.double(), -1)
+        .gather(-1, labels.long()[None, :, None].expand(len(ref_logits), -1, 1))
+        .squeeze(-1)
+    )  # (K, N)
+    out = (~kept.bool()).double()
+    if int(out.sum(0).min()) == 0:
+        raise MintError("the calibrated loss needs, for every image, a reference that did not train on it")
+    return (refs * out).sum(0) / out.sum(0) - target
