@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "study": "mint.experiments.study",
     "audit": "mint.audit.command",
     "layers": "mint.models.layers",
+    "references": "mint.experiments.references",
 }
 
 

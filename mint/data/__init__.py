@@ -7,6 +7,7 @@ from mint.data.fake import FakeSource
 from mint.data.images import ImageSet
 from mint.data.known import KnownData, load_known
 from mint.data.membership import build_membership, rebuild_membership
+from mint.data.reference_datamodule import ReferenceDataModule
 from mint.data.sample import SampleSource
 from mint.data.sources import ImageFolderSource, NpzSource, Source, TorchvisionSource
 from mint.data.split import membership_split, partition
@@ -21,6 +22,7 @@ __all__ = [
     "ImageSet",
     "KnownData",
     "NpzSource",
+    "ReferenceDataModule",
     "SampleSource",
     "Source",
     "TargetDataModule",

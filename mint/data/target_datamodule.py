@@ -69,6 +69,7 @@ class TargetDataModule(MintDataModule):
         self.group_aware, self.duplicates, self.augment = group_aware, duplicates, augment
         self.member_eval_size = check_count("member_eval_size", member_eval_size, minimum=0)
         self.data: MembershipData | None = None
+        self.members: np.ndarray | None = None  # what the model trains on (set up with the split)
         self.mean: list[float] | None = None
         self.std: list[float] | None = None
 
@@ -96,17 +97,25 @@ class TargetDataModule(MintDataModule):
             self.group_aware,
             self.duplicates,
         )
-        members = self.data.split.members
-        if len(members) < self.batch_size:
+        self.members = self.training_images(self.data)
+        if len(self.members) < self.batch_size:
             raise MintError(
-                f"only {len(members)} member images for a batch_size of {self.batch_size}: "
+                f"only {len(self.members)} member images for a batch_size of {self.batch_size}: "
                 f"lower `batch_size` or use more data"
             )
-        self.mean, self.std = channel_stats(self.data.train.images[members])
+        self.mean, self.std = channel_stats(self.data.train.images[self.members])
         self.data.manifest |= {"mean": self.mean, "std": self.std}
         log_dir = self.trainer.log_dir if self.trainer is not None else None  # collective: all ranks call it
         if log_dir and self.trainer.is_global_zero:
             write_json_atomic(Path(log_dir) / "split.json", self.data.manifest)
+            self.write_records(Path(log_dir))
+
+    def training_images(self, data: MembershipData) -> np.ndarray:
+        """Indices (into the train split) of the images the model trains on: the target's members."""
+        return data.split.members
+
+    def write_records(self, log_dir: Path) -> None:
+        """Write further records beside the run (none for a target)."""
 
     @property
     def manifest(self) -> dict:
@@ -122,7 +131,7 @@ class TargetDataModule(MintDataModule):
             steps = [v2.RandomCrop(size, padding=4, padding_mode="reflect")]
             steps += [v2.RandomHorizontalFlip()] if self.augment == "crop_flip" else []
             transform = v2.Compose(steps)
-        return self.loader(ImageDataset(self.data.train, self.data.split.members, transform), shuffle=True)
+        return self.loader(ImageDataset(self.data.train, self.members, transform), shuffle=True)
 
     def val_dataloader(self) -> list[DataLoader]:
         """The official test split (or, without one, the non-members), then a sample of members."""
@@ -131,9 +140,8 @@ class TargetDataModule(MintDataModule):
         else:
             warnings.warn("the source has no test split: validating on the non-members instead", stacklevel=2)
             held_out = ImageDataset(self.data.train, self.data.split.nonmembers)
-        members = self.data.split.members
         rng = np.random.default_rng(self.split_seed)
-        sample = np.sort(rng.permutation(members)[: self.member_eval_size])
+        sample = np.sort(rng.permutation(self.members)[: self.member_eval_size])
         loaders = [self.loader(held_out, shuffle=False)]
         if len(sample):
             loaders.append(self.loader(ImageDataset(self.data.train, sample), shuffle=False))

@@ -22,7 +22,7 @@ LOGITS = "logits"  # key under which the target's output is returned beside the 
 TARGET_COMMAND = "python -m mint.cli fit --config configs/classifier_cifar10.yaml"
 # Lightning stores a data module's state under its class name; `ClassifierDataModule` is the name
 # the target's data module had before mint 0.2, kept so earlier targets still load.
-DATA_STATE_KEYS = ("TargetDataModule", "ClassifierDataModule")
+DATA_STATE_KEYS = ("TargetDataModule", "ClassifierDataModule", "ReferenceDataModule")
 
 
 @dataclass

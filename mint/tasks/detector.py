@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -13,6 +15,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mint.attacks import BASELINES, SCORERS, score_batch
+from mint.attacks.reference_set import REFERENCE_ATTACKS, reference_table
 from mint.data.integrity import refuse_seen
 from mint.errors import MintError, check_count
 from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
@@ -70,6 +73,10 @@ class DetectorModule(MintModule):
         pool: pool spatial maps larger than `pool_size` x `pool_size` to that size (`avg`, `max`)
             before caching them; `none` keeps them whole (large maps of big networks may not fit).
         pool_size: the side of pooled maps.
+        references: a reference set of the target (a folder written by `mint references`): `test`
+            then adds LiRA (online, offline, fixed variance), RMIA (online, offline) and the
+            reference-calibrated loss to the table, ROC figure and `test_results.json`, on the same
+            images, with the references' count and training cost.
         path_kind: the detector's path over each layer: `auto` (CNN for maps, MLP for vectors),
             `cnn` or `mlp`.
         class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
@@ -98,6 +105,7 @@ class DetectorModule(MintModule):
         layers: list[str] | None = None,
         pool: Pool = "none",
         pool_size: int = 4,
+        references: str | None = None,
         path_kind: PathKind = PATH_KIND,
         class_conditioning: ClassConditioning = CLASS_CONDITIONING,
         cnn_filters: int = CNN_FILTERS,
@@ -138,7 +146,11 @@ class DetectorModule(MintModule):
         self.val_metrics = MembershipMetrics()
         self.test_scores = ScoreCollector()
         self.thresholds: dict[str, float] = {}
+        self.reference_table: Tensor | None = None  # (rows, attacks) scores of the reference attacks
+        self.reference_record: dict = {}
+        self._started = time.perf_counter()  # the run's cost: extraction and training (see checkpoint)
         self._recorded_sets: dict[str, Tensor] | None = None  # from the checkpoint a test restores
+        self._recorded_cost: float | None = None
 
     @property
     def target_meta(self) -> dict:
@@ -197,6 +209,11 @@ class DetectorModule(MintModule):
         for j, name in enumerate(BASELINES, start=1):
             self.thresholds[name] = best_threshold(train["scores"][:, j], train["members"])
         self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
+        if self.hparams.get("references"):
+            table, thresholds, self.reference_record = reference_table(
+                self.hparams.references, self.target, dm.plan, dm.seed
+            )
+            self.reference_table, self.thresholds = table, self.thresholds | thresholds
 
     @torch.no_grad()
     def _score_all(self, loader: DataLoader) -> dict[str, Tensor]:
@@ -218,10 +235,18 @@ class DetectorModule(MintModule):
         self.test_scores.update(columns, batch["member"], batch["label"], batch["id"])
 
     def on_test_epoch_end(self) -> None:
-        _, columns, members, labels = self.test_scores.compute()  # synced over DDP ranks
+        ids, columns, members, labels = self.test_scores.compute()  # synced over DDP ranks
         self.test_scores.reset()
         scores, target = columns[:, :-1], target_accuracy(columns[:, -1], members)
-        reports = scorer_reports(scores, members, labels, SCORERS, self.thresholds)
+        names = SCORERS
+        if self.reference_table is not None:  # the same images, by id (cache row)
+            attacks = [
+                n for j, n in enumerate(REFERENCE_ATTACKS) if not self.reference_table[:, j].isnan().all()
+            ]
+            columns = [REFERENCE_ATTACKS.index(n) for n in attacks]
+            scores = torch.cat([scores, self.reference_table[ids.cpu()][:, columns].to(scores)], dim=1)
+            names = (*SCORERS, *attacks)
+        reports = scorer_reports(scores, members, labels, names, self.thresholds)
         control = self.class_only.report(labels, members)
         control_logged = {"class_only_auroc": control["auroc"]}
         self.log_summary("test", logged_summary(reports) | target | control_logged, prog_bar=("auroc",))
@@ -231,6 +256,13 @@ class DetectorModule(MintModule):
         results = {
             "mint": reports["mint"],
             "baselines": {n: reports[n] for n in BASELINES},
+            "reference_attacks": {n: reports[n] for n in names[len(SCORERS) :]},
+            "budget": {
+                "mint_seconds": self._recorded_cost,
+                "reference_models": self.reference_record.get("count", 0),
+                "reference_training_seconds": self.reference_record.get("training_seconds", 0.0),
+            },
+            "references": self.reference_record,
             "target_on_test_set": target,
             "controls": {"class_only": control},
             "layers": self.hparams.layers,
@@ -241,13 +273,14 @@ class DetectorModule(MintModule):
             "target": self.target.record(),
             "data": self.trainer.datamodule.manifest(),
         }
-        curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(SCORERS)}
+        curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
         tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
         write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self._recorded_sets = checkpoint.get("mint_sets", {})
+        self._recorded_cost = checkpoint.get("mint_seconds")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the target's architecture, split and hash beside its weights (in `state_dict`).
@@ -257,6 +290,8 @@ class DetectorModule(MintModule):
         compares an audited set's scores with them.
         """
         checkpoint["mint_target"] = self.target_meta
+        # Wall time of this run so far: extraction and training (the detector's cost beside an attack's)
+        checkpoint["mint_seconds"] = round(time.perf_counter() - self._started, 1)
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "datasets"):
             return

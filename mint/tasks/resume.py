@@ -27,7 +27,7 @@ from mint.errors import MintError
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
-IGNORED_HPARAMS = {"_instantiator", "channels_last", "compile"}
+IGNORED_HPARAMS = {"_instantiator", "channels_last", "compile", "references"}  # (references: test only)
 # The detector data module's sets (which images train, validate and test the detector). The target's
 # own member / non-member split is checked by `TargetDataModule.load_state_dict`.
 DATA_KEYS = ("sets", "sets_sha256", "balance", "seed")

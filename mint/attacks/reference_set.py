@@ -1,0 +1,194 @@
+"""A set of reference models (from `mint references`) scoring a target's images with LiRA, RMIA, ...
+
+The set is read from its folder: one `done.json` per finished reference, each naming its checkpoint
+(a target checkpoint of the same recipe) and the pool images it trained on. It must belong to the
+audited target: the same source pool and the same member / non-member split; anything else is
+refused, saying which record differs. Every attack is computed on the same images as MINT, from
+float64 logits (`mint.attacks.reference`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mint.attacks.reference import (
+    calibrated_loss,
+    fit_offline_a,
+    lira,
+    logit_confidence,
+    rmia,
+    true_class_probability,
+)
+from mint.errors import MintError
+from mint.models.build import readable_layers
+from mint.models.target import LOGITS, Target, build_network, load_target_checkpoint
+
+REFERENCE_ATTACKS = (
+    "lira_online", "lira_offline", "lira_fixed_variance", "rmia_online", "rmia_offline", "calibrated_loss",
+)  # fmt: skip
+
+
+@dataclass
+class ReferenceSet:
+    """Finished reference models of one target: checkpoints, keep mask over the pool, training cost."""
+
+    folder: Path
+    checkpoints: list[str]
+    kept: np.ndarray  # (K, pool size) bool
+    seconds: float
+    mode: str
+
+
+def load_reference_set(folder: str | Path, manifest: dict) -> ReferenceSet:
+    """Read the references in `folder`, checking that they belong to the target whose split is `manifest`."""
+    folder = Path(folder)
+    records = sorted(
+        (json.loads(p.read_text()) for p in folder.glob("ref_*/version_0/done.json")),
+        key=lambda r: r["index"],
+    )
+    if not records:
+        raise MintError(
+            f"no finished reference models in {str(folder)!r} (train them with `mint references`)"
+        )
+    count = records[0]["count"]
+    missing = sorted(set(range(count)) - {r["index"] for r in records})
+    if missing:
+        raise MintError(
+            f"{len(records)} of the {count} references in {folder} are finished; train the rest: "
+            f"mint references --target-run {records[0].get('target_run', 'TARGET_RUN')} --count {count} "
+            f"--index {' '.join(map(str, missing))}"
+        )
+    kept = np.zeros((count, manifest["num_train"]), bool)
+    for r in records:
+        saved = load_target_checkpoint(r["checkpoint"])
+        diff = [k for k in ("train_fingerprint", "members_sha256", "nonmembers_sha256", "source")
+                if saved.manifest.get(k) != manifest.get(k)]  # fmt: skip
+        if diff:
+            raise MintError(
+                f"reference {r['index']} in {folder} was made for another target: its {', '.join(diff)} "
+                "differ from the audited target's. Train references for this target (`mint references`)"
+            )
+        kept[r["index"], np.load(Path(r["checkpoint"]).parent.parent / "kept.npy")] = True
+    mode = records[0]["reference"]["mode"]
+    return ReferenceSet(
+        folder, [r["checkpoint"] for r in records], kept, sum(r["seconds"] for r in records), mode
+    )
+
+
+@torch.no_grad()
+def _logits(model: Callable[[Tensor], dict], images: np.ndarray, device, batch_size: int) -> Tensor:
+    """Float64 logits (N, C) of uint8 images (N, H, W, 3) through a frozen target."""
+    from mint.data.images import to_tensor
+
+    out = [
+        model(to_tensor(torch.from_numpy(images[i : i + batch_size]).to(device)))[LOGITS].double().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def reference_scores(
+    refs: ReferenceSet,
+    target: Target,
+    images: np.ndarray,
+    x: np.ndarray,
+    z: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 512,
+) -> tuple[dict[str, Tensor], dict]:
+    """Scores {attack: (len(x),)} of pool images `x`, with population images `z`, and a record.
+
+    Args:
+        refs: the reference set.
+        target: the audited target (its logits; it stays where it is).
+        images: the pool's uint8 images (N, H, W, 3); `x`, `z` index them.
+        x: the images to score.
+        z: population images for RMIA (non-members of the target, none of them in `x`'s test part).
+        labels: class labels of the pool (N,).
+        batch_size: images per forward pass.
+    """
+    device = next(target.buffers()).device
+    both = np.concatenate([x, z])
+    y = torch.from_numpy(labels[both])
+    target_logits = _logits(target, images[both], device, batch_size)
+    ref_logits = []
+    for path in refs.checkpoints:
+        record = load_target_checkpoint(path)
+        last = readable_layers(build_network(record.hparams))[-1]
+        ref_logits.append(
+            _logits(Target.from_record(record, [last]).to(device), images[both], device, batch_size)
+        )
+    ref_logits = torch.stack(ref_logits)  # (K, len(x) + len(z), C)
+    kept = torch.from_numpy(refs.kept[:, both])
+    n = len(x)
+    phi_t, phi_r = logit_confidence(target_logits, y), logit_confidence(ref_logits, y)
+    p_t, p_r = true_class_probability(target_logits, y), true_class_probability(ref_logits, y)
+    xs, zs = slice(0, n), slice(n, None)
+    notes: list[str] = []
+    scores = {}
+    online = bool(refs.kept[:, x].any(0).all() and (~refs.kept[:, x]).any(0).all())  # IN and OUT per image
+    if online:
+        scores["lira_online"], note = lira(phi_t[xs], phi_r[:, xs], kept[:, xs])
+        notes += note
+        scores["rmia_online"] = rmia(p_t[xs], p_r[:, xs], kept[:, xs], p_t[zs], p_r[:, zs], kept[:, zs])
+    scores["lira_offline"], note = lira(phi_t[xs], phi_r[:, xs], kept[:, xs], online=False)
+    notes += note
+    scores["lira_fixed_variance"], _ = lira(phi_t[xs], phi_r[:, xs], kept[:, xs], online, fixed_variance=True)
+    a = fit_offline_a(p_r[:, xs], kept[:, xs], p_r[:, zs], kept[:, zs]) if len(refs.checkpoints) > 1 else 0.3
+    if len(refs.checkpoints) == 1:
+        notes.append("one reference: RMIA's offline a set to 0.3 (the paper's CIFAR-10 value), not fitted")
+    scores["rmia_offline"] = rmia(p_t[xs], p_r[:, xs], kept[:, xs], p_t[zs], p_r[:, zs], kept[:, zs], a=a)
+    scores["calibrated_loss"] = calibrated_loss(target_logits[xs], ref_logits[:, xs], kept[:, xs], y[xs])
+    record = {
+        "count": len(refs.checkpoints), "mode": refs.mode, "training_seconds": refs.seconds,
+        "rmia_offline_a": a, "population_size": len(z), "folder": str(refs.folder), "notes": notes,
+        "lira_fixed_variance": "online" if online else "offline",
+    }  # fmt: skip
+    return scores, record
+
+
+def reference_table(folder: str | Path, target: Target, plan: dict, seed: int) -> tuple[Tensor, dict, dict]:
+    """Every reference attack's score of every row of a detector's sets, thresholds fitted on its train set.
+
+    Args:
+        folder: the reference set.
+        target: the audited target (a mint target: references train on its recorded pool).
+        plan: the detector data module's plan (`pool`, `portions`, `members`, the rebuilt split).
+        seed: seed of the population sample.
+
+    Returns:
+        (rows, attacks) float64 scores in `REFERENCE_ATTACKS` order (NaN where an attack does not apply),
+        {attack: threshold}, and the record for `test_results.json`.
+    """
+    from mint.evaluation import best_threshold
+
+    data = plan["data"]
+    if data is None:
+        raise MintError(
+            "reference attacks need the target's data pool, which only a target trained by mint records; "
+            "with known members / non-members, leave `references` unset"
+        )
+    refs = load_reference_set(folder, data.manifest)
+    test_rows = plan["portions"]["test"]
+    # Population z: non-members of the target outside the detector's test set, at most 5,000.
+    z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])
+    z = np.sort(np.random.default_rng(seed).permutation(z)[:5000])
+    scores, record = reference_scores(refs, target, data.train.images, plan["pool"], z, data.train.labels)
+    table = torch.full((len(plan["pool"]), len(REFERENCE_ATTACKS)), float("nan"), dtype=torch.float64)
+    for j, name in enumerate(REFERENCE_ATTACKS):
+        if name in scores:
+            table[:, j] = scores[name]
+    train = plan["portions"]["train"]
+    members = torch.from_numpy(plan["members"][train])
+    thresholds = {
+        name: best_threshold(table[train, j], members) if name in scores else float("nan")
+        for j, name in enumerate(REFERENCE_ATTACKS)
+    }
+    return table, thresholds, record

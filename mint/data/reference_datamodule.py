@@ -1,0 +1,128 @@
+"""Data for training reference model k of K: the target's recipe on a seeded subset of its data pool.
+
+A reference model is trained exactly as the target was (same config: architecture, optimizer,
+epochs, augmentation, normalization procedure), but on the pool images that row k of the keep mask
+(`reference_kept`) gives it, about as many as the target trained on. The pool is the target's own:
+the source's train split, rebuilt from the same split settings, so members and non-members of the
+target are both in it. Online references see each pool image with probability about one half;
+offline ones (`audited` given) never see the audited images. The mask row is stored in every
+checkpoint and written beside the run (`reference.json`, `kept.npy`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from mint.data.reference_masks import reference_kept
+from mint.data.sources import Source
+from mint.data.split import index_hash
+from mint.data.target_datamodule import TargetDataModule
+from mint.errors import MintError, check_count
+from mint.files import read_checkpoint, write_json_atomic
+
+
+def audited_images(detector_ckpt: str) -> np.ndarray:
+    """The test images (indices into the target's train split) recorded in a detector checkpoint."""
+    ckpt, _ = read_checkpoint(Path(detector_ckpt))
+    sets = ckpt.get("mint_sets") if isinstance(ckpt, dict) else None
+    if not sets or "test" not in sets:
+        raise MintError(f"{detector_ckpt} records no test set (a detector checkpoint written by `mint fit`)")
+    return sets["test"].numpy().astype(np.int64)
+
+
+class ReferenceDataModule(TargetDataModule):
+    """The target's data module, serving reference model `index` of `count` its subset of the pool.
+
+    Args:
+        source, member_fraction, split_seed, stratify, group_aware, duplicates, augment, batch_size,
+            num_workers, persistent_workers, pin_memory, member_eval_size: as the target's (give the
+            target's config: the split, hence the pool and the training-set size, are rebuilt from them).
+        count: number of reference models K in the set.
+        index: which of them this run trains (0 ... K-1; e.g. `$SLURM_ARRAY_TASK_ID`).
+        seed: seed of the keep mask (the same for every reference of a set).
+        audited: for offline references, a detector checkpoint whose test images no reference may
+            train on; None: online (every pool image is in about half of the references).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        member_fraction: float = 0.5,
+        split_seed: int = 0,
+        stratify: bool = True,
+        group_aware: bool = True,
+        duplicates: Literal["merge", "drop", "ignore"] = "merge",
+        augment: Literal["none", "crop", "crop_flip"] = "none",
+        batch_size: int = 128,
+        num_workers: int = 0,
+        persistent_workers: bool = True,
+        pin_memory: bool | None = None,
+        member_eval_size: int = 5000,
+        count: int = 8,
+        index: int = 0,
+        seed: int = 0,
+        audited: str | None = None,
+    ) -> None:
+        super().__init__(
+            source, member_fraction, split_seed, stratify, group_aware, duplicates, augment,
+            batch_size, num_workers, persistent_workers, pin_memory, member_eval_size,
+        )  # fmt: skip
+        self.count = check_count("count", count)
+        self.index = check_count("index", index, minimum=0)
+        if self.index >= self.count:
+            raise MintError(f"index {index} is not one of the {count} references (0 ... {count - 1})")
+        self.seed, self.audited = check_count("seed", seed, minimum=0), audited
+
+    def training_images(self, data) -> np.ndarray:
+        """Row `index` of the keep mask over the target's pool (its source's train split)."""
+        audited = audited_images(self.audited) if self.audited else None
+        kept = reference_kept(len(data.train), self.count, len(data.split.members), self.seed, data.groups,
+                              audited)[self.index]  # fmt: skip
+        members = np.flatnonzero(kept)
+        data.manifest["reference"] = {
+            "count": self.count,
+            "index": self.index,
+            "seed": self.seed,
+            "mode": "offline" if audited is not None else "online",
+            "audited": self.audited,
+            "audited_sha256": index_hash(np.sort(audited)) if audited is not None else None,
+            "training_size": len(members),
+            "target_training_size": len(data.split.members),
+            "kept_sha256": index_hash(members),
+        }
+        return members
+
+    def write_records(self, log_dir: Path) -> None:
+        write_json_atomic(log_dir / "reference.json", self.data.manifest["reference"])
+        np.save(log_dir / "kept.npy", self.members)
+
+    def state_dict(self) -> dict:
+        """The split's record with the reference's, and the kept pool indices."""
+        state = super().state_dict()
+        if self.members is not None:
+            state["kept"] = torch.from_numpy(self.members)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        """On resume, refuse a checkpoint of another reference (another mask row)."""
+        super().load_state_dict(state)
+        recorded = state.get("manifest", {}).get("reference")
+        if recorded and self.data is not None and recorded != self.data.manifest.get("reference"):
+            raise MintError(
+                f"the checkpoint is of another reference model (checkpoint: {recorded}, "
+                f"now: {self.data.manifest.get('reference')})"
+            )
+
+
+def set_key(target_config: dict, manifest: dict, count: int, seed: int, audited_sha256: str | None) -> str:
+    """What a reference set depends on, hashed: the target's recipe and pool, K, the seed, the audited set."""
+    h = hashlib.sha256()
+    pool = (manifest.get("train_fingerprint"), manifest.get("members_sha256"))
+    for part in (target_config, pool, count, seed, audited_sha256):
+        h.update(repr(part).encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,96 @@
+"""`mint references`: reference models with the target's recipe, found again, resumed, and refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mint.attacks.reference_set import REFERENCE_ATTACKS
+from mint.experiments.references import main as references
+from mint.models import load_target_checkpoint
+
+QUIET = ["--", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def test_references_train_on_complementary_halves_and_are_reused(tiny_target, tmp_path, capsys):
+    run = tiny_target.parent.parent
+    args = ["--target-run", str(run), "--count", "2", "--save-dir", str(tmp_path), *QUIET]
+    records = references(args)
+    assert [r["index"] for r in records] == [0, 1]
+    kept = [np.load(r["checkpoint"].replace("checkpoints/last.ckpt", "kept.npy")) for r in records]
+    target = load_target_checkpoint(tiny_target).manifest
+    pool = target["num_train"]
+    # K = 2 and half the pool: every image is in exactly one of the two references
+    assert len(np.intersect1d(*kept)) == 0 and len(np.union1d(*kept)) == pool
+    for r, k in zip(records, kept, strict=True):
+        saved = load_target_checkpoint(r["checkpoint"])
+        assert saved.manifest["reference"]["index"] == r["index"]
+        assert saved.manifest["members_sha256"] == target["members_sha256"]  # the target's pool and split
+        assert torch.equal(torch.load(r["checkpoint"], weights_only=True)["ReferenceDataModule"]["kept"],
+                           torch.from_numpy(k))  # fmt: skip
+        assert abs(len(k) - target["num_members"]) <= 0.1 * target["num_members"]
+    before = {r["checkpoint"]: (tmp_path / r["checkpoint"]).stat().st_mtime for r in records}
+    capsys.readouterr()
+    again = references(args)
+    assert capsys.readouterr().out.count("found, reused") == 2
+    assert all((tmp_path / r["checkpoint"]).stat().st_mtime == before[r["checkpoint"]] for r in again)
+
+
+def test_a_crashed_reference_resumes_and_bad_requests_are_refused(tiny_target, tmp_path, capsys, refused):
+    run = tiny_target.parent.parent
+    args = ["--target-run", str(run), "--count", "3", "--index", "1", "--save-dir", str(tmp_path), *QUIET]
+    references(args)
+    done = tmp_path.glob("references/*/ref_1/version_0/done.json")
+    next(done).unlink()  # as if it had been killed after its last checkpoint
+    capsys.readouterr()
+    references(args)
+    assert "training reference 1 of 3 (resuming)" in capsys.readouterr().out
+    refused(["references", "--target-run", str(run), "--count", "3", "--index", "3"], "--index", "0 ... 2")
+    refused(["references", "--target-run", str(tmp_path), "--count", "2"], "not a finished target run")
+    refused(["references", "--target-run", str(run), "--count", "0"], "--count")
+
+
+def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_target, tmp_path, refused):
+    from mint.cli import main
+    from tests.conftest import CONFIGS, quiet
+
+    run = tiny_target.parent.parent
+    references(["--target-run", str(run), "--count", "4", "--save-dir", str(tmp_path), *QUIET])
+    (folder,) = (tmp_path / "references").iterdir()
+    args = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--model.init_args.target_ckpt={tiny_target}",
+            *quiet(tmp_path), f"--data.cache_dir={tmp_path / 'cache'}", "--data.val_size=50",
+            "--data.test_size=200", "--data.calibration_size=0", "--data.batch_size=64"]  # fmt: skip
+    fit = main(["fit", *args, "--trainer.max_epochs=1"])
+    best = fit.trainer.checkpoint_callback.best_model_path
+    test = main(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}"])
+    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    attacks = results["reference_attacks"]
+    assert set(attacks) == set(REFERENCE_ATTACKS)
+    n = results["mint"]["n_members"], results["mint"]["n_nonmembers"]
+    assert all((r["n_members"], r["n_nonmembers"]) == n for r in attacks.values())  # the same test images
+    assert all(0 <= r["auroc"] <= 1 for r in attacks.values())
+    assert results["budget"]["reference_models"] == 4 and results["budget"]["reference_training_seconds"] > 0
+    assert results["budget"]["mint_seconds"] > 0 and 0 <= results["references"]["rmia_offline_a"] <= 1
+    # A reference set of another target (another split) is refused, naming what differs.
+    other = tmp_path / "other"
+    main(
+        [
+            "fit",
+            "--config",
+            str(run / "config.yaml"),
+            "--data.split_seed=1",
+            *quiet(other),
+            "--trainer.max_epochs=1",
+        ]
+    )
+    (other_run,) = other.glob("*/version_0")
+    references(["--target-run", str(other_run), "--count", "2", "--save-dir", str(other), *QUIET])
+    (other_set,) = (other / "references").iterdir()
+    refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={other_set}"],
+            "made for another target", "members_sha256")  # fmt: skip
+    (other_set / "ref_1" / "version_0" / "done.json").unlink()
+    refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={other_set}"],
+            "1 of the 2 references", "--index 1")  # fmt: skip
