@@ -61,7 +61,7 @@ def _masked(values: Tensor, mask: Tensor) -> Tensor:
 def _gaussian(values: Tensor, mask: Tensor, fixed: bool) -> tuple[Tensor, Tensor]:
     """Per-image median (N, A) and std (N, A) of the references in `mask`; one pooled std if `fixed`."""
     x = _masked(values, mask)
-    mu = x.nanmedian(dim=0).values
+    mu = x.nanquantile(0.5, dim=0)  # the mean of the two middle values for even counts, as np.median
     if fixed:  # pooled over all images, from each image's deviations from its own median
         sd = ((x - mu) ** 2).nanmean().sqrt().expand_as(mu)
     else:
@@ -152,6 +152,9 @@ def rmia(
         raise MintError(f"RMIA's offline parameter a must be in [0, 1], got {a}")
     if a is not None and int((~kept_x.bool()).sum(0).min()) == 0:
         raise MintError("offline RMIA needs, for every audited image, references that did not train on it")
+    if a is not None:  # offline: population images that every reference trained on have no OUT mean
+        usable = (~kept_z.bool()).any(0)
+        target_z, refs_z, kept_z = target_z[usable], refs_z[:, usable], kept_z[:, usable]
     ratio_x = target_x.double() / _reference_probability(refs_x.double(), kept_x.bool(), a)
     ratio_z = target_z.double() / _reference_probability(refs_z.double(), kept_z.bool(), a)
     # ratio_x / ratio_z > gamma  <=>  ratio_z < ratio_x / gamma (ratios are positive): count by sorting

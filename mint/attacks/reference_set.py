@@ -49,10 +49,12 @@ class ReferenceSet:
 def load_reference_set(folder: str | Path, manifest: dict) -> ReferenceSet:
     """Read the references in `folder`, checking that they belong to the target whose split is `manifest`."""
     folder = Path(folder)
-    records = sorted(
-        (json.loads(p.read_text()) for p in folder.glob("ref_*/version_0/done.json")),
-        key=lambda r: r["index"],
-    )
+    records = []
+    for done in folder.glob("ref_*/version_0/done.json"):
+        record = json.loads(done.read_text())
+        record["checkpoint"] = str(done.parent / "checkpoints" / "last.ckpt")  # wherever the set now lies
+        records.append(record)
+    records.sort(key=lambda r: r["index"])
     if not records:
         raise MintError(
             f"no finished reference models in {str(folder)!r} (train them with `mint references`)"
@@ -130,26 +132,56 @@ def reference_scores(
     n = len(x)
     phi_t, phi_r = logit_confidence(target_logits, y), logit_confidence(ref_logits, y)
     p_t, p_r = true_class_probability(target_logits, y), true_class_probability(ref_logits, y)
-    xs, zs = slice(0, n), slice(n, None)
+    zs = slice(n, None)
+    has_in, has_out = kept[:, :n].any(0), (~kept[:, :n]).any(0)
+    # Online attacks score the images with IN and OUT references, offline ones those with OUT ones;
+    # the others stay NaN (an online set of one reference has half its images IN it, none OUT).
+    rows = {
+        "online": torch.nonzero(has_in & has_out).squeeze(1),
+        "offline": torch.nonzero(has_out).squeeze(1),
+    }
+    online_form = refs.mode == "online" and len(refs.checkpoints) > 1
     notes: list[str] = []
-    scores = {}
-    online = bool(refs.kept[:, x].any(0).all() and (~refs.kept[:, x]).any(0).all())  # IN and OUT per image
-    if online:
-        scores["lira_online"], note = lira(phi_t[xs], phi_r[:, xs], kept[:, xs])
-        notes += note
-        scores["rmia_online"] = rmia(p_t[xs], p_r[:, xs], kept[:, xs], p_t[zs], p_r[:, zs], kept[:, zs])
-    scores["lira_offline"], note = lira(phi_t[xs], phi_r[:, xs], kept[:, xs], online=False)
-    notes += note
-    scores["lira_fixed_variance"], _ = lira(phi_t[xs], phi_r[:, xs], kept[:, xs], online, fixed_variance=True)
-    a = fit_offline_a(p_r[:, xs], kept[:, xs], p_r[:, zs], kept[:, zs]) if len(refs.checkpoints) > 1 else 0.3
-    if len(refs.checkpoints) == 1:
-        notes.append("one reference: RMIA's offline a set to 0.3 (the paper's CIFAR-10 value), not fitted")
-    scores["rmia_offline"] = rmia(p_t[xs], p_r[:, xs], kept[:, xs], p_t[zs], p_r[:, zs], kept[:, zs], a=a)
-    scores["calibrated_loss"] = calibrated_loss(target_logits[xs], ref_logits[:, xs], kept[:, xs], y[xs])
+
+    def on(kind: str, score) -> Tensor:
+        r = rows[kind]
+        out = torch.full((n,), float("nan"), dtype=torch.float64)
+        if len(r):
+            out[r] = score(r)
+        return out
+
+    def lira_on(r, online, fixed=False):
+        values, note = lira(phi_t[r], phi_r[:, r], kept[:, r], online, fixed)
+        notes.extend(n for n in note if n not in notes)
+        return values
+
+    z_args = (p_t[zs], p_r[:, zs], kept[:, zs])
+    fitted = len(refs.checkpoints) > 1 and len(rows["offline"]) > 0
+    a = (
+        fit_offline_a(p_r[:, rows["offline"]], kept[:, rows["offline"]], p_r[:, zs], kept[:, zs])
+        if fitted
+        else 0.3
+    )
+    if not fitted:
+        notes.append(
+            "RMIA's offline a set to 0.3 (the paper's CIFAR-10 value), not fitted: it needs 2 references"
+        )
+    scores = {
+        "lira_online": on("online", lambda r: lira_on(r, True)),
+        "lira_offline": on("offline", lambda r: lira_on(r, False)),
+        "lira_fixed_variance": on(
+            "online" if online_form else "offline", lambda r: lira_on(r, online_form, True)
+        ),
+        "rmia_online": on("online", lambda r: rmia(p_t[r], p_r[:, r], kept[:, r], *z_args)),
+        "rmia_offline": on("offline", lambda r: rmia(p_t[r], p_r[:, r], kept[:, r], *z_args, a=a)),
+        "calibrated_loss": on(
+            "offline", lambda r: calibrated_loss(target_logits[r], ref_logits[:, r], kept[:, r], y[r])
+        ),
+    }
     record = {
         "count": len(refs.checkpoints), "mode": refs.mode, "training_seconds": refs.seconds,
         "rmia_offline_a": a, "population_size": len(z), "folder": str(refs.folder), "notes": notes,
-        "lira_fixed_variance": "online" if online else "offline",
+        "lira_fixed_variance": "online" if online_form else "offline",
     }  # fmt: skip
     return scores, record
 
@@ -182,13 +214,17 @@ def reference_table(folder: str | Path, target: Target, plan: dict, seed: int) -
     z = np.sort(np.random.default_rng(seed).permutation(z)[:5000])
     scores, record = reference_scores(refs, target, data.train.images, plan["pool"], z, data.train.labels)
     table = torch.full((len(plan["pool"]), len(REFERENCE_ATTACKS)), float("nan"), dtype=torch.float64)
+    train, test = (torch.from_numpy(plan["portions"][k]) for k in ("train", "test"))
+    thresholds = {}
     for j, name in enumerate(REFERENCE_ATTACKS):
-        if name in scores:
-            table[:, j] = scores[name]
-    train = plan["portions"]["train"]
-    members = torch.from_numpy(plan["members"][train])
-    thresholds = {
-        name: best_threshold(table[train, j], members) if name in scores else float("nan")
-        for j, name in enumerate(REFERENCE_ATTACKS)
-    }
+        if scores[name][test].isnan().any():  # an attack is reported on every test image or not at all
+            record["notes"].append(
+                f"{name}: not applicable to this set (test images without IN / OUT references)"
+            )
+            thresholds[name] = float("nan")
+            continue
+        table[:, j] = scores[name]
+        fit = train[~scores[name][train].isnan()]  # thresholds from the training images it can score
+        members = torch.from_numpy(plan["members"]).long()[fit]
+        thresholds[name] = best_threshold(table[fit, j], members) if len(fit) else float("nan")
     return table, thresholds, record

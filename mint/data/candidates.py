@@ -57,21 +57,35 @@ def from_split(data: MembershipData) -> Candidates:
 def from_known(
     known: KnownData, predict: Callable[[np.ndarray], np.ndarray], paths: dict[str, str]
 ) -> Candidates:
-    """Known members and non-members; missing labels are the target's predictions (`predict(images)`)."""
+    """Known members and non-members; missing labels are the target's predictions (`predict(images)`).
+
+    Near-duplicates (within `duplicate_clusters`' tolerance) form groups kept within one of the
+    detector's sets. A group holding both a known member and a known non-member (the same photo,
+    resized or recompressed) cannot be either: its images are dropped, as identical ones are.
+    """
+    clusters, found = duplicate_clusters(known.images)
+    notes = list(known.notes)
+    across = np.intersect1d(clusters[known.members == 1], clusters[known.members == 0])
+    if len(across):
+        drop = np.isin(clusters, across)
+        m, n = (int((drop & (known.members == side)).sum()) for side in (1, 0))
+        notes.append(
+            f"{m} known members and {n} known non-members are near-identical to an image of the other "
+            "set: dropped from both sets"
+        )
+        keep = ~drop
+        known = KnownData(known.images[keep], known.labels[keep], known.members[keep], notes)
+        clusters = clusters[keep]
+    groups = clusters if found["duplicate_clusters"] else None
+    if groups is not None:
+        notes.append(
+            f"{found['duplicate_images']} images in {found['duplicate_clusters']} groups of "
+            "(near-)duplicates: each group kept within one of the detector's sets"
+        )
     labels = known.labels.copy()
     missing = labels == NO_LABEL
     if missing.any():
         labels[missing] = predict(known.images[missing])
-    clusters, found = duplicate_clusters(known.images)
-    groups = clusters if found["duplicate_clusters"] else None
-    notes = list(known.notes)
-    if groups is not None:
-        across = np.intersect1d(clusters[known.members == 1], clusters[known.members == 0])
-        notes.append(
-            f"{found['duplicate_images']} images in {found['duplicate_clusters']} groups of "
-            "(near-)duplicates: each group kept within one of the detector's sets"
-            + (f"; {len(across)} groups hold near-identical members and non-members" if len(across) else "")
-        )
     h = hashlib.sha256()
     for array in (known.images, labels, known.members):
         h.update(str(array.shape).encode())

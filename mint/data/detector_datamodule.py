@@ -163,6 +163,11 @@ class DetectorDataModule(MintDataModule):
                 "members: give the known members and non-members, --data.members PATH --data.nonmembers "
                 "PATH (image folders, .npz or .csv)"
             )
+        if "reference" in meta["manifest"]:
+            raise MintError(
+                f"{meta.get('path')} is a reference model (trained on a subset of the target's pool, not on "
+                "the target's members): audit the target's own checkpoint"
+            )
         data: MembershipData = rebuild_membership(meta["manifest"], self.source)
         if data.manifest["num_classes"] > self.target.num_classes:
             raise MintError(
@@ -173,12 +178,20 @@ class DetectorDataModule(MintDataModule):
 
     @torch.no_grad()
     def _predict(self, images: np.ndarray) -> np.ndarray:
-        """The target's predicted class of uint8 images (N, S, S, 3), for known images without a label."""
-        device = next(self.target.buffers()).device
+        """The target's predicted class of uint8 images (N, S, S, 3), for known images without a label.
+
+        Always on the CPU: every DDP rank must get the same labels (hence the same sets), and a GPU
+        may break a near-tie another way.
+        """
+        home = next(self.target.buffers()).device
         out = []
-        for start in range(0, len(images), self.extract_batch_size):
-            batch = torch.from_numpy(images[start : start + self.extract_batch_size]).to(device)
-            out.append(self.target(to_tensor(batch))[LOGITS].argmax(1).cpu().numpy())
+        try:
+            self.target.to("cpu")
+            for start in range(0, len(images), self.extract_batch_size):
+                batch = torch.from_numpy(images[start : start + self.extract_batch_size])
+                out.append(self.target(to_tensor(batch))[LOGITS].argmax(1).numpy())
+        finally:
+            self.target.to(home)
         return np.concatenate(out)
 
     @cached_property

@@ -26,13 +26,23 @@ from mint.errors import MintError, check_count
 from mint.files import read_checkpoint, write_json_atomic
 
 
-def audited_images(detector_ckpt: str) -> np.ndarray:
-    """The test images (indices into the target's train split) recorded in a detector checkpoint."""
+def audited_images(detector_ckpt: str, manifest: dict) -> np.ndarray:
+    """The test images (indices into the target's train split) of a detector of the target of `manifest`."""
     ckpt, _ = read_checkpoint(Path(detector_ckpt))
     sets = ckpt.get("mint_sets") if isinstance(ckpt, dict) else None
     if not sets or "test" not in sets:
         raise MintError(f"{detector_ckpt} records no test set (a detector checkpoint written by `mint fit`)")
-    return sets["test"].numpy().astype(np.int64)
+    split = (ckpt.get("mint_data") or {}).get("target_split") or {}
+    diff = [k for k in ("train_fingerprint", "members_sha256") if split.get(k) != manifest.get(k)]
+    if diff:
+        raise MintError(
+            f"{detector_ckpt} is not a detector of this target's recorded split ({', '.join(diff)} differ, "
+            "or it was trained on known members / non-members): give a detector of this target"
+        )
+    audited = sets["test"].numpy().astype(np.int64)
+    if len(audited) and (audited.min() < 0 or audited.max() >= manifest["num_train"]):
+        raise MintError(f"{detector_ckpt} names test images outside the target's pool")
+    return audited
 
 
 class ReferenceDataModule(TargetDataModule):
@@ -80,7 +90,7 @@ class ReferenceDataModule(TargetDataModule):
 
     def training_images(self, data) -> np.ndarray:
         """Row `index` of the keep mask over the target's pool (its source's train split)."""
-        audited = audited_images(self.audited) if self.audited else None
+        audited = audited_images(self.audited, data.manifest) if self.audited else None
         kept = reference_kept(len(data.train), self.count, len(data.split.members), self.seed, data.groups,
                               audited)[self.index]  # fmt: skip
         members = np.flatnonzero(kept)

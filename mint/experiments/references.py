@@ -75,7 +75,7 @@ def set_folder(
     arguments that change training (not devices, workers or logging).
     """
     config, _, manifest = target_recipe(run)
-    audited_sha = index_hash(sorted(audited_images(audited))) if audited else None
+    audited_sha = index_hash(sorted(audited_images(audited, manifest))) if audited else None
     recipe = recipe_of(config) | {"extra": [a for a in extra if not a.startswith(NOT_RECIPE)]}
     key = set_key(recipe, manifest, count, seed, audited_sha)
     return save_dir / "references" / f"{run.parent.name}-{run.name}-{key}", key
@@ -89,7 +89,7 @@ def train_reference(run: Path, folder: Path, key: str, count: int, index: int, s
         record = json.loads((ref / DONE).read_text())
         if record.get("key") == key:
             print(f"mint references: reference {index} of {count} found, reused ({ref})", flush=True)
-            return record
+            return record | {"checkpoint": str((ref / "checkpoints" / "last.ckpt").resolve())}
     from mint.cli import main as cli_main  # the CLI imports every module: import it only when running
 
     config, _, _ = target_recipe(run)
@@ -115,7 +115,7 @@ def train_reference(run: Path, folder: Path, key: str, count: int, index: int, s
         "target_run": str(run),
         "index": index,
         "count": count,
-        "checkpoint": str(Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"),
+        "checkpoint": str((Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").resolve()),
         "seconds": round(time.perf_counter() - start, 1),
         "reference": cli.datamodule.manifest["reference"],
     }

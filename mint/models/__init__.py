@@ -3,7 +3,8 @@
 from mint.models.build import build_classifier, readable_layers
 from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.exported import ExportedNetwork, ExportedTarget
-from mint.models.external import ExternalTarget, FactoryTarget, TimmTarget, TorchvisionTarget, WeightsTarget
+from mint.models.external import ExternalTarget, TimmTarget, TorchvisionTarget, WeightsTarget
+from mint.models.factory import FactoryTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.scripted import ScriptedNetwork, ScriptTarget
 from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint

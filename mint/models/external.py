@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib
 import inspect
 from pathlib import Path
 
@@ -208,8 +207,10 @@ class TorchvisionTarget(WeightsTarget):
         small_input_stem: the ResNet stem adapted to 32 x 32 images (3x3 stride-1 first
             convolution, no max-pool), as mint's own torchvision targets and most CIFAR recipes use.
         transforms: the name of torchvision weights (e.g. `ResNet18_Weights.IMAGENET1K_V1`) whose
-            `transforms()` give the preprocessing (resize, center crop, mean, std) in place of
-            `image_size`, `mean` and `std`; only that record is used, nothing is downloaded.
+            `transforms()` give the sizes and statistics (resize to 256, center crop 224, mean, std)
+            in place of `image_size`, `mean` and `std`; nothing is downloaded. mint resizes the whole
+            image to a square (bilinear, antialiased), where torchvision resizes the shorter side
+            (bicubic for some weights): the same for square images up to the interpolation.
         weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`.
     """
 
@@ -226,27 +227,23 @@ class TorchvisionTarget(WeightsTarget):
         transforms: str | None = None,
     ) -> None:
         super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
-        self.small_input_stem, self.transforms, self.crop_size = small_input_stem, transforms, None
+        self.small_input_stem, self.transforms = small_input_stem, transforms
+        self.preset = None  # (resize, crop, mean, std) of the named weights' transforms()
         if transforms:
             try:
-                preset = torchvision.models.get_weight(transforms).transforms()
+                t = torchvision.models.get_weight(transforms).transforms()
             except (ValueError, KeyError, AttributeError) as err:
                 raise MintError(
                     f"unknown torchvision weights {transforms!r} for transforms ({err}); e.g. "
                     "ResNet18_Weights.IMAGENET1K_V1 (torchvision.models.get_model_weights('resnet18'))"
                 ) from err
-            self.image_size, self.crop_size = preset.resize_size[0], preset.crop_size[0]
-            self.mean, self.std = tuple(preset.mean), tuple(preset.std)
+            self.preset = (t.resize_size[0], t.crop_size[0], tuple(t.mean), tuple(t.std))
 
     def preprocessing(self) -> dict:
-        record = preprocessing_record(self.image_size, self.mean, self.std, self.crop_size)
-        return record | ({"from": f"{self.transforms}.transforms()"} if self.transforms else {})
-
-    def config(self) -> dict:
-        config = super().config()
-        if self.transforms:  # image_size, mean and std came from the transforms: record them as given
-            config["init_args"] |= {"image_size": 224, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
-        return config
+        if self.preset is None:
+            return super().preprocessing()
+        resize, crop, mean, std = self.preset
+        return preprocessing_record(resize, mean, std, crop) | {"from": f"{self.transforms}.transforms()"}
 
     def check_arch(self, arch: str) -> None:
         names = torchvision.models.list_models(module=torchvision.models)
@@ -279,57 +276,3 @@ class TimmTarget(WeightsTarget):
         import timm
 
         return timm.create_model(self.arch, pretrained=False, num_classes=self.num_classes)
-
-
-def normalize(images: Tensor, preprocessing: dict) -> Tensor:
-    """Images (B, 3, H, W) in [0, 1] normalized as `preprocessing` says."""
-    mean = torch.tensor(preprocessing["mean"], dtype=images.dtype, device=images.device)[:, None, None]
-    std = torch.tensor(preprocessing["std"], dtype=images.dtype, device=images.device)[:, None, None]
-    return (images - mean) / std
-
-
-class FactoryTarget(WeightsTarget):
-    """A classifier built by the user's own function, `package.module:function` (trusted code: it runs).
-
-    For networks neither torchvision nor timm has. The function is imported and called with
-    `factory_args`; it returns the `nn.Module`, into which `weights` are loaded when given (a
-    function that loads its own weights may leave `weights` empty). Name a factory only in your own
-    config or command line: mint never takes one from a file.
-
-    Args:
-        factory: `package.module:function`, importable from the working folder or the environment.
-        factory_args: keyword arguments of the function.
-        weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`
-            (`weights` may be empty; `num_classes` is then read from the network's output).
-    """
-
-    def __init__(
-        self,
-        factory: str,
-        factory_args: dict | None = None,
-        weights: str = "",
-        num_classes: int | None = None,
-        strip_prefix: str = "",
-        image_size: int = 224,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
-        module, _, function = factory.partition(":")
-        if not module or not function.isidentifier():
-            raise MintError(f"factory {factory!r} must be 'package.module:function'")
-        super().__init__(factory, weights, num_classes or 0, strip_prefix, image_size, mean, std)
-        self.factory, self.factory_args = factory, dict(factory_args or {})
-
-    def build(self) -> nn.Module:
-        module, _, function = self.factory.partition(":")
-        try:
-            make = getattr(importlib.import_module(module), function)
-        except (ImportError, AttributeError) as err:
-            raise MintError(f"cannot import the factory {self.factory!r}: {err}") from err
-        net = make(**self.factory_args)
-        if not isinstance(net, nn.Module):
-            raise MintError(f"the factory {self.factory!r} returned a {type(net).__name__}, not an nn.Module")
-        return net
-
-    def network(self, weights: bool = True) -> tuple[nn.Module, str]:
-        return super().network(weights and bool(self.weights))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from mint.errors import MintError
 from mint.models.exported import ExportedTarget
-from mint.models.external import ExternalTarget, FactoryTarget, TimmTarget, TorchvisionTarget
+from mint.models.external import ExternalTarget, TimmTarget, TorchvisionTarget
+from mint.models.factory import FactoryTarget
 from mint.models.scripted import ScriptTarget
 
 KINDS: dict[str, type[ExternalTarget]] = {
@@ -32,7 +33,10 @@ def external_from_config(config: dict, path: str | None, trust_factory: str | No
     if name == "FactoryTarget" and args.get("factory") != trust_factory:
         raise MintError(
             f"the target of {path} is built by the code {args.get('factory')!r} (a FactoryTarget); mint "
-            "runs code a file names only when you name it too: pass --trust-factory "
-            f"{args.get('factory')} (or give the same `target:` in your config)"
+            "runs code a file names only when you name it too: give the same `target:` in your config "
+            f"(or, to `mint audit`, --trust-factory {args.get('factory')})"
         )
-    return KINDS[name](**args)
+    try:
+        return KINDS[name](**args)
+    except TypeError as err:  # arguments of another version of mint
+        raise MintError(f"{path} records arguments {name} does not take ({err}): refit the detector") from err

@@ -22,7 +22,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from mint.errors import MintError, check_count
 from mint.models.build import readable_layers
 from mint.models.exported import ExportedTarget
-from mint.models.external import FactoryTarget, TimmTarget, TorchvisionTarget
+from mint.models.external import TimmTarget, TorchvisionTarget
+from mint.models.factory import FactoryTarget
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.scripted import ScriptTarget
 from mint.models.target import build_network, load_target_checkpoint

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError
-from mint.files import read_checkpoint
+from mint.files import file_sha256, read_checkpoint
 from mint.models.build import build_classifier, readable_layers
 from mint.models.external import ExternalTarget, preprocessing_record
 from mint.models.kinds import external_from_config
@@ -221,14 +221,21 @@ class Target(nn.Module):
         """
         if "kind" not in record.extra:
             return cls(record.hparams, layers, record.state_dict, record.meta(), **options)
-        kind = external_from_config(record.extra["config"], record.path, trust_factory)
-        program = hasattr(kind, "program")
+        if "config" not in record.extra:
+            raise MintError(f"the target record of {record.path} names no config to rebuild it from: refit")
+        config = record.extra["config"]
+        program = "program" in config.get("init_args", {})
+        if program:  # the file must be the audited one before anything of it is loaded (or run)
+            path = Path(record.path or config["init_args"]["program"])
+            found = file_sha256(path) if path.is_file() else "missing"
+            if found != record.sha256:
+                raise MintError(
+                    f"the program {path} is missing or has changed since the detector was trained (sha256 "
+                    f"{found[:12]}..., recorded {record.sha256[:12]}...): use the audited file"
+                )
+            config = {**config, "init_args": {**config["init_args"], "program": str(path)}}
+        kind = external_from_config(config, record.path, trust_factory)
         target = cls.from_external(kind, layers, weights=program, **options)
-        if program and target.meta["sha256"] != record.sha256:
-            raise MintError(
-                f"the program {kind.program} has changed since the detector was trained (sha256 "
-                f"{target.meta['sha256'][:12]}..., recorded {record.sha256[:12]}...): use the audited file"
-            )
         target.load_state_dict(record.state_dict)
         target.meta = record.meta()
         return target
@@ -279,8 +286,8 @@ class Target(nn.Module):
         if self.pooling["pool"] != "none":
             size = self.pooling["pool_size"]
             pool = F.adaptive_avg_pool2d if self.pooling["pool"] == "avg" else F.adaptive_max_pool2d
-            for name in self.layers:  # (B, C, H, W) -> (B, C, size, size) when larger
+            for name in self.layers:  # (B, C, H, W) -> (B, C, min(H, size), min(W, size))
                 value = out[name]
-                if value.dim() == 4 and value.shape[-1] * value.shape[-2] > size * size:
-                    out[name] = pool(value, size)
+                if value.dim() == 4 and max(value.shape[-2:]) > size:
+                    out[name] = pool(value, (min(value.shape[-2], size), min(value.shape[-1], size)))
         return out

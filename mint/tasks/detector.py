@@ -121,6 +121,9 @@ class DetectorModule(MintModule):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         layers = list(layers or ["layer7"])
+        kind = target
+        if isinstance(target, ExternalTarget):  # recorded as its config, never as a pickled object
+            target = target.config()  # (save_hyperparameters reads this frame's arguments)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         if (target_ckpt is None) == (target is None):
             raise MintError(
@@ -128,10 +131,8 @@ class DetectorModule(MintModule):
                 "classifier trained elsewhere, e.g. class_path: mint.models.TorchvisionTarget)"
             )
         pooling = {"pool": pool, "pool_size": check_count("pool_size", pool_size)}
-        if target is not None:
-            if isinstance(target, ExternalTarget):  # recorded as its config, never as a pickled object
-                self.hparams["target"] = target.config()
-            self.target = Target.from_external(target, layers, **pooling)
+        if kind is not None:
+            self.target = Target.from_external(kind, layers, **pooling)
         else:
             self.target = Target.load(target_ckpt, layers, **pooling)
         for name, value in (("num_classes", num_classes), ("image_size", image_size)):
@@ -291,7 +292,8 @@ class DetectorModule(MintModule):
         """
         checkpoint["mint_target"] = self.target_meta
         # Wall time of this run so far: extraction and training (the detector's cost beside an attack's)
-        checkpoint["mint_seconds"] = round(time.perf_counter() - self._started, 1)
+        earlier = self._recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
+        checkpoint["mint_seconds"] = round(earlier + time.perf_counter() - self._started, 1)
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if dm is None or not hasattr(dm, "datasets"):
             return

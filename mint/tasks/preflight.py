@@ -126,21 +126,24 @@ def refuse_foreign_classes(hparams: dict, ckpt_path: str) -> None:
 
 
 def refuse_named_code(hparams: dict, config: Any, ckpt_path: str) -> None:
-    """Refuse a checkpoint whose target is built by code (`FactoryTarget`) the config does not name.
+    """Refuse a checkpoint whose target is code or a program the config does not name.
+
+    (`FactoryTarget` runs Python; `ScriptTarget` and `ExportedTarget` run the file's graph.)
 
     LightningCLI takes the checkpoint's hyperparameters as defaults: without this, a file could
     name a `package.module:function` that would run.
     """
     target = hparams.get("target")
-    saved = target.get("init_args", {}).get("factory") if isinstance(target, dict) else None
-    asked = config.get("model.init_args.target.init_args.factory") if saved else None
-    if saved and saved != asked:
-        raise MintError(
-            f"{ckpt_path} is a detector of a target built by the code {str(saved)[:200]!r} "
-            "(a FactoryTarget); "
-            "mint runs code a file names only when your config names it too: give the same `target:` "
-            "in your config"
-        )
+    args = target.get("init_args", {}) if isinstance(target, dict) else {}
+    for key, what in (("factory", "built by the code"), ("program", "the program")):
+        saved = args.get(key)
+        asked = config.get(f"model.init_args.target.init_args.{key}") if saved else None
+        if saved and saved != asked:
+            raise MintError(
+                f"{ckpt_path} is a detector of a target {what} {str(saved)[:200]!r}; mint runs code or "
+                "programs a file names only when your config names them too: give the same `target:` "
+                "in your config"
+            )
 
 
 def model_args(config: Any) -> dict[str, Any]:

@@ -27,6 +27,9 @@ from mint.errors import MintError
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
+# Options added to the detector after checkpoints were written with it, and their defaults: an older
+# checkpoint lacks them, which is no difference when the run leaves them at the default.
+ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None}
 IGNORED_HPARAMS = {"_instantiator", "channels_last", "compile", "references"}  # (references: test only)
 # The detector data module's sets (which images train, validate and test the detector). The target's
 # own member / non-member split is checked by `TargetDataModule.load_state_dict`.
@@ -68,6 +71,8 @@ def differences(saved: dict, now: dict, prefix: str = "") -> dict[str, tuple[Any
         if key in IGNORED_HPARAMS:
             continue
         old, new = saved.get(key, "<absent>"), now.get(key, "<absent>")
+        if key in ADDED_DEFAULTS and "<absent>" in (old, new):  # a checkpoint of an earlier mint
+            old, new = (ADDED_DEFAULTS[key] if v == "<absent>" else v for v in (old, new))
         if isinstance(old, dict) and isinstance(new, dict):
             diff |= differences(old, new, f"{prefix}{key}.")
             continue

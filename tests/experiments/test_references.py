@@ -74,6 +74,19 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     assert all(0 <= r["auroc"] <= 1 for r in attacks.values())
     assert results["budget"]["reference_models"] == 4 and results["budget"]["reference_training_seconds"] > 0
     assert results["budget"]["mint_seconds"] > 0 and 0 <= results["references"]["rmia_offline_a"] <= 1
+    # Offline: references that never saw the detector's test images; only the offline attacks apply.
+    offline = tmp_path / "offline"
+    asked = ["--target-run", str(run), "--count", "2", "--audited", best, "--save-dir", str(offline)]
+    refs = references([*asked, *QUIET])
+    test_rows = torch.load(best, weights_only=True)["mint_sets"]["test"].numpy()
+    for r in refs:
+        kept = np.load(r["checkpoint"].replace("checkpoints/last.ckpt", "kept.npy"))
+        assert not np.isin(test_rows, kept).any() and r["reference"]["mode"] == "offline"
+    (offline_set,) = (offline / "references").iterdir()
+    test = main(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={offline_set}"])
+    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    assert set(results["reference_attacks"]) == set(REFERENCE_ATTACKS) - {"lira_online", "rmia_online"}
+    assert results["references"]["mode"] == "offline"
     # A reference set of another target (another split) is refused, naming what differs.
     other = tmp_path / "other"
     main(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 import torchvision
@@ -130,7 +132,7 @@ def test_an_exported_program_reads_the_same_layers_as_the_module(resnet_files, t
 
 
 def test_a_network_from_the_users_own_factory(tmp_path, monkeypatch, capsys):
-    from mint.models.external import FactoryTarget
+    from mint.models.factory import FactoryTarget
 
     (tmp_path / "my_nets.py").write_text(
         "from torch import nn\n"
@@ -140,6 +142,7 @@ def test_a_network_from_the_users_own_factory(tmp_path, monkeypatch, capsys):
         "    return 42\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_nets", raising=False)  # another test's module of that name
     built, _ = FactoryTarget("my_nets:small", {"classes": 5}, image_size=8).network()
     built(torch.zeros(1, 3, 8, 8))  # materialize the lazy layer, then save its weights
     torch.save(built.state_dict(), tmp_path / "small.pt")

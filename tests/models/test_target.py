@@ -74,5 +74,5 @@ def test_class_count_mismatch_with_the_data(tiny_target):
 
 
 def test_unknown_layer_fails_at_once_with_valid_names(tiny_target):
-    with pytest.raises(ValueError, match=r"valid names: \['layer1'"):
+    with pytest.raises(ValueError, match=r"valid names \(shape per image\): layer1 8x32x32, layer2"):
         Target.load(tiny_target, ["layer77"])

@@ -106,25 +106,28 @@ def test_a_torchscript_target_audits_only_the_file_it_was_trained_on(model_files
 
 
 def test_a_factory_target_runs_only_when_the_user_names_it(model_files, tmp_path, monkeypatch):
-    (tmp_path / "my_nets.py").write_text(
+    (tmp_path / "my_audited_nets.py").write_text(
         "import torchvision\n\ndef small(num_classes=10):\n"
         "    return torchvision.models.resnet18(num_classes=num_classes)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "my_nets", raising=False)
+    monkeypatch.delitem(sys.modules, "my_audited_nets", raising=False)
     cli = main(["fit", "--config", CONFIG, *target_args(model_files), *quiet(tmp_path),
                 "--model.init_args.target=mint.models.FactoryTarget",
-                "--model.init_args.target.init_args.factory=my_nets:small",
+                "--model.init_args.target.init_args.factory=my_audited_nets:small",
                 f"--model.init_args.target.init_args.weights={model_files / 'resnet18.safetensors'}",
                 "--model.init_args.target.init_args.image_size=32",
                 "--trainer.max_epochs=1", "--data.cache_dir=null"])  # fmt: skip
     ckpt = cli.trainer.checkpoint_callback.best_model_path
     out = ["--ckpt", ckpt, "--images", str(model_files / "suspect.npz"), "--no-progress-bar"]
-    with pytest.raises(MintError, match="--trust-factory my_nets:small"):
+    with pytest.raises(MintError, match="--trust-factory my_audited_nets:small"):
         audit([*out, "--output", str(tmp_path / "a")])
     assert not (tmp_path / "a").exists()
     assert (
-        audit([*out, "--output", str(tmp_path / "b"), "--trust-factory", "my_nets:small"])["n_audited"] == 40
+        audit([*out, "--output", str(tmp_path / "b"), "--trust-factory", "my_audited_nets:small"])[
+            "n_audited"
+        ]
+        == 40
     )
 
 

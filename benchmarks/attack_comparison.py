@@ -1,0 +1,108 @@
+"""MINT beside the reference-model attacks (LiRA, RMIA) on one target, for several numbers of references.
+
+Trains a memorizing target (the paper's CNN, width 0.5, no dropout, no augmentation; by default on the
+bundled CIFAR-10 sample: 1,000 members, so it runs on 2 CPU cores in minutes), a MINT layer-7
+class-conditioned detector on it, and, for each K, a set of K online reference models with the
+target's own recipe (`mint references`); then tests the detector with each set, so every attack is
+scored on the same balanced test images, and prints one table with AUROC [95% CI], TPR at 1% and
+0.1% FPR and the cost in seconds (references: their training; MINT: extraction + detector training).
+
+    python benchmarks/attack_comparison.py --out /tmp/attack_comparison --counts 1 2 4 8
+    python benchmarks/attack_comparison.py --source-npz ../shared/data/cifar10_train.npz --members 5000 ...
+
+The same command scales by config: `-- --trainer.accelerator=gpu --trainer.devices=4` goes to every fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from mint.cli import main as mint
+from mint.experiments.references import main as references
+
+ROWS = ("loss", "modified_entropy", "lira_online", "lira_offline", "lira_fixed_variance", "rmia_online",
+        "rmia_offline", "calibrated_loss", "mint")  # fmt: skip
+
+
+def cell(r: dict) -> str:
+    lo, hi = r["auroc_ci95"]
+    pct = lambda v: "n/r" if v != v else f"{100 * v:.2f}%"  # noqa: E731
+    return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {pct(r['tpr@1%fpr'])} | {pct(r['tpr@0.1%fpr'])}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="/tmp/attack_comparison")
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--epochs", type=int, default=30, help="target (and reference) epochs")
+    parser.add_argument("--seed", type=int, default=0, help="target seed (weights, split)")
+    parser.add_argument("--source-npz", help="a train .npz (default: the bundled CIFAR-10 sample)")
+    parser.add_argument(
+        "--members", type=float, default=0.5, help="member fraction of the source's train split"
+    )
+    parser.add_argument("--test-size", type=int, default=250, help="detector test members (and non-members)")
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    out = Path(args.out)
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *extra]
+    source = (["--data.source=mint.data.NpzSource", f"--data.source.train={args.source_npz}"]
+              if args.source_npz else ["--data.source=mint.data.SampleSource"])  # fmt: skip
+    run = out / "target" / "version_0"
+    start = time.perf_counter()
+    if not (run / "checkpoints" / "last.ckpt").is_file():  # a rerun reuses the target (and references)
+        mint([
+            "fit", "--config", "configs/classifier_cifar10.yaml", *source, *quiet,
+            f"--seed_everything={args.seed}", f"--data.split_seed={args.seed}",
+            f"--data.member_fraction={args.members}", "--model.width=0.5",
+            "--model.block_dropout=0", "--data.batch_size=50", f"--trainer.max_epochs={args.epochs}",
+            "--trainer.check_val_every_n_epoch=5", f"--trainer.logger.init_args.save_dir={out}",
+            "--trainer.logger.init_args.name=target", "--trainer.logger.init_args.version=version_0",
+        ])  # fmt: skip
+    target_seconds = time.perf_counter() - start
+    detector = [
+        "--config", "configs/mint_layer7.yaml", f"--model.init_args.target_ckpt={run}/checkpoints/last.ckpt",
+        *quiet, "--data.val_size=100", f"--data.test_size={args.test_size}", "--data.calibration_size=0",
+        "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}",
+        f"--trainer.logger.init_args.save_dir={out}", "--trainer.logger.init_args.name=mint_layer7",
+    ]  # fmt: skip
+    found = sorted((out / "mint_layer7").glob("version_*/checkpoints/best.ckpt"))
+    if found:
+        best = str(found[0])
+    else:
+        best = mint(["fit", *detector, "--trainer.max_epochs=20"]).trainer.checkpoint_callback.best_model_path
+    table = {}
+    for k in args.counts:
+        # Online sets need IN and OUT references for every image (K >= 2); offline sets never saw the
+        # detector's test images (`--audited`), as an outside auditor's references would not.
+        for mode in ("online", "offline") if k > 1 else ("offline",):
+            audited = ["--audited", best] if mode == "offline" else []
+            asked = ["--target-run", str(run), "--count", str(k), *audited, "--save-dir", str(out / mode)]
+            records = references([*asked, "--", *quiet])
+            folder = Path(records[0]["checkpoint"]).parents[3]  # <set>/ref_0/version_0/checkpoints/last.ckpt
+            test = mint(["test", *detector, f"--ckpt_path={best}", f"--model.init_args.references={folder}"])
+            table[(k, mode)] = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    first = next(iter(table.values()))
+    t = first["target_on_test_set"]
+    print(f"\ntarget: {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} non-members "
+          f"on the test images (gap {t['target_gap']:.3f}); target fit {target_seconds:.0f} s; test "
+          f"{first['mint']['n_members']} + {first['mint']['n_nonmembers']} images")  # fmt: skip
+    print("\n| K | references | attack | AUROC [95% CI] | TPR@1% | TPR@0.1% | cost (s) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (k, mode), r in table.items():
+        reports = {"mint": r["mint"], **r["baselines"], **r["reference_attacks"]}
+        for name in ROWS:
+            if name in reports:
+                budget = r["budget"]
+                cost = budget["mint_seconds"] if name == "mint" else 0
+                cost = budget["reference_training_seconds"] if name in r["reference_attacks"] else cost
+                label = "MINT layer 7 + class" if name == "mint" else name
+                print(f"| {k} | {mode} | {label} | {cell(reports[name])} | {cost:.0f} |")
+        notes = f"RMIA offline a = {r['references']['rmia_offline_a']:.1f}; {r['references']['notes']}"
+        print(f"| {k} | {mode} | ({notes}) | | | | |")
+
+
+if __name__ == "__main__":
+    main()
