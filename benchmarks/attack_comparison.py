@@ -8,7 +8,7 @@ scored on the same balanced test images, and prints one table with AUROC [95% CI
 0.1% FPR and the cost in seconds (references: their training; MINT: extraction + detector training).
 
     python benchmarks/attack_comparison.py --out /tmp/attack_comparison --counts 1 2 4 8
-    python benchmarks/attack_comparison.py --source-npz ../shared/data/cifar10_train.npz --members 5000 ...
+    python benchmarks/attack_comparison.py --source-npz train.npz --source-test-npz test.npz --test-size 2000
 
 The same command scales by config: `-- --trainer.accelerator=gpu --trainer.devices=4` goes to every fit.
 """
@@ -27,10 +27,19 @@ ROWS = ("loss", "modified_entropy", "lira_online", "lira_offline", "lira_fixed_v
         "rmia_offline", "calibrated_loss", "mint")  # fmt: skip
 
 
+def pct(value: float) -> str:
+    """A rate in percent; NaN (a level the test set cannot resolve) as n/r."""
+    return "n/r" if value != value else f"{100 * value:.1f}%"
+
+
 def cell(r: dict) -> str:
+    """AUROC [CI] | TPR@1% [CI] | TPR@0.1% [CI] of one report."""
     lo, hi = r["auroc_ci95"]
-    pct = lambda v: "n/r" if v != v else f"{100 * v:.2f}%"  # noqa: E731
-    return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {pct(r['tpr@1%fpr'])} | {pct(r['tpr@0.1%fpr'])}"
+    tprs = []
+    for level in ("1%", "0.1%"):
+        ci = r.get(f"tpr@{level}fpr_ci95") or [float("nan")] * 2
+        tprs.append(pct(r[f"tpr@{level}fpr"]) + (f" [{pct(ci[0])}, {pct(ci[1])}]" if ci[0] == ci[0] else ""))
+    return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {tprs[0]} | {tprs[1]}"
 
 
 def main() -> None:
@@ -40,6 +49,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="target (and reference) epochs")
     parser.add_argument("--seed", type=int, default=0, help="target seed (weights, split)")
     parser.add_argument("--source-npz", help="a train .npz (default: the bundled CIFAR-10 sample)")
+    parser.add_argument("--source-test-npz", help="the test .npz beside it (the target's validation data)")
     parser.add_argument(
         "--members", type=float, default=0.5, help="member fraction of the source's train split"
     )
@@ -48,7 +58,8 @@ def main() -> None:
     extra = [a for a in extra if a != "--"]
     out = Path(args.out)
     quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *extra]
-    source = (["--data.source=mint.data.NpzSource", f"--data.source.train={args.source_npz}"]
+    source = (["--data.source=mint.data.NpzSource", f"--data.source.train={args.source_npz}",
+               f"--data.source.test={args.source_test_npz}"]
               if args.source_npz else ["--data.source=mint.data.SampleSource"])  # fmt: skip
     run = out / "target" / "version_0"
     start = time.perf_counter()

@@ -84,15 +84,41 @@ def load_reference_set(folder: str | Path, manifest: dict) -> ReferenceSet:
     )
 
 
+def _queries(count: int) -> list[tuple[bool, int, int]]:
+    """(mirror, dy, dx) of each query, the image itself first.
+
+    1, 2 (the image and its mirror) or 18 (both, shifted by up to one pixel each way), as LiRA queries.
+    """
+    shifts = [(0, 0)] + (
+        [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx] if count == 18 else []
+    )
+    return [(mirror, dy, dx) for mirror in ((False, True) if count > 1 else (False,)) for dy, dx in shifts]
+
+
+def _query(images: Tensor, mirror: bool, dy: int, dx: int) -> Tensor:
+    """Images (B, 3, H, W) mirrored and shifted (reflect-padded by one pixel, then cropped)."""
+    if mirror:
+        images = images.flip(-1)
+    if dy or dx:
+        h, w = images.shape[-2:]
+        padded = torch.nn.functional.pad(images, (1, 1, 1, 1), mode="reflect")
+        images = padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    return images
+
+
 @torch.no_grad()
-def _logits(model: Callable[[Tensor], dict], images: np.ndarray, device, batch_size: int) -> Tensor:
-    """Float64 logits (N, C) of uint8 images (N, H, W, 3) through a frozen target."""
+def _logits(
+    model: Callable[[Tensor], dict], images: np.ndarray, device, batch_size: int, queries: int
+) -> Tensor:
+    """Float64 logits (N, queries, C) of uint8 images (N, H, W, 3) through a frozen target."""
     from mint.data.images import to_tensor
 
-    out = [
-        model(to_tensor(torch.from_numpy(images[i : i + batch_size]).to(device)))[LOGITS].double().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
+    out = []
+    for i in range(0, len(images), batch_size):
+        batch = to_tensor(torch.from_numpy(images[i : i + batch_size]).to(device))
+        out.append(
+            torch.stack([model(_query(batch, *q))[LOGITS].double().cpu() for q in _queries(queries)], 1)
+        )
     return torch.cat(out)
 
 
@@ -103,6 +129,7 @@ def reference_scores(
     x: np.ndarray,
     z: np.ndarray,
     labels: np.ndarray,
+    queries: int = 1,
     batch_size: int = 512,
 ) -> tuple[dict[str, Tensor], dict]:
     """Scores {attack: (len(x),)} of pool images `x`, with population images `z`, and a record.
@@ -114,23 +141,29 @@ def reference_scores(
         x: the images to score.
         z: population images for RMIA (non-members of the target, none of them in `x`'s test part).
         labels: class labels of the pool (N,).
+        queries: LiRA's queries per image: 1, 2 (and its mirror) or 18 (both, shifted by up to a
+            pixel); RMIA and the calibrated loss read the image itself.
         batch_size: images per forward pass.
     """
     device = next(target.buffers()).device
     both = np.concatenate([x, z])
     y = torch.from_numpy(labels[both])
-    target_logits = _logits(target, images[both], device, batch_size)
+    if queries not in (1, 2, 18):
+        raise MintError(f"reference attacks query each image 1, 2 or 18 times, not {queries}")
+    target_all = _logits(target, images[both], device, batch_size, queries)  # (N, queries, C)
     ref_logits = []
     for path in refs.checkpoints:
         record = load_target_checkpoint(path)
         last = readable_layers(build_network(record.hparams))[-1]
         ref_logits.append(
-            _logits(Target.from_record(record, [last]).to(device), images[both], device, batch_size)
+            _logits(Target.from_record(record, [last]).to(device), images[both], device, batch_size, queries)
         )
-    ref_logits = torch.stack(ref_logits)  # (K, len(x) + len(z), C)
+    ref_all = torch.stack(ref_logits)  # (K, len(x) + len(z), queries, C)
+    target_logits, ref_logits = target_all[:, 0], ref_all[:, :, 0]  # the images themselves
     kept = torch.from_numpy(refs.kept[:, both])
     n = len(x)
-    phi_t, phi_r = logit_confidence(target_logits, y), logit_confidence(ref_logits, y)
+    y_q = y[:, None].expand(-1, queries)  # one label per query
+    phi_t, phi_r = logit_confidence(target_all, y_q), logit_confidence(ref_all, y_q)  # (N, Q), (K, N, Q)
     p_t, p_r = true_class_probability(target_logits, y), true_class_probability(ref_logits, y)
     zs = slice(n, None)
     has_in, has_out = kept[:, :n].any(0), (~kept[:, :n]).any(0)
@@ -181,12 +214,15 @@ def reference_scores(
     record = {
         "count": len(refs.checkpoints), "mode": refs.mode, "training_seconds": refs.seconds,
         "rmia_offline_a": a, "population_size": len(z), "folder": str(refs.folder), "notes": notes,
+        "lira_queries": queries,
         "lira_fixed_variance": "online" if online_form else "offline",
     }  # fmt: skip
     return scores, record
 
 
-def reference_table(folder: str | Path, target: Target, plan: dict, seed: int) -> tuple[Tensor, dict, dict]:
+def reference_table(
+    folder: str | Path, target: Target, plan: dict, seed: int, queries: int = 1
+) -> tuple[Tensor, dict, dict]:
     """Every reference attack's score of every row of a detector's sets, thresholds fitted on its train set.
 
     Args:
@@ -194,6 +230,7 @@ def reference_table(folder: str | Path, target: Target, plan: dict, seed: int) -
         target: the audited target (a mint target: references train on its recorded pool).
         plan: the detector data module's plan (`pool`, `portions`, `members`, the rebuilt split).
         seed: seed of the population sample.
+        queries: LiRA's queries per image (1, 2 or 18; see `reference_scores`).
 
     Returns:
         (rows, attacks) float64 scores in `REFERENCE_ATTACKS` order (NaN where an attack does not apply),
@@ -212,7 +249,9 @@ def reference_table(folder: str | Path, target: Target, plan: dict, seed: int) -
     # Population z: non-members of the target outside the detector's test set, at most 5,000.
     z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])
     z = np.sort(np.random.default_rng(seed).permutation(z)[:5000])
-    scores, record = reference_scores(refs, target, data.train.images, plan["pool"], z, data.train.labels)
+    scores, record = reference_scores(
+        refs, target, data.train.images, plan["pool"], z, data.train.labels, queries
+    )
     table = torch.full((len(plan["pool"]), len(REFERENCE_ATTACKS)), float("nan"), dtype=torch.float64)
     train, test = (torch.from_numpy(plan["portions"][k]) for k in ("train", "test"))
     thresholds = {}
@@ -228,3 +267,23 @@ def reference_table(folder: str | Path, target: Target, plan: dict, seed: int) -
         members = torch.from_numpy(plan["members"]).long()[fit]
         thresholds[name] = best_threshold(table[fit, j], members) if len(fit) else float("nan")
     return table, thresholds, record
+
+
+def with_reference_columns(
+    scores: Tensor, ids: Tensor, names: tuple[str, ...], table: Tensor | None
+) -> tuple[Tensor, tuple[str, ...]]:
+    """Scores (N, len(names)) of the test images `ids` (cache rows) with the applicable attacks appended."""
+    if table is None:
+        return scores, names
+    attacks = [n for j, n in enumerate(REFERENCE_ATTACKS) if not table[:, j].isnan().all()]
+    columns = [REFERENCE_ATTACKS.index(n) for n in attacks]
+    return torch.cat([scores, table[ids.cpu()][:, columns].to(scores)], dim=1), (*names, *attacks)
+
+
+def budget(mint_seconds: float | None, record: dict) -> dict:
+    """What each side cost: the detector run's seconds, the references' count and training seconds."""
+    return {
+        "mint_seconds": mint_seconds,
+        "reference_models": record.get("count", 0),
+        "reference_training_seconds": record.get("training_seconds", 0.0),
+    }

@@ -145,7 +145,8 @@ def render_html(summary: dict, figure) -> str:
     models = [
         ("detector checkpoint", d["checkpoint"]), ("detector sha256", d["sha256"]),
         ("layers", ", ".join(d["layers"])), ("class conditioning", d["class_conditioning"]),
-        ("target", f"{c['kind']}: {c['arch']} ({c['path']})"), ("target sha256", c["sha256"]),
+        ("target", f"{c['arch']} ({c['path']})" if str(c["arch"]).startswith(c["kind"])
+         else f"{c['kind']}: {c['arch']} ({c['path']})"), ("target sha256", c["sha256"]),
         ("target preprocessing", preprocessing_text(c["preprocessing"])),
         ("target's training data", json.dumps(c["source"])),
     ]  # fmt: skip

@@ -102,6 +102,31 @@ def auroc_ci(
     return float(lo), float(hi)
 
 
+def tpr_ci(
+    scores: Tensor, members: Tensor, fpr: float, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the TPR at `fpr` (as `tpr_at_fpr`), resampling both sides.
+
+    In each resample of n non-members, at most floor(fpr * n) may score above the threshold: it is
+    the (k + 1)-th highest non-member score, and the TPR is the share of members strictly above it
+    (tied scores never cross it together, as in `tpr_at_fpr`). NaN when `tpr_at_fpr` would be.
+    """
+    scores, members = scores.double().flatten(), members.long().flatten()
+    pos, neg = scores[members == 1], scores[members == 0]
+    if len(neg) < math.ceil(1.0 / fpr - 1e-9) or len(pos) == 0:
+        return float("nan"), float("nan")
+    k = math.floor(fpr * len(neg) + 1e-9)
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.empty(n_boot, dtype=torch.float64)
+    for b in range(n_boot):
+        n = neg[torch.randint(len(neg), (len(neg),), generator=gen)]
+        p = pos[torch.randint(len(pos), (len(pos),), generator=gen)]
+        threshold = torch.topk(n, k + 1).values[-1]  # the (k + 1)-th highest non-member score
+        values[b] = (p > threshold).double().mean()
+    lo, hi = torch.quantile(values, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
 def _rank_auroc(pos: Tensor, neg: Tensor) -> float:
     """Mann-Whitney AUROC with average ranks for ties."""
     both = torch.cat([pos, neg])
@@ -168,6 +193,8 @@ def full_report(
     summary = membership_scores_summary(test_scores, test_members, threshold)
     lo, hi = auroc_ci(test_scores, test_members, n_boot)
     report = summary | {"auroc_ci95": [lo, hi], "threshold": threshold}
+    for level in (0.01, 0.001):  # the low-FPR numbers the field compares, with their uncertainty
+        report[f"tpr@{fpr_label(level)}fpr_ci95"] = list(tpr_ci(test_scores, test_members, level, n_boot))
     report |= {f"{k}_at_threshold": v for k, v in at_threshold(test_scores, test_members, threshold).items()}
     if labels is not None:
         report["per_class_auroc"] = per_class_auroc(test_scores, test_members, labels)

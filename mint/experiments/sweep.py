@@ -7,7 +7,9 @@ All requested layers are extracted into the activation cache in one forward pass
 per layer is trained and tested on the same balanced sets. Runs are logged side by side in
 TensorBoard (`<save_dir>/sweep_<config>/run_N/<layer>`), and `sweep.csv`, `sweep.md` and
 `sweep_auroc.png` (AUROC versus layer depth, baselines as lines) are written to the run folder.
-Arguments after `--` go to every `fit` / `test` call (any LightningCLI override).
+Arguments after `--` go to every `fit` / `test` call (any LightningCLI override); with
+`-- --model.init_args.references=SET` (a set from `mint references`), the reference attacks (LiRA,
+RMIA, calibrated loss) join the table and the plot, on the same test images.
 """
 
 from __future__ import annotations
@@ -81,8 +83,13 @@ def run_sweep(
             rows.append({"scorer": f"MINT {layer} ({used.upper()})", "depth": depth,
                          "shape": "x".join(map(str, shape)), **scorer_row(res["mint"]),
                          "n": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}"})  # fmt: skip
-    for name, report in first["baselines"].items():
-        rows.append({"scorer": f"baseline: {name}", "depth": "", "shape": "logits", **scorer_row(report),
+    refs = first.get("references") or {}
+    others = [(f"baseline: {n}", r) for n, r in first["baselines"].items()]
+    # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
+    others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", r)
+               for n, r in first.get("reference_attacks", {}).items()]  # fmt: skip
+    for scorer, report in others:
+        rows.append({"scorer": scorer, "depth": "", "shape": "logits", **scorer_row(report),
                      "n": f"{report['n_members']}+{report['n_nonmembers']}"})  # fmt: skip
     timing["total_s"] = time.perf_counter() - start
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
@@ -102,8 +109,9 @@ def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str])
         if mint:
             ax.plot([r["depth"] for r in mint], [r["auroc"] for r in mint], "o-", label=f"MINT {kind}")
     for r in rows:
-        if r["scorer"].startswith("baseline"):
-            ax.axhline(r["auroc"], ls="--", lw=0.8, label=r["scorer"])
+        if r["scorer"].startswith(("baseline", "reference")):
+            ls = "--" if r["scorer"].startswith("baseline") else ":"
+            ax.axhline(r["auroc"], ls=ls, lw=0.8, label=r["scorer"])
     depths = sorted({r["depth"] for r in rows if r["scorer"].startswith("MINT")})
     ax.set(xticks=depths, xticklabels=layers, xlabel="layer (depth)", ylabel="AUROC")
     ax.legend(fontsize=7)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from mint.errors import MintError
-from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, ExternalTarget
+from mint.models.external import ProgramTarget
 
 
 def _module_outputs(graph: fx.Graph) -> dict[str, fx.Node]:
@@ -97,7 +97,7 @@ class ExportedNetwork(nn.Module):
         return captured
 
 
-class ExportedTarget(ExternalTarget):
+class ExportedTarget(ProgramTarget):
     """A classifier saved with `torch.export.save` (a `.pt2` file).
 
     Args:
@@ -106,15 +106,6 @@ class ExportedTarget(ExternalTarget):
         mean: per-channel mean subtracted from images in [0, 1].
         std: per-channel standard deviation images are divided by.
     """
-
-    def __init__(
-        self,
-        program: str,
-        image_size: int = 224,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
-        self.program, self.image_size, self.mean, self.std = program, image_size, tuple(mean), tuple(std)
 
     def network(self, weights: bool = True) -> tuple[ExportedNetwork, str]:
         """The program as a module, and the file's sha256 (the graph is the file: always read)."""

@@ -145,6 +145,27 @@ class ExternalTarget:
         return {"class_path": f"mint.models.{type(self).__name__}", "init_args": args}
 
 
+class ProgramTarget(ExternalTarget):
+    """A classifier saved as a program (graph and weights in one file): `ExportedTarget`, `ScriptTarget`.
+
+    Args:
+        program: the file.
+        image_size: side of the square images it reads (a program may run only at the size it was
+            exported or traced for).
+        mean: per-channel mean subtracted from images in [0, 1].
+        std: per-channel standard deviation images are divided by.
+    """
+
+    def __init__(
+        self,
+        program: str,
+        image_size: int = 224,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        self.program, self.image_size, self.mean, self.std = program, image_size, tuple(mean), tuple(std)
+
+
 class WeightsTarget(ExternalTarget):
     """A classifier built by name and given weights trained anywhere (subclasses say how to build it).
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import MintError
-from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, ExternalTarget
+from mint.models.external import ProgramTarget
 
 SAVE_HINT = (
     "save one with torch.jit.save(torch.jit.script(model.eval()), 'model.pt') (not frozen), or better "
@@ -175,7 +175,7 @@ def _not_torchscript(path: Path) -> str:
     return "it is a damaged or newer TorchScript file"
 
 
-class ScriptTarget(ExternalTarget):
+class ScriptTarget(ProgramTarget):
     """A classifier saved with `torch.jit.save` (a `.pt` / `.ts` file of TorchScript).
 
     Loading it compiles the TorchScript graph stored in the file (torch operators), not arbitrary
@@ -187,15 +187,6 @@ class ScriptTarget(ExternalTarget):
         mean: per-channel mean subtracted from images in [0, 1].
         std: per-channel standard deviation images are divided by.
     """
-
-    def __init__(
-        self,
-        program: str,
-        image_size: int = 224,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
-        self.program, self.image_size, self.mean, self.std = program, image_size, tuple(mean), tuple(std)
 
     def network(self, weights: bool = True) -> tuple[ScriptedNetwork, str]:
         """The TorchScript module as a network, and the file's sha256 (the graph is the file: always read)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mint.attacks import BASELINES, SCORERS, score_batch
-from mint.attacks.reference_set import REFERENCE_ATTACKS, reference_table
+from mint.attacks.reference_set import budget, reference_table, with_reference_columns
 from mint.data.integrity import refuse_seen
 from mint.errors import MintError, check_count
 from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
@@ -77,6 +78,9 @@ class DetectorModule(MintModule):
             then adds LiRA (online, offline, fixed variance), RMIA (online, offline) and the
             reference-calibrated loss to the table, ROC figure and `test_results.json`, on the same
             images, with the references' count and training cost.
+        reference_queries: LiRA's queries per image: 1, 2 (and its mirror) or 18 (both, shifted by
+            up to one pixel each way), as the LiRA paper does; mirrors suit data whose mirror
+            image is the same class (CIFAR, not traffic signs).
         path_kind: the detector's path over each layer: `auto` (CNN for maps, MLP for vectors),
             `cnn` or `mlp`.
         class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
@@ -106,6 +110,7 @@ class DetectorModule(MintModule):
         pool: Pool = "none",
         pool_size: int = 4,
         references: str | None = None,
+        reference_queries: Literal[1, 2, 18] = 1,
         path_kind: PathKind = PATH_KIND,
         class_conditioning: ClassConditioning = CLASS_CONDITIONING,
         cnn_filters: int = CNN_FILTERS,
@@ -212,7 +217,7 @@ class DetectorModule(MintModule):
         self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
         if self.hparams.get("references"):
             table, thresholds, self.reference_record = reference_table(
-                self.hparams.references, self.target, dm.plan, dm.seed
+                self.hparams.references, self.target, dm.plan, dm.seed, self.hparams.reference_queries
             )
             self.reference_table, self.thresholds = table, self.thresholds | thresholds
 
@@ -239,14 +244,7 @@ class DetectorModule(MintModule):
         ids, columns, members, labels = self.test_scores.compute()  # synced over DDP ranks
         self.test_scores.reset()
         scores, target = columns[:, :-1], target_accuracy(columns[:, -1], members)
-        names = SCORERS
-        if self.reference_table is not None:  # the same images, by id (cache row)
-            attacks = [
-                n for j, n in enumerate(REFERENCE_ATTACKS) if not self.reference_table[:, j].isnan().all()
-            ]
-            columns = [REFERENCE_ATTACKS.index(n) for n in attacks]
-            scores = torch.cat([scores, self.reference_table[ids.cpu()][:, columns].to(scores)], dim=1)
-            names = (*SCORERS, *attacks)
+        scores, names = with_reference_columns(scores, ids, SCORERS, self.reference_table)
         reports = scorer_reports(scores, members, labels, names, self.thresholds)
         control = self.class_only.report(labels, members)
         control_logged = {"class_only_auroc": control["auroc"]}
@@ -258,11 +256,7 @@ class DetectorModule(MintModule):
             "mint": reports["mint"],
             "baselines": {n: reports[n] for n in BASELINES},
             "reference_attacks": {n: reports[n] for n in names[len(SCORERS) :]},
-            "budget": {
-                "mint_seconds": self._recorded_cost,
-                "reference_models": self.reference_record.get("count", 0),
-                "reference_training_seconds": self.reference_record.get("training_seconds", 0.0),
-            },
+            "budget": budget(self._recorded_cost, self.reference_record),
             "references": self.reference_record,
             "target_on_test_set": target,
             "controls": {"class_only": control},

@@ -30,7 +30,13 @@ from mint.errors import MintError
 # Options added to the detector after checkpoints were written with it, and their defaults: an older
 # checkpoint lacks them, which is no difference when the run leaves them at the default.
 ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None}
-IGNORED_HPARAMS = {"_instantiator", "channels_last", "compile", "references"}  # (references: test only)
+IGNORED_HPARAMS = {
+    "_instantiator",
+    "channels_last",
+    "compile",
+    "references",
+    "reference_queries",
+}  # (references: test only)
 # The detector data module's sets (which images train, validate and test the detector). The target's
 # own member / non-member split is checked by `TargetDataModule.load_state_dict`.
 DATA_KEYS = ("sets", "sets_sha256", "balance", "seed")

@@ -134,3 +134,16 @@ def test_reference_masks_keep_half_keep_groups_whole_and_never_touch_audited_ima
     assert abs(offline.sum(1).mean() - 500) < 60  # each reference still trains on about 500
     with pytest.raises(MintError, match="only 0 of the pool"):
         reference_kept(10, 2, 5, 0, audited=np.arange(10))
+
+
+def test_lira_queries_are_the_image_first_then_mirrors_and_one_pixel_shifts():
+    from mint.attacks.reference_set import _queries, _query
+
+    assert _queries(1) == [(False, 0, 0)] and _queries(2) == [(False, 0, 0), (True, 0, 0)]
+    eighteen = _queries(18)
+    assert len(set(eighteen)) == 18 and eighteen[0] == (False, 0, 0)
+    image = torch.zeros(1, 3, 5, 5)
+    image[..., 2, 3] = 1.0
+    assert _query(image, False, 1, 0)[0, 0, 1, 3] == 1.0  # content moves up when the crop moves down
+    assert _query(image, True, 0, 0)[0, 0, 2, 1] == 1.0  # mirrored: column 3 of 5 -> column 1
+    assert torch.equal(_query(image, False, 0, 0), image)

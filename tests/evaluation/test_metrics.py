@@ -94,3 +94,18 @@ def test_per_class_auroc():
     labels = torch.tensor([0, 0, 1, 1])
     table = per_class_auroc(scores, members, labels)
     assert table[0]["auroc"] == 1.0 and table[1]["auroc"] == 0.0
+
+
+def test_tpr_interval_covers_the_true_rate_and_matches_the_point_estimate():
+    """Members N(2, 1), non-members N(0, 1): TPR at 1% FPR is 1 - Phi(2.326 - 2) = 0.372."""
+    from mint.evaluation.metrics import tpr_at_fpr, tpr_ci
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.cat([torch.randn(5000, generator=g) + 2, torch.randn(5000, generator=g)]).double()
+    members = torch.cat([torch.ones(5000), torch.zeros(5000)]).long()
+    lo, hi = tpr_ci(scores, members, 0.01, n_boot=300)
+    point = tpr_at_fpr(scores, members, 0.01)
+    assert lo < 0.372 < hi and lo <= point <= hi and hi - lo < 0.1
+    ties = torch.cat([torch.ones(5000), torch.ones(5000)]).double()  # all tied: nothing passes
+    assert tpr_ci(ties, members, 0.01, n_boot=50) == (0.0, 0.0) == (tpr_at_fpr(ties, members, 0.01),) * 2
+    assert all(v != v for v in tpr_ci(scores[:5050], members[:5050], 0.01))  # 50 non-members: NaN

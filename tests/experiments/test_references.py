@@ -74,6 +74,13 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     assert all(0 <= r["auroc"] <= 1 for r in attacks.values())
     assert results["budget"]["reference_models"] == 4 and results["budget"]["reference_training_seconds"] > 0
     assert results["budget"]["mint_seconds"] > 0 and 0 <= results["references"]["rmia_offline_a"] <= 1
+    # A sweep shows them beside every layer's detector and the baselines.
+    from mint.experiments.sweep import run_sweep
+
+    rows = run_sweep(args[1], ["layer6", "layer7"], [*args[2:], f"--model.init_args.references={folder}"])
+    assert {"reference (4, online): lira_online", "reference (4, online): rmia_offline"} <= {
+        r["scorer"] for r in rows
+    }
     # Offline: references that never saw the detector's test images; only the offline attacks apply.
     offline = tmp_path / "offline"
     asked = ["--target-run", str(run), "--count", "2", "--audited", best, "--save-dir", str(offline)]
@@ -83,10 +90,11 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
         kept = np.load(r["checkpoint"].replace("checkpoints/last.ckpt", "kept.npy"))
         assert not np.isin(test_rows, kept).any() and r["reference"]["mode"] == "offline"
     (offline_set,) = (offline / "references").iterdir()
-    test = main(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={offline_set}"])
+    test = main(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={offline_set}",
+                 "--model.init_args.reference_queries=18"])  # fmt: skip
     results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
     assert set(results["reference_attacks"]) == set(REFERENCE_ATTACKS) - {"lira_online", "rmia_online"}
-    assert results["references"]["mode"] == "offline"
+    assert results["references"]["mode"] == "offline" and results["references"]["lira_queries"] == 18
     # A reference set of another target (another split) is refused, naming what differs.
     other = tmp_path / "other"
     main(
