@@ -185,7 +185,7 @@ def reference_scores(
 
     def lira_on(r, online, fixed=False):
         values, note = lira(phi_t[r], phi_r[:, r], kept[:, r], online, fixed)
-        notes.extend(n for n in note if n not in notes)
+        notes.extend(text for text in note if text not in notes)
         return values
 
     z_args = (p_t[zs], p_r[:, zs], kept[:, zs])
