@@ -6,8 +6,10 @@ class-conditioned detector on it, and, for each K, a set of K online reference m
 target's own recipe (`mint references`); then tests the detector with each set, so every attack is
 scored on the same balanced test images, and prints one table with AUROC [95% CI], TPR at 1% and
 0.1% FPR and the cost in seconds (references: their training; MINT: extraction + detector training).
+With several `--seeds` (target weights and split), each seed's table and then the mean and the
+range over seeds. Each seed's runs go to `<out>/seed_<s>`; a rerun reuses what is there.
 
-    python benchmarks/attack_comparison.py --out /tmp/attack_comparison --counts 1 2 4 8
+    python benchmarks/attack_comparison.py --out /tmp/attack_comparison --counts 1 2 4 8 --seeds 0 1 2
     python benchmarks/attack_comparison.py --source-npz train.npz --source-test-npz test.npz --test-size 2000
 
 The same command scales by config: `-- --trainer.accelerator=gpu --trainer.devices=4` goes to every fit.
@@ -42,22 +44,8 @@ def cell(r: dict) -> str:
     return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {tprs[0]} | {tprs[1]}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="/tmp/attack_comparison")
-    parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--epochs", type=int, default=30, help="target (and reference) epochs")
-    parser.add_argument("--seed", type=int, default=0, help="target seed (weights, split)")
-    parser.add_argument("--source-npz", help="a train .npz (default: the bundled CIFAR-10 sample)")
-    parser.add_argument("--source-test-npz", help="the test .npz beside it (the target's validation data)")
-    parser.add_argument(
-        "--members", type=float, default=0.5, help="member fraction of the source's train split"
-    )
-    parser.add_argument("--test-size", type=int, default=250, help="detector test members (and non-members)")
-    args, extra = parser.parse_known_args()
-    extra = [a for a in extra if a != "--"]
-    out = Path(args.out)
-    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *extra]
+def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]:
+    """Target, detector and reference sets of one target seed; {(K, mode): test results}, target seconds."""
     source = (["--data.source=mint.data.NpzSource", f"--data.source.train={args.source_npz}",
                f"--data.source.test={args.source_test_npz}"]
               if args.source_npz else ["--data.source=mint.data.SampleSource"])  # fmt: skip
@@ -66,7 +54,7 @@ def main() -> None:
     if not (run / "checkpoints" / "last.ckpt").is_file():  # a rerun reuses the target (and references)
         mint([
             "fit", "--config", "configs/classifier_cifar10.yaml", *source, *quiet,
-            f"--seed_everything={args.seed}", f"--data.split_seed={args.seed}",
+            f"--seed_everything={seed}", f"--data.split_seed={seed}",
             f"--data.member_fraction={args.members}", "--model.width=0.5",
             "--model.block_dropout=0", "--data.batch_size=50", f"--trainer.max_epochs={args.epochs}",
             "--trainer.check_val_every_n_epoch=5", f"--trainer.logger.init_args.save_dir={out}",
@@ -95,11 +83,16 @@ def main() -> None:
             folder = Path(records[0]["checkpoint"]).parents[3]  # <set>/ref_0/version_0/checkpoints/last.ckpt
             test = mint(["test", *detector, f"--ckpt_path={best}", f"--model.init_args.references={folder}"])
             table[(k, mode)] = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    return table, target_seconds
+
+
+def print_seed(seed: int, table: dict, target_seconds: float) -> None:
+    """The table of one target seed, every report with its intervals."""
     first = next(iter(table.values()))
     t = first["target_on_test_set"]
-    print(f"\ntarget: {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} non-members "
-          f"on the test images (gap {t['target_gap']:.3f}); target fit {target_seconds:.0f} s; test "
-          f"{first['mint']['n_members']} + {first['mint']['n_nonmembers']} images")  # fmt: skip
+    print(f"\nseed {seed}: target {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} "
+          f"non-members on the test images (gap {t['target_gap']:.3f}); target fit {target_seconds:.0f} s; "
+          f"test {first['mint']['n_members']} + {first['mint']['n_nonmembers']} images")  # fmt: skip
     print("\n| K | references | attack | AUROC [95% CI] | TPR@1% | TPR@0.1% | cost (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for (k, mode), r in table.items():
@@ -113,6 +106,47 @@ def main() -> None:
                 print(f"| {k} | {mode} | {label} | {cell(reports[name])} | {cost:.0f} |")
         notes = f"RMIA offline a = {r['references']['rmia_offline_a']:.1f}; {r['references']['notes']}"
         print(f"| {k} | {mode} | ({notes}) | | | | |")
+
+
+def print_spread(tables: dict[int, dict]) -> None:
+    """Mean and spread (min-max) over target seeds of AUROC and TPR at 1% FPR."""
+    print(f"\nover {len(tables)} target seeds: mean [min, max]\n")
+    print("| K | references | attack | AUROC | TPR@1% |\n| --- | --- | --- | --- | --- |")
+    for key in next(iter(tables.values())):
+        for name in ROWS:
+            runs = [{"mint": t[key]["mint"], **t[key]["baselines"], **t[key]["reference_attacks"]}
+                    for t in tables.values()]  # fmt: skip
+            if not all(name in r for r in runs):
+                continue
+            cells = []
+            for metric in ("auroc", "tpr@1%fpr"):
+                v = [r[name][metric] for r in runs]
+                f = (lambda x: f"{x:.3f}") if metric == "auroc" else (lambda x: f"{100 * x:.1f}%")  # noqa: E731
+                cells.append(f"{f(sum(v) / len(v))} [{f(min(v))}, {f(max(v))}]")
+            print(f"| {key[0]} | {key[1]} | {name} | {cells[0]} | {cells[1]} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="/tmp/attack_comparison")
+    parser.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--epochs", type=int, default=30, help="target (and reference) epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="target seeds (weights, split)")
+    parser.add_argument("--source-npz", help="a train .npz (default: the bundled CIFAR-10 sample)")
+    parser.add_argument("--source-test-npz", help="the test .npz beside it (the target's validation data)")
+    parser.add_argument(
+        "--members", type=float, default=0.5, help="member fraction of the source's train split"
+    )
+    parser.add_argument("--test-size", type=int, default=250, help="detector test members (and non-members)")
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", *extra]
+    tables = {}
+    for seed in args.seeds:
+        tables[seed], seconds = run_seed(args, seed, Path(args.out) / f"seed_{seed}", quiet)
+        print_seed(seed, tables[seed], seconds)
+    if len(tables) > 1:
+        print_spread(tables)
 
 
 if __name__ == "__main__":
