@@ -121,7 +121,7 @@ def print_spread(tables: dict[int, dict]) -> None:
             cells = []
             for metric in ("auroc", "tpr@1%fpr"):
                 v = [r[name][metric] for r in runs]
-                f = (lambda x: f"{x:.3f}") if metric == "auroc" else (lambda x: f"{100 * x:.1f}%")  # noqa: E731
+                f = (lambda x: f"{x:.3f}") if metric == "auroc" else (lambda x: f"{100 * x:.1f}%")
                 cells.append(f"{f(sum(v) / len(v))} [{f(min(v))}, {f(max(v))}]")
             print(f"| {key[0]} | {key[1]} | {name} | {cells[0]} | {cells[1]} |")
 
