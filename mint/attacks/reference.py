@@ -9,8 +9,9 @@ higher for more member-like images.
   probabilities, no 1e-45 floor: the reference code's phi is capped near +-104, this one is not).
   Per image, the IN and OUT references' phi give a Gaussian each: mean = median, std over references
   (as the reference code). Online: log N(phi; IN) - log N(phi; OUT). Offline: one-sided, as the
-  paper's Eq. 4, log Phi((phi - mu_out) / sd_out) (the reference code uses the two-sided
-  -log N(phi; OUT), which also calls an unusually *low* confidence a member). Fixed variance: one
+  paper's Eq. 4 (Phi((phi - mu_out) / sd_out)), scored as -log P(Z > z), which orders images the same
+  way without rounding the most member-like ones to one tied value (the reference code uses the
+  two-sided -log N(phi; OUT), which also calls an unusually *low* confidence a member). Fixed variance: one
   std per side, pooled over all images from each image's deviations from its own median. Test-time
   augmentations (a last axis A) get a Gaussian each; their log-likelihood ratios are averaged.
 - RMIA (Zarifzadeh et al., ICML 2024). ratio(x) = p_y(x | target) / Pr(x), with Pr(x) the mean of the
@@ -111,7 +112,9 @@ def lira(
         notes.append(f"some images have {fewest} reference(s) on a side: fixed (pooled) variance used")
     mu_out, sd_out = _gaussian(refs, ~kept, fixed_variance)
     if not online:
-        return torch.special.log_ndtr((target - mu_out) / sd_out).mean(-1), notes
+        # -log P(Z > z): ordered as the paper's Phi(z), but it never rounds to one value (0) for the
+        # most member-like images, which Phi and log Phi do above z = 8 and 37: ties erase low FPRs.
+        return -torch.special.log_ndtr(-(target - mu_out) / sd_out).mean(-1), notes
     mu_in, sd_in = _gaussian(refs, kept, fixed_variance)
     ratio = _log_normal(target, mu_in, sd_in) - _log_normal(target, mu_out, sd_out)
     return ratio.mean(-1), notes

@@ -147,3 +147,11 @@ def test_lira_queries_are_the_image_first_then_mirrors_and_one_pixel_shifts():
     assert _query(image, False, 1, 0)[0, 0, 1, 3] == 1.0  # content moves up when the crop moves down
     assert _query(image, True, 0, 0)[0, 0, 2, 1] == 1.0  # mirrored: column 3 of 5 -> column 1
     assert torch.equal(_query(image, False, 0, 0), image)
+
+
+def test_offline_lira_keeps_the_most_member_like_images_apart():
+    """Phi(z) is 1.0 and log Phi(z) is 0.0 for every z above about 8 and 37: such scores would tie."""
+    refs = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)  # OUT: mean 0.5, sd 0.5
+    kept = torch.zeros(2, 3, dtype=torch.bool)
+    scores, _ = lira(torch.tensor([30.0, 40.0, 50.0], dtype=torch.float64), refs, kept, online=False)
+    assert scores[0] < scores[1] < scores[2]  # z = 59, 79, 99: all distinct
