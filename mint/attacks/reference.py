@@ -60,13 +60,21 @@ def _masked(values: Tensor, mask: Tensor) -> Tensor:
 
 
 def _gaussian(values: Tensor, mask: Tensor, fixed: bool) -> tuple[Tensor, Tensor]:
-    """Per-image median (N, A) and std (N, A) of the references in `mask`; one pooled std if `fixed`."""
+    """Per-image median (N, A) and std (N, A) of the references in `mask`.
+
+    The pooled std (all of it if `fixed`, else for images with fewer than 2 references on this
+    side) is the spread of images around their own medians, over the images with at least 2; when
+    none has 2, the spread of all values (as the reference code's global std).
+    """
     x = _masked(values, mask)
     mu = x.nanquantile(0.5, dim=0)  # the mean of the two middle values for even counts, as np.median
-    if fixed:  # pooled over all images, from each image's deviations from its own median
-        sd = ((x - mu) ** 2).nanmean().sqrt().expand_as(mu)
+    several = mask.sum(0) >= 2  # (N,)
+    if several.any():
+        pooled = ((x - mu)[:, several] ** 2).nanmean().sqrt()
     else:
-        sd = ((x - x.nanmean(dim=0)) ** 2).nanmean(dim=0).sqrt()  # ddof = 0, as the reference code
+        pooled = ((x - x.nanmean()) ** 2).nanmean().sqrt()
+    own = ((x - x.nanmean(dim=0)) ** 2).nanmean(dim=0).sqrt()  # ddof = 0, as the reference code
+    sd = torch.where(several[:, None] & (not fixed), own, pooled)
     return mu, sd + MIN_STD
 
 
@@ -101,15 +109,17 @@ def lira(
             "so no OUT reference describes them: train more references (or draw them so that every "
             "audited image is left out of some)"
         )
-    fewest = int(out_count.min()) if not online else int(torch.minimum(in_count, out_count).min())
+    few = (out_count < 2) if not online else (torch.minimum(in_count, out_count) < 2)
     if online and int(in_count.min()) == 0:
         raise MintError(
             f"{int((in_count == 0).sum())} images are in no reference model's training data: the online "
             "attack needs IN references for each image; use the offline attack or train more references"
         )
-    if fewest < 2 and not fixed_variance:
-        fixed_variance = True
-        notes.append(f"some images have {fewest} reference(s) on a side: fixed (pooled) variance used")
+    if few.any() and not fixed_variance:
+        notes.append(
+            f"{int(few.sum())} images have fewer than 2 references on a side: the pooled variance is "
+            "used for them"
+        )
     mu_out, sd_out = _gaussian(refs, ~kept, fixed_variance)
     if not online:
         # -log P(Z > z): ordered as the paper's Phi(z), but it never rounds to one value (0) for the
