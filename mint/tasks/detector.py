@@ -39,6 +39,7 @@ from mint.models.detector import (
     ClassConditioning,
     PathKind,
 )
+from mint.models.kinds import external_from_config
 from mint.models.target import Pool
 from mint.tasks.base import MintModule
 
@@ -126,7 +127,9 @@ class DetectorModule(MintModule):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         layers = list(layers or ["layer7"])
-        kind = target
+        # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
+        # kinds, which refuses a factory: code named by a file never runs.
+        kind = external_from_config(target, "these hyperparameters") if isinstance(target, dict) else target
         if isinstance(target, ExternalTarget):  # recorded as its config, never as a pickled object
             target = target.config()  # (save_hyperparameters reads this frame's arguments)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
