@@ -46,27 +46,40 @@ class ReferenceSet:
     mode: str
 
 
-def load_reference_set(folder: str | Path, manifest: dict) -> ReferenceSet:
-    """Read the references in `folder`, checking that they belong to the target whose split is `manifest`."""
+def load_reference_set(folder: str | Path, manifest: dict, count: int | None = None) -> ReferenceSet:
+    """Read references 0 ... count-1 in `folder` (None: all), checking that they belong to the target.
+
+    Args:
+        folder: the reference set (written by `mint references`).
+        manifest: the audited target's split record.
+        count: how many references to use, the first ones of the set (a set of K is the first K of
+            a larger one); None: every finished reference, which must then be numbered 0 ... K-1.
+    """
     folder = Path(folder)
-    records = []
+    records = {}
     for done in folder.glob("ref_*/version_0/done.json"):
         record = json.loads(done.read_text())
         record["checkpoint"] = str(done.parent / "checkpoints" / "last.ckpt")  # wherever the set now lies
-        records.append(record)
-    records.sort(key=lambda r: r["index"])
+        records[record["index"]] = record
     if not records:
         raise MintError(
             f"no finished reference models in {str(folder)!r} (train them with `mint references`)"
         )
-    count = records[0]["count"]
-    missing = sorted(set(range(count)) - {r["index"] for r in records})
+    if count is not None and count < 1:
+        raise MintError(f"the number of references to use must be at least 1, not {count}")
+    count = count or max(records) + 1
+    missing = sorted(set(range(count)) - set(records))
     if missing:
+        known = next(iter(records.values()))
+        ref = known.get("reference", {})
+        audited = f" --audited {ref['audited']}" if ref.get("audited") else ""
         raise MintError(
-            f"{len(records)} of the {count} references in {folder} are finished; train the rest: "
-            f"mint references --target-run {records[0].get('target_run', 'TARGET_RUN')} --count {count} "
-            f"--index {' '.join(map(str, missing))}"
+            f"{count} references asked for, but only {count - len(missing)} of references 0 ... {count - 1} "
+            f"in {folder} are finished; train the rest: mint references --target-run "
+            f"{known.get('target_run', 'TARGET_RUN')} --count {count} --index {' '.join(map(str, missing))} "
+            f"--seed {ref.get('seed', 0)}{audited} --save-dir {folder.parent.parent}"
         )
+    records = [records[i] for i in range(count)]
     kept = np.zeros((count, manifest["num_train"]), bool)
     for r in records:
         saved = load_target_checkpoint(r["checkpoint"])
@@ -221,7 +234,7 @@ def reference_scores(
 
 
 def reference_table(
-    folder: str | Path, target: Target, plan: dict, seed: int, queries: int = 1
+    folder: str | Path, target: Target, plan: dict, seed: int, queries: int = 1, count: int | None = None
 ) -> tuple[Tensor, dict, dict]:
     """Every reference attack's score of every row of a detector's sets, thresholds fitted on its train set.
 
@@ -231,6 +244,7 @@ def reference_table(
         plan: the detector data module's plan (`pool`, `portions`, `members`, the rebuilt split).
         seed: seed of the population sample.
         queries: LiRA's queries per image (1, 2 or 18; see `reference_scores`).
+        count: use the first `count` references of the set (None: all).
 
     Returns:
         (rows, attacks) float64 scores in `REFERENCE_ATTACKS` order (NaN where an attack does not apply),
@@ -244,7 +258,7 @@ def reference_table(
             "reference attacks need the target's data pool, which only a target trained by mint records; "
             "with known members / non-members, leave `references` unset"
         )
-    refs = load_reference_set(folder, data.manifest)
+    refs = load_reference_set(folder, data.manifest, count)
     test_rows = plan["portions"]["test"]
     # Population z: non-members of the target outside the detector's test set, at most 5,000.
     z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])

@@ -46,14 +46,14 @@ def audited_images(detector_ckpt: str, manifest: dict) -> np.ndarray:
 
 
 class ReferenceDataModule(TargetDataModule):
-    """The target's data module, serving reference model `index` of `count` its subset of the pool.
+    """The target's data module, serving reference model `index` its subset of the pool.
 
     Args:
         source, member_fraction, split_seed, stratify, group_aware, duplicates, augment, batch_size,
             num_workers, persistent_workers, pin_memory, member_eval_size: as the target's (give the
             target's config: the split, hence the pool and the training-set size, are rebuilt from them).
-        count: number of reference models K in the set.
-        index: which of them this run trains (0 ... K-1; e.g. `$SLURM_ARRAY_TASK_ID`).
+        index: which reference of the set this run trains (0, 1, ...; e.g. `$SLURM_ARRAY_TASK_ID`):
+            row `index` of the keep mask, which does not depend on how many references the set has.
         seed: seed of the keep mask (the same for every reference of a set).
         audited: for offline references, a detector checkpoint whose test images no reference may
             train on; None: online (every pool image is in about half of the references).
@@ -73,7 +73,6 @@ class ReferenceDataModule(TargetDataModule):
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
         member_eval_size: int = 5000,
-        count: int = 8,
         index: int = 0,
         seed: int = 0,
         audited: str | None = None,
@@ -82,20 +81,16 @@ class ReferenceDataModule(TargetDataModule):
             source, member_fraction, split_seed, stratify, group_aware, duplicates, augment,
             batch_size, num_workers, persistent_workers, pin_memory, member_eval_size,
         )  # fmt: skip
-        self.count = check_count("count", count)
         self.index = check_count("index", index, minimum=0)
-        if self.index >= self.count:
-            raise MintError(f"index {index} is not one of the {count} references (0 ... {count - 1})")
         self.seed, self.audited = check_count("seed", seed, minimum=0), audited
 
     def training_images(self, data) -> np.ndarray:
         """Row `index` of the keep mask over the target's pool (its source's train split)."""
         audited = audited_images(self.audited, data.manifest) if self.audited else None
-        kept = reference_kept(len(data.train), self.count, len(data.split.members), self.seed, data.groups,
-                              audited)[self.index]  # fmt: skip
+        size = len(data.split.members)
+        kept = reference_kept(len(data.train), self.index + 1, size, self.seed, data.groups, audited)[-1]
         members = np.flatnonzero(kept)
         data.manifest["reference"] = {
-            "count": self.count,
             "index": self.index,
             "seed": self.seed,
             "mode": "offline" if audited is not None else "online",
@@ -129,10 +124,13 @@ class ReferenceDataModule(TargetDataModule):
             )
 
 
-def set_key(target_config: dict, manifest: dict, count: int, seed: int, audited_sha256: str | None) -> str:
-    """What a reference set depends on, hashed: the target's recipe and pool, K, the seed, the audited set."""
+def set_key(target_config: dict, manifest: dict, seed: int, audited_sha256: str | None) -> str:
+    """What a reference set depends on, hashed: the target's recipe and pool, the seed, the audited set.
+
+    Not K: reference k is the same model in a set of any size (`reference_kept`), so a set grows.
+    """
     h = hashlib.sha256()
     pool = (manifest.get("train_fingerprint"), manifest.get("members_sha256"))
-    for part in (target_config, pool, count, seed, audited_sha256):
+    for part in (target_config, pool, seed, audited_sha256):
         h.update(repr(part).encode())
     return h.hexdigest()[:16]

@@ -1,13 +1,16 @@
 """Which pool images each reference model trains on: one pure, seeded, group-aware function.
 
 Reference models are trained with the target's recipe on subsets of the target's data pool (its
-source's train split: members and non-members). LiRA's keep mask gives every image the same number of
-references that trained on it: for each image (or group: GTSRB tracks stay together) the K
-references are put in a random order and the first `share * K` keep it. When `share * K` is not a
-whole number, each image takes the floor or the ceiling at random, in the right proportion, so one
-reference (K = 1) still sees about `share` of the pool. Offline, the audited images are in no
-reference's data at all, and `share` is raised so that each reference still trains on as many
-images as the target did.
+source's train split: members and non-members), each about as large as the target's training set.
+References come in pairs: pair j puts the pool's images (or groups: GTSRB tracks stay together) in
+one seeded random order; reference 2j trains on the images at the front of that order, reference
+2j + 1 on those at the back. When the target trained on half of its pool (the default split), the
+two are complementary, so every image is IN for exactly half of any even number of references, as
+LiRA's keep mask wants; otherwise every image is IN with probability (target's training size /
+pool). Row k depends only on (seed, k), never on K: the first K references of a larger set are a
+set of K, so a set grows by training more references and a smaller budget reads a prefix.
+Offline, the audited images are in no reference's data at all, and each reference still trains
+on as many images as the target did, from the rest of the pool.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def reference_kept(
 
     Args:
         num_images: images in the pool.
-        count: number of reference models K.
+        count: number of reference models K (the mask of K is the first K rows of any larger one).
         training_size: images the target trained on; each reference trains on about as many.
         seed: seed of the draw; the same arguments always give the same mask.
         groups: group id of every image (None: each image its own group); a group is kept whole.
@@ -37,19 +40,25 @@ def reference_kept(
     """
     check_count("count", count)
     groups = np.arange(num_images) if groups is None else np.asarray(groups)
-    _, unit = np.unique(groups, return_inverse=True)  # (N,) group index of each image
-    excluded = np.zeros(unit.max(initial=-1) + 1, bool)
+    _, unit, sizes = np.unique(groups, return_inverse=True, return_counts=True)  # (N,), (G,)
+    excluded = np.zeros(len(sizes), bool)
     if audited is not None and len(audited):
         excluded[unit[np.asarray(audited)]] = True  # a group with an audited image is left out whole
-    eligible = int((~excluded[unit]).sum())
+    eligible = int(sizes[~excluded].sum())
     if eligible < training_size:
         raise MintError(
             f"the references cannot train on {training_size} images (as the target did): only "
             f"{eligible} of the pool's {num_images} are not audited"
         )
-    share = training_size / eligible
-    rng = np.random.default_rng(seed)
-    order = rng.random((count, len(excluded))).argsort(axis=0)  # (K, G): each column a permutation
-    quota = np.floor(share * count + rng.random(len(excluded)))  # (G,) floor or ceiling of share * K
-    kept_units = (order < quota) & ~excluded
+    # Where the back of the order starts: the complement of the front when the target trained on
+    # half of the pool (to within an image), so that pairs are exactly complementary.
+    back = training_size if abs(eligible - 2 * training_size) <= 1 else eligible - training_size
+    candidates = np.flatnonzero(~excluded)
+    kept_units = np.zeros((count, len(sizes)), bool)
+    for pair in range((count + 1) // 2):
+        order = np.random.default_rng([seed, pair]).permutation(candidates)  # (G',) units in draw order
+        start = np.cumsum(sizes[order]) - sizes[order]  # (G',) images before each unit in that order
+        kept_units[2 * pair, order[start < training_size]] = True
+        if 2 * pair + 1 < count:
+            kept_units[2 * pair + 1, order[start >= back]] = True
     return kept_units[:, unit]  # (K, G) -> (K, N)

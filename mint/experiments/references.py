@@ -8,9 +8,11 @@ Each reference is one `fit` of the target run's own `config.yaml` (architecture,
 augmentation) with its data module swapped for `ReferenceDataModule`: row k of a seeded keep mask
 over the target's pool (`reference_kept`). A reference set lives in
 `<save_dir>/references/<target run>-<key>/ref_<k>/version_0`, where the key hashes what the set
-depends on (the target's recipe and pool, K, the seed, the audited images). A finished reference
-(`done.json`) is found again and reused, never retrained; a crashed one resumes from its
-`last.ckpt`. Arguments after `--` go to every `fit` (e.g. `--trainer.devices=2`), as for a target.
+depends on (the target's recipe and pool, the seed, the audited images), not K: `--count 8` after
+`--count 4` trains references 4 ... 7 beside the first four, and an attack given `count: 4` reads
+the first four. A finished reference (`done.json`) is found again and reused, never retrained; a
+crashed one resumes from its `last.ckpt`. Arguments after `--` go to every `fit` (e.g.
+`--trainer.devices=2`), as for a target.
 """
 
 from __future__ import annotations
@@ -67,17 +69,17 @@ def recipe_of(config: dict) -> dict:
 
 
 def set_folder(
-    save_dir: Path, run: Path, count: int, seed: int, audited: str | None, extra: list[str]
+    save_dir: Path, run: Path, seed: int, audited: str | None, extra: list[str]
 ) -> tuple[Path, str]:
     """The folder of the reference set, named by the target run and the key of what the set depends on.
 
-    The key covers the target's recipe, its pool, K, the seed, the audited images and the extra
+    The key covers the target's recipe, its pool, the seed, the audited images and the extra
     arguments that change training (not devices, workers or logging).
     """
     config, _, manifest = target_recipe(run)
     audited_sha = index_hash(sorted(audited_images(audited, manifest))) if audited else None
     recipe = recipe_of(config) | {"extra": [a for a in extra if not a.startswith(NOT_RECIPE)]}
-    key = set_key(recipe, manifest, count, seed, audited_sha)
+    key = set_key(recipe, manifest, seed, audited_sha)
     return save_dir / "references" / f"{run.parent.name}-{run.name}-{key}", key
 
 
@@ -96,7 +98,7 @@ def train_reference(run: Path, folder: Path, key: str, count: int, index: int, s
     last = ref / "checkpoints" / "last.ckpt"
     args = [
         "fit", "--config", str(run / "config.yaml"), "--data=mint.data.ReferenceDataModule",
-        f"--data.init_args.count={count}", f"--data.init_args.index={index}", f"--data.init_args.seed={seed}",
+        f"--data.init_args.index={index}", f"--data.init_args.seed={seed}",
         f"--trainer.logger.init_args.save_dir={folder}", f"--trainer.logger.init_args.name=ref_{index}",
         "--trainer.logger.init_args.version=version_0",
         # another initialization and batch order for every reference, as independent models
@@ -114,7 +116,6 @@ def train_reference(run: Path, folder: Path, key: str, count: int, index: int, s
         "key": key,
         "target_run": str(run),
         "index": index,
-        "count": count,
         "checkpoint": str((Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").resolve()),
         "seconds": round(time.perf_counter() - start, 1),
         "reference": cli.datamodule.manifest["reference"],
@@ -128,7 +129,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(prog="mint references", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--target-run", required=True, help="the target's run folder (version_N)")
-    parser.add_argument("--count", type=int, required=True, help="number of reference models K")
+    parser.add_argument(
+        "--count", type=int, required=True, help="K: references 0 ... K-1 of the set (finished ones reused)"
+    )
     parser.add_argument("--index", type=int, nargs="*", help="which of them to train (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the keep mask")
     parser.add_argument(
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise MintError(f"--index {bad}: references are numbered 0 ... {count - 1}")
     run = Path(args.target_run)
     seed = check_count("--seed", args.seed, minimum=0)
-    folder, key = set_folder(Path(args.save_dir), run, count, seed, args.audited, extra)
+    folder, key = set_folder(Path(args.save_dir), run, seed, args.audited, extra)
     records = [train_reference(run, folder, key, count, i, args.seed, args.audited, extra) for i in indices]
     total = sum(r["seconds"] for r in records)
     print(f"mint references: {len(records)} of {count} in {folder} ({total:.0f} s of training recorded)")

@@ -79,6 +79,8 @@ class DetectorModule(MintModule):
             then adds LiRA (online, offline, fixed variance), RMIA (online, offline) and the
             reference-calibrated loss to the table, ROC figure and `test_results.json`, on the same
             images, with the references' count and training cost.
+        reference_count: use the first K references of the set (None: all of them); one grown set
+            then measures every budget.
         reference_queries: LiRA's queries per image: 1, 2 (and its mirror) or 18 (both, shifted by
             up to one pixel each way), as the LiRA paper does; mirrors suit data whose mirror
             image is the same class (CIFAR, not traffic signs).
@@ -111,6 +113,7 @@ class DetectorModule(MintModule):
         pool: Pool = "none",
         pool_size: int = 4,
         references: str | None = None,
+        reference_count: int | None = None,
         reference_queries: Literal[1, 2, 18] = 1,
         path_kind: PathKind = PATH_KIND,
         class_conditioning: ClassConditioning = CLASS_CONDITIONING,
@@ -127,6 +130,8 @@ class DetectorModule(MintModule):
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         layers = list(layers or ["layer7"])
+        if reference_count is not None:
+            check_count("reference_count", reference_count)
         # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
         # kinds, which refuses a factory: code named by a file never runs.
         kind = external_from_config(target, "these hyperparameters") if isinstance(target, dict) else target
@@ -220,7 +225,12 @@ class DetectorModule(MintModule):
         self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
         if self.hparams.get("references"):
             table, thresholds, self.reference_record = reference_table(
-                self.hparams.references, self.target, dm.plan, dm.seed, self.hparams.reference_queries
+                self.hparams.references,
+                self.target,
+                dm.plan,
+                dm.seed,
+                self.hparams.reference_queries,
+                self.hparams.get("reference_count"),
             )
             self.reference_table, self.thresholds = table, self.thresholds | thresholds
 

@@ -35,6 +35,7 @@ IGNORED_HPARAMS = {
     "channels_last",
     "compile",
     "references",
+    "reference_count",
     "reference_queries",
 }  # (references: test only)
 # The detector data module's sets (which images train, validate and test the detector). The target's

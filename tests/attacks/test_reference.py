@@ -102,7 +102,8 @@ def test_rmia_and_the_calibrated_loss_find_members_of_simulated_references():
         out = base + 0.3 * torch.randn(*kept.shape, classes, generator=g, dtype=torch.float64)
         return out + torch.nn.functional.one_hot(labels, classes) * (boost * kept)[..., None]
 
-    kept = torch.from_numpy(reference_kept(n + m, k, (n + m) // 2, 0, audited=np.arange(n, n + m)))
+    # x: each image IN for half of the references
+    kept = torch.from_numpy(reference_kept(n + m, k, n // 2, 0, audited=np.arange(n, n + m)))
     kept[:, n:] = False  # population z: in no reference (and not in the target)
     member = torch.rand(n + m, generator=g) < 0.5
     member[n:] = False
@@ -124,6 +125,13 @@ def test_reference_masks_keep_half_keep_groups_whole_and_never_touch_audited_ima
     assert (kept.sum(0) == 4).all()  # every image IN for exactly half of the references
     assert np.array_equal(kept, reference_kept(1000, 8, 500, seed=3))  # pure: same seed, same mask
     assert not np.array_equal(kept, reference_kept(1000, 8, 500, seed=4))
+    # A set of K is the first K rows of a larger one: sets grow, budgets read prefixes.
+    assert all(np.array_equal(reference_kept(1000, k, 500, seed=3), kept[:k]) for k in (1, 2, 5))
+    assert (kept[:2].sum(0) == 1).all() and (kept[:6].sum(0) == 3).all()
+    assert (reference_kept(1001, 2, 500, seed=0).sum(0) == 1).all()  # an odd pool: still complementary
+    assert (kept.sum(1) == 500).all()
+    fewer = reference_kept(1000, 8, 300, seed=3)  # the target trained on 30% of the pool
+    assert (fewer.sum(1) == 300).all() and abs(fewer.mean() - 0.3) < 0.01
     one = reference_kept(1000, 1, 500, seed=0)  # a single reference still trains on about half
     assert 430 < one.sum() < 570
     groups = np.repeat(np.arange(250), 4)  # tracks of 4 frames

@@ -37,6 +37,11 @@ def test_references_train_on_complementary_halves_and_are_reused(tiny_target, tm
     again = references(args)
     assert capsys.readouterr().out.count("found, reused") == 2
     assert all((tmp_path / r["checkpoint"]).stat().st_mtime == before[r["checkpoint"]] for r in again)
+    # K is not part of the set: asking for 3 trains only the third, beside the first two.
+    grown = references(["--target-run", str(run), "--count", "3", "--save-dir", str(tmp_path), *QUIET])
+    out = capsys.readouterr().out
+    assert out.count("found, reused") == 2 and "training reference 2 of 3" in out
+    assert [r["checkpoint"] for r in grown[:2]] == [r["checkpoint"] for r in records]
 
 
 def test_a_crashed_reference_resumes_and_bad_requests_are_refused(tiny_target, tmp_path, capsys, refused):
@@ -74,6 +79,14 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     assert all(0 <= r["auroc"] <= 1 for r in attacks.values())
     assert results["budget"]["reference_models"] == 4 and results["budget"]["reference_training_seconds"] > 0
     assert results["budget"]["mint_seconds"] > 0 and 0 <= results["references"]["rmia_offline_a"] <= 1
+    # A smaller budget reads the first references of the same set.
+    test = main(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
+                 "--model.init_args.reference_count=2"])  # fmt: skip
+    two = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    done = [json.loads((folder / f"ref_{i}" / "version_0" / "done.json").read_text()) for i in range(2)]
+    assert two["budget"]["reference_models"] == 2
+    assert two["budget"]["reference_training_seconds"] == sum(d["seconds"] for d in done)
+    assert two["reference_attacks"]["lira_online"]["auroc"] != attacks["lira_online"]["auroc"]
     # A sweep shows them beside every layer's detector and the baselines.
     from mint.experiments.sweep import run_sweep
 
@@ -112,6 +125,8 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     (other_set,) = (other / "references").iterdir()
     refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={other_set}"],
             "made for another target", "members_sha256")  # fmt: skip
-    (other_set / "ref_1" / "version_0" / "done.json").unlink()
+    (other_set / "ref_0" / "version_0" / "done.json").unlink()
     refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={other_set}"],
-            "1 of the 2 references", "--index 1")  # fmt: skip
+            "only 1 of references 0 ... 1", f"--count 2 --index 0 --seed 0 --save-dir {other}")  # fmt: skip
+    refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
+             "--model.init_args.reference_count=5"], "5 references asked", "--count 5 --index 4")  # fmt: skip
