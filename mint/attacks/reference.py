@@ -30,17 +30,10 @@ from torch import Tensor
 
 from mint.errors import MintError
 from mint.evaluation.metrics import auroc
+from mint.models.output_features import logit_confidence  # LiRA's statistic (re-exported here)
 
 LOG_2PI = 1.8378770664093453
 MIN_STD = 1e-30  # as the reference code: a std of 0 (identical references) stays finite
-
-
-def logit_confidence(logits: Tensor, labels: Tensor) -> Tensor:
-    """LiRA's statistic z_y - logsumexp_{j != y} z_j in float64: logits (..., C), labels (...,)."""
-    z = logits.double()
-    y = labels.long().expand(z.shape[:-1]).unsqueeze(-1)  # labels (N,) serve references' (K, N, C) too
-    others = z.scatter(-1, y, float("-inf"))  # the true class left out
-    return z.gather(-1, y).squeeze(-1) - torch.logsumexp(others, dim=-1)
 
 
 def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:

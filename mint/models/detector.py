@@ -1,6 +1,8 @@
 """The detector: the small network that reads a frozen target's activations and says "member?".
 
-One path per layer (a CNN over activation maps, an MLP over vectors), concatenated, then a head.
+One path per layer (a CNN over activation maps, an MLP over vectors), and optionally one over the
+float64 output features of the image's label (`mint.models.output_features`), concatenated, then a
+head.
 The defaults below are the only ones: the detector's LightningModule exposes the same options.
 """
 
@@ -13,6 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import MintError
+from mint.models.output_features import OUTPUT_FEATURES, output_features
+from mint.models.target import LOGITS
 
 PathKind = Literal["auto", "cnn", "mlp"]
 ClassConditioning = Literal["none", "embedding", "per_class"]
@@ -23,7 +27,9 @@ CNN_KERNEL = 5
 MLP_HIDDEN = 128
 DROPOUT = 0.5
 # The detector's options, as its LightningModule records them among its hyperparameters.
-OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout")
+OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
+           "output_features")  # fmt: skip
+OUTPUT = "output:features"  # the output features' path (layer names hold no colon: never a layer's key)
 
 
 class CNNPath(nn.Module):
@@ -116,6 +122,8 @@ class Detector(nn.Module):
         cnn_hidden: dense units of each CNN path (default: the map's channels).
         mlp_hidden: dense units of each MLP path.
         dropout: dropout rate of every path.
+        output_features: add a path over the float64 output features of the label
+            (`OUTPUT_FEATURES`, from `acts["logits"]`); with no layer, the detector reads only them.
         embedding_dim: size of the class embedding.
     """
 
@@ -130,6 +138,7 @@ class Detector(nn.Module):
         cnn_hidden: int | None = None,
         mlp_hidden: int = MLP_HIDDEN,
         dropout: float = DROPOUT,
+        output_features: bool = False,
         embedding_dim: int = 16,
     ) -> None:
         super().__init__()
@@ -146,7 +155,11 @@ class Detector(nn.Module):
                 if use_cnn
                 else MLPPath(math.prod(shape), mlp_hidden, dropout)
             )
-        self.layers = list(layer_shapes)
+        if output_features:
+            self.paths[OUTPUT] = MLPPath(len(OUTPUT_FEATURES), mlp_hidden, dropout)
+        if not self.paths:
+            raise MintError("the detector has nothing to read: give it a layer, or output_features: true")
+        self.layers, self.output_features = list(layer_shapes), output_features
         self.class_conditioning = class_conditioning
         features = sum(p.out_features for p in self.paths.values())
         if class_conditioning == "embedding":
@@ -155,8 +168,10 @@ class Detector(nn.Module):
         self.head = nn.Linear(features, num_classes if class_conditioning == "per_class" else 1)
 
     def forward(self, acts: dict[str, Tensor], labels: Tensor) -> Tensor:
-        """Membership logits (B,) from activations {layer: (B, ...)} and true class labels (B,)."""
+        """Membership logits (B,) from activations {layer: (B, ...), "logits": (B, C)} and labels (B,)."""
         feats = [self.paths[path_key(layer)](acts[layer].float()) for layer in self.layers]
+        if self.output_features:  # float64 from the logits, then float32 (standardized in the path)
+            feats.append(self.paths[OUTPUT](output_features(acts[LOGITS], labels).float()))
         if self.class_conditioning == "embedding":
             feats.append(self.embedding(labels))
         out = self.head(torch.cat(feats, dim=1))  # (B, sum of path features) -> (B, 1 | classes)

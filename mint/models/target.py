@@ -145,7 +145,7 @@ class Target(nn.Module):
         self.pooling = {"pool": pool, "pool_size": pool_size}
         valid = self.net.layer_names() if hasattr(self.net, "read") else readable_layers(self.net)
         unknown = [name for name in layers if name not in valid]
-        if unknown or not layers:
+        if unknown:
             raise MintError(
                 f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names (shape per "
                 f"image): {self._listing(hparams['image_size'])}. `mint layers --all` lists nested ones too"
@@ -166,6 +166,7 @@ class Target(nn.Module):
         with torch.no_grad():  # dry forward pass: shapes of the activations, never typed by hand
             out = self(torch.zeros(2, 3, self.image_size, self.image_size))
         self.shapes = {name: tuple(out[name].shape[1:]) for name in self.layers}
+        self.output_shape = tuple(out[LOGITS].shape[1:])  # (classes,) for a classifier
         self.num_classes = hparams.get("num_classes") or out[LOGITS].shape[1]
 
     def _listing(self, image_size: int) -> str:

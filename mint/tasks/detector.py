@@ -40,6 +40,7 @@ from mint.models.detector import (
     PathKind,
 )
 from mint.models.kinds import external_from_config
+from mint.models.output_features import check_class_logits
 from mint.models.target import Pool
 from mint.tasks.base import MintModule
 
@@ -71,7 +72,7 @@ class DetectorModule(MintModule):
             `TimmTarget`, `ExportedTarget`, `ScriptTarget`, `FactoryTarget`), in place of
             `target_ckpt`; its known members and non-members are then given to the data module.
         layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`; `mint layers`
-            lists them).
+            lists them); `[]` with `output_features` reads only the output.
         pool: pool spatial maps larger than `pool_size` x `pool_size` to that size (`avg`, `max`)
             before caching them; `none` keeps them whole (large maps of big networks may not fit).
         pool_size: the side of pooled maps.
@@ -92,6 +93,9 @@ class DetectorModule(MintModule):
         cnn_kernel: kernel size of each CNN path.
         mlp_hidden: dense units of each MLP path.
         dropout: dropout of every path.
+        output_features: also read the float64 output features of the label (logit-scaled
+            confidence, margin, log entropy; `mint.models.output_features`), computed from the
+            logits, which the float16 activations cannot carry.
         optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
         lr_scheduler: optional learning-rate scheduler.
         num_classes: classes of the data, when the data module names another source (linked from it);
@@ -121,6 +125,7 @@ class DetectorModule(MintModule):
         cnn_kernel: int = CNN_KERNEL,
         mlp_hidden: int = MLP_HIDDEN,
         dropout: float = DROPOUT,
+        output_features: bool = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         num_classes: int | None = None,
@@ -129,7 +134,7 @@ class DetectorModule(MintModule):
         compile: bool = False,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
-        layers = list(layers or ["layer7"])
+        layers = ["layer7"] if layers is None else list(layers)
         if reference_count is not None:
             check_count("reference_count", reference_count)
         # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
@@ -154,6 +159,8 @@ class DetectorModule(MintModule):
                     f"the data has {name}={value} but the target {self.target.meta['path']} was built "
                     f"for {name}={getattr(self.target, name)}: use the data it was trained on"
                 )
+        if output_features:
+            check_class_logits(self.target.output_shape)
         options = {k: self.hparams[k] for k in OPTIONS}
         self.detector = Detector(self.target.shapes, self.target.num_classes, **options)
         self.speed_up(channels_last, compile, self.detector, self.target, compiled=self.detector)
@@ -276,6 +283,7 @@ class DetectorModule(MintModule):
             "layers": self.hparams.layers,
             "path_kind": self.hparams.path_kind,
             "class_conditioning": self.hparams.class_conditioning,
+            "output_features": self.hparams.output_features,
             "target_ckpt": self.target_meta["path"],
             "target_sha256": self.target_meta["sha256"],
             "target": self.target.record(),

@@ -29,7 +29,7 @@ from mint.errors import MintError
 # change results (a run may resume on another machine with or without them).
 # Options added to the detector after checkpoints were written with it, and their defaults: an older
 # checkpoint lacks them, which is no difference when the run leaves them at the default.
-ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None}
+ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None, "output_features": False}
 IGNORED_HPARAMS = {
     "_instantiator",
     "channels_last",

@@ -124,3 +124,11 @@ def test_a_test_set_that_overlaps_the_detectors_own_sets_is_refused(tmp_path, ti
             main(["test", *args, change, f"--ckpt_path={ckpt}"])
     with pytest.raises(ValueError, match=r"val images .* were in the detector's own sets \(train"):
         main(["validate", *args, "--data.seed=1", f"--ckpt_path={ckpt}"])
+
+
+def test_output_features_alone_reproduce_the_loss_attack(tmp_path, memorizing_target):
+    # No layer: the detector reads the float64 output features of the label, class-conditioned.
+    res = fit_and_test(tmp_path, memorizing_target, *SIZES, "--trainer.max_epochs=15", "--model.layers=[]",
+                       "--model.output_features=true")  # fmt: skip
+    assert res["layers"] == [] and res["output_features"] is True
+    assert res["mint"]["auroc"] >= res["baselines"]["loss"]["auroc"] - 0.01, (res["mint"], res["baselines"])

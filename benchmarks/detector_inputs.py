@@ -1,0 +1,119 @@
+"""What a detector should read: layers, float64 output features, or both, beside the black-box attacks.
+
+For each target, trains one class-conditioned detector per variant on the same sets (the test set is
+drawn first, so every variant and every baseline is scored on the same images) and prints AUROC
+[95% CI], TPR at 1% FPR [CI] and at 0.1% FPR, the validation AUROC of the kept epoch, and which
+variant validation picks (never the test set). Targets are either trained here on a sample
+(`--data gtsrb cifar100 cifar10`: PaperCNN width 0.5, no dropout, group-aware split, as
+`group_split_study.py`) or given (`--target-ckpt`, with `--detector-args` for their sets).
+
+    python benchmarks/detector_inputs.py --data gtsrb cifar100 --out /tmp/detector_inputs
+    python benchmarks/detector_inputs.py --target-ckpt RUN/checkpoints/last.ckpt --name cifar10_5k \
+        --detector-args "--data.val_size=100 --data.test_size=2000 --data.calibration_size=0"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+from mint.cli import main as cli
+from mint.tasks.callbacks import last_checkpoint
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+VARIANTS = {
+    "layer7": ["--model.init_args.layers=[layer7]"],
+    "output": ["--model.init_args.layers=[]", "--model.init_args.output_features=true"],
+    "layer7+output": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=true"],
+}
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def train_target(data: str, epochs: int, out: Path) -> str:
+    """A memorizing PaperCNN on a shared sample, group-aware split (reused when it exists)."""
+    found = sorted((out / f"{data}_target").glob("version_*/checkpoints/last.ckpt"))
+    if found:
+        return str(found[-1])
+    run = cli([
+        "fit", "--model=mint.TargetModule", "--model.width=0.5", "--model.block_dropout=0",
+        "--data=mint.TargetDataModule", "--data.source=mint.data.NpzSource",
+        f"--data.source.train={SHARED / f'{data}_mini_train.npz'}",
+        f"--data.source.test={SHARED / f'{data}_mini_test.npz'}", "--data.batch_size=50",
+        f"--trainer.max_epochs={epochs}", "--trainer.check_val_every_n_epoch=10",
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger", f"--trainer.logger.save_dir={out}",
+        f"--trainer.logger.name={data}_target", *QUIET,
+    ])  # fmt: skip
+    return last_checkpoint(run.trainer)
+
+
+def run_variant(ckpt: str, name: str, variant: str, extra: list[str], epochs: int, out: Path) -> dict:
+    """Fit and test one detector variant; its test results with the kept epoch's validation AUROC."""
+    args = [
+        "--config", "configs/mint_layer7.yaml", f"--model.init_args.target_ckpt={ckpt}", *QUIET,
+        "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}", *extra, *VARIANTS[variant],
+        f"--trainer.logger.init_args.save_dir={out}", f"--trainer.logger.init_args.name={name}_{variant}",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    fit = cli(["fit", *args, f"--trainer.max_epochs={epochs}"])
+    seconds = time.perf_counter() - start
+    callback = fit.trainer.checkpoint_callback
+    test = cli(["test", *args, f"--ckpt_path={callback.best_model_path}"])
+    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    return results | {"val_auroc": float(callback.best_model_score), "seconds": seconds}
+
+
+def pct(r: dict, level: str) -> str:
+    ci = r.get(f"tpr@{level}fpr_ci95") or [float("nan")] * 2
+    value = r[f"tpr@{level}fpr"]
+    return f"{100 * value:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci[0] == ci[0] else "")
+
+
+def cell(r: dict) -> str:
+    lo, hi = r["auroc_ci95"]
+    return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {pct(r, '1%')} | {pct(r, '0.1%')}"
+
+
+def report(name: str, runs: dict[str, dict]) -> None:
+    """One table per target: every variant, then the black-box attacks on the same test images."""
+    first = next(iter(runs.values()))
+    t = first["target_on_test_set"]
+    print(f"\n### {name}: target {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} "
+          f"non-members (gap {t['target_gap']:.3f}); test {first['mint']['n_members']} + "
+          f"{first['mint']['n_nonmembers']}\n")  # fmt: skip
+    print("| scorer | val AUROC | AUROC [95% CI] | TPR@1% [CI] | TPR@0.1% | fit (s) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    picked = max(runs, key=lambda v: runs[v]["val_auroc"])
+    for variant, r in runs.items():
+        mark = " (picked by validation)" if variant == picked else ""
+        print(f"| MINT {variant} + class{mark} | {r['val_auroc']:.3f} | {cell(r['mint'])} | {r['seconds']:.0f} |")
+    for attack, r in first["baselines"].items():
+        print(f"| {attack} | | {cell(r)} | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", nargs="*", default=[], help="shared samples to train targets on")
+    parser.add_argument("--target-ckpt", help="a target checkpoint instead (with --name, --detector-args)")
+    parser.add_argument("--name", default="target")
+    parser.add_argument(
+        "--detector-args", default="--data.val_size=100 --data.test_size=250 --data.calibration_size=0"
+    )
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=30, help="target epochs (samples)")
+    parser.add_argument("--mint-epochs", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/detector_inputs"))
+    args = parser.parse_args()
+    targets = {d: train_target(d, args.epochs, args.out) for d in args.data}
+    if args.target_ckpt:
+        targets[args.name] = args.target_ckpt
+    extra = shlex.split(args.detector_args)
+    for name, ckpt in targets.items():
+        runs = {v: run_variant(ckpt, name, v, extra, args.mint_epochs, args.out) for v in args.variants}
+        report(name, runs)
+
+
+if __name__ == "__main__":
+    main()
