@@ -88,7 +88,8 @@ def report(name: str, runs: dict[str, dict]) -> None:
     picked = max(runs, key=lambda v: runs[v]["val_auroc"])
     for variant, r in runs.items():
         mark = " (picked by validation)" if variant == picked else ""
-        print(f"| MINT {variant} + class{mark} | {r['val_auroc']:.3f} | {cell(r['mint'])} | {r['seconds']:.0f} |")
+        label = f"MINT {variant} + class{mark}"
+        print(f"| {label} | {r['val_auroc']:.3f} | {cell(r['mint'])} | {r['seconds']:.0f} |")
     for attack, r in first["baselines"].items():
         print(f"| {attack} | | {cell(r)} | |")
 
