@@ -144,6 +144,7 @@ def reference_scores(
     labels: np.ndarray,
     queries: int = 1,
     batch_size: int = 512,
+    rmia_a: float | None = None,
 ) -> tuple[dict[str, Tensor], dict]:
     """Scores {attack: (len(x),)} of pool images `x`, with population images `z`, and a record.
 
@@ -157,6 +158,7 @@ def reference_scores(
         queries: LiRA's queries per image: 1, 2 (and its mirror) or 18 (both, shifted by up to a
             pixel); RMIA and the calibrated loss read the image itself.
         batch_size: images per forward pass.
+        rmia_a: offline RMIA's `a`, given (None: fitted, a reference playing the target).
     """
     device = next(target.buffers()).device
     both = np.concatenate([x, z])
@@ -202,13 +204,14 @@ def reference_scores(
         return values
 
     z_args = (p_t[zs], p_r[:, zs], kept[:, zs])
-    fitted = len(refs.checkpoints) > 1 and len(rows["offline"]) > 0
-    a = (
-        fit_offline_a(p_r[:, rows["offline"]], kept[:, rows["offline"]], p_r[:, zs], kept[:, zs])
-        if fitted
-        else 0.3
-    )
-    if not fitted:
+    fitted = rmia_a is None and len(refs.checkpoints) > 1 and len(rows["offline"]) > 0
+    if fitted:
+        a = fit_offline_a(p_r[:, rows["offline"]], kept[:, rows["offline"]], p_r[:, zs], kept[:, zs])
+    elif rmia_a is not None:
+        a = rmia_a
+        notes.append(f"RMIA's offline a given: {a}")
+    else:
+        a = 0.3
         notes.append(
             "RMIA's offline a set to 0.3 (the paper's CIFAR-10 value), not fitted: it needs 2 references"
         )
@@ -234,7 +237,13 @@ def reference_scores(
 
 
 def reference_table(
-    folder: str | Path, target: Target, plan: dict, seed: int, queries: int = 1, count: int | None = None
+    folder: str | Path,
+    target: Target,
+    plan: dict,
+    seed: int,
+    queries: int = 1,
+    count: int | None = None,
+    rmia_a: float | None = None,
 ) -> tuple[Tensor, dict, dict]:
     """Every reference attack's score of every row of a detector's sets, thresholds fitted on its train set.
 
@@ -245,6 +254,7 @@ def reference_table(
         seed: seed of the population sample.
         queries: LiRA's queries per image (1, 2 or 18; see `reference_scores`).
         count: use the first `count` references of the set (None: all).
+        rmia_a: offline RMIA's `a` (None: fitted).
 
     Returns:
         (rows, attacks) float64 scores in `REFERENCE_ATTACKS` order (NaN where an attack does not apply),
@@ -264,7 +274,7 @@ def reference_table(
     z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])
     z = np.sort(np.random.default_rng(seed).permutation(z)[:5000])
     scores, record = reference_scores(
-        refs, target, data.train.images, plan["pool"], z, data.train.labels, queries
+        refs, target, data.train.images, plan["pool"], z, data.train.labels, queries, rmia_a=rmia_a
     )
     table = torch.full((len(plan["pool"]), len(REFERENCE_ATTACKS)), float("nan"), dtype=torch.float64)
     train, test = (torch.from_numpy(plan["portions"][k]) for k in ("train", "test"))

@@ -56,9 +56,12 @@ def score_images(
                 n for n, d in zip(batch.names, digests, strict=True) if bytes(d.tolist()) in trained.seen
             ]
         device = next(trained.target.buffers()).device
-        acts = trained.target(to_tensor(torch.from_numpy(batch.images).to(device)))
+        given = None if labels == "predicted" else torch.from_numpy(batch.labels).to(device)
+        acts = trained.target(
+            to_tensor(torch.from_numpy(batch.images).to(device)), given
+        )  # (gradients: of `given`)
         predicted = acts[LOGITS].argmax(1)
-        used = predicted if labels == "predicted" else torch.from_numpy(batch.labels).to(device)
+        used = predicted if given is None else given
         s = trained.detector(acts, used).double().cpu()
         scores.append(s)
         for name, lab, pred, used_lab, value in zip(

@@ -38,12 +38,18 @@ from mint.data.images import to_tensor
 from mint.data.npy_io import NpyRows, NpyWriter
 from mint.errors import MintError, UnwritableError
 from mint.files import exclusive_lock, file_sha256
+from mint.models.gradients import is_gradient
 from mint.models.target import LOGITS, Target
 
 CACHE_VERSION = 1
 FP16_MAX = 65504.0
 SPACE_MARGIN = 256 << 20  # bytes left free on the disk after a cache is built
 LOCK = ".lock"  # in each cache folder; kept (see `exclusive_lock`)
+
+
+def dtype_of(name: str) -> type:
+    """Activations as float16; logits and gradient features as float32 (their tails are the signal)."""
+    return np.float32 if name == LOGITS or is_gradient(name) else np.float16
 
 
 def _size(n: float) -> str:
@@ -79,7 +85,7 @@ class ActivationCache:
         self.root, self.dir, self.verify = Path(root), Path(root) / digest, verify
 
     def _paths(self, name: str) -> tuple[Path, Path]:
-        stem = name.replace(".", "__")
+        stem = name.replace(".", "__").replace(":", "--")  # (no colon in a Windows file name)
         return self.dir / f"{stem}.npy", self.dir / f"{stem}.json"
 
     def problem(self, name: str) -> str | None:
@@ -100,7 +106,7 @@ class ActivationCache:
         return None
 
     def open(self, names: list[str]) -> dict[str, np.ndarray]:
-        """Memory-map arrays: {layer: (N, ...) float16, "logits": (N, classes) float32}."""
+        """Memory-map arrays: {layer: (N, ...) float16, "logits" and gradients: (N, ...) float32}."""
         return {name: np.load(self._paths(name)[0], mmap_mode="r") for name in names}
 
     def ensure(
@@ -110,6 +116,7 @@ class ActivationCache:
         rows: np.ndarray,
         batch_size: int = 512,
         device: torch.device | str = "cpu",
+        labels: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Open the target's layers and logits, extracting first (in one pass) those missing or unusable.
 
@@ -119,6 +126,7 @@ class ActivationCache:
             rows: which images, in cache order.
             batch_size: images per forward pass.
             device: where to run the target during extraction (it is moved back afterwards).
+            labels: class of each cache row (gradient features are of its loss); None: predicted.
         """
         names = [*target.layers, LOGITS]
         todo = [name for name in names if self.problem(name) is not None]
@@ -139,7 +147,7 @@ class ActivationCache:
             if todo:
                 home = next(target.buffers()).device
                 try:
-                    self._extract(target.to(device), images, rows, batch_size, todo)
+                    self._extract(target.to(device), images, rows, batch_size, todo, labels)
                 finally:
                     target.to(home)
         return self.open(names)
@@ -147,7 +155,7 @@ class ActivationCache:
     def check_space(self, target: Target, num_images: int) -> None:
         """Refuse arrays that the disk cannot hold, naming the largest layer and how to shrink it."""
         need = {
-            name: math.prod(shape) * 2 * num_images  # float16
+            name: math.prod(shape) * np.dtype(dtype_of(name)).itemsize * num_images
             for name, shape in target.shapes.items()
             if not self._paths(name)[1].is_file()  # (no checksum here: `ensure` verifies the arrays)
         }
@@ -186,7 +194,7 @@ class ActivationCache:
         except OSError as err:
             raise unwritable(self.root, err) from err
 
-    def _extract(self, target: Target, images, rows, batch_size: int, names: list[str]) -> None:
+    def _extract(self, target: Target, images, rows, batch_size: int, names: list[str], labels=None) -> None:
         device = next(target.buffers()).device
         shapes = target.shapes | {LOGITS: (target.num_classes,)}
         tag = temp_tag()
@@ -196,14 +204,18 @@ class ActivationCache:
         out: dict[str, NpyWriter] = {}
         try:
             for name in names:
-                dtype = np.float32 if name == LOGITS else np.float16  # logits stay exact for loss scores
-                out[name] = NpyWriter(tmp[name], dtype, (len(rows), *shapes[name]))
+                out[name] = NpyWriter(tmp[name], dtype_of(name), (len(rows), *shapes[name]))
             for start in tqdm(range(0, len(rows), batch_size), desc="extracting activations", leave=False):
                 batch = images[rows[start : start + batch_size]]  # (B, H, W, 3) uint8
-                acts = target(to_tensor(torch.from_numpy(batch).to(device)))
+                given = (
+                    None
+                    if labels is None
+                    else torch.from_numpy(labels[start : start + batch_size]).to(device)
+                )
+                acts = target(to_tensor(torch.from_numpy(batch).to(device)), given)
                 for name in names:
                     value = acts[name].float()
-                    if name != LOGITS:  # torch converts to float16 about twice as fast as numpy
+                    if dtype_of(name) == np.float16:  # torch converts to float16 about twice as fast as numpy
                         value = value.clamp_(-FP16_MAX, FP16_MAX).half()
                     out[name].write(value.cpu().numpy())
             for name in names:

@@ -220,7 +220,8 @@ class DetectorDataModule(MintDataModule):
         cache = self.cache()
         cache.check_space(self.target, len(self.plan["pool"]))
         images, rows = self.plan["found"].images, self.plan["pool"]
-        return cache.ensure(self.target, images, rows, self.extract_batch_size, device)
+        labels = self.plan["labels"]  # (pool rows,) the class of every cache row
+        return cache.ensure(self.target, images, rows, self.extract_batch_size, device, labels)
 
     def prepare_data(self) -> None:
         """Build the activation cache once per node, before any rank reads it."""
@@ -269,6 +270,12 @@ class DetectorDataModule(MintDataModule):
         """Digests of the images the detector learns from (train, val, calibration), for audits."""
         seen = [self.held_out_images(name) for name in ("train", "val", "calibration")]
         return image_digests(self.plan["found"].images[np.concatenate(seen)])
+
+    def images_of(self, rows: Tensor) -> Tensor:
+        """Images (B, 3, H, W) in [0, 1] of cache rows (e.g. a batch's `id`), on the rows' device."""
+        return to_tensor(
+            torch.from_numpy(self.plan["found"].images[self.plan["pool"][rows.cpu().numpy()]])
+        ).to(rows.device)
 
     def held_out_images(self, name: str) -> np.ndarray:
         """Image indices (into the candidates: the target's train split, or the known data) of a set."""

@@ -4,7 +4,10 @@
     mint sweep --config configs/mint_layer7.yaml --layers layer2 layer5 layer7 -- --trainer.max_epochs=10
 
 All requested layers are extracted into the activation cache in one forward pass; then one detector
-per layer is trained and tested on the same balanced sets. Runs are logged side by side in
+per layer is trained and tested on the same balanced sets, each with and without the float64
+output features (`--output-features both`, the default), and one that reads the output features
+alone. The variant with the best *validation* AUROC is picked (marked in the table and named above
+it), so the winner is never chosen on the test set. Runs are logged side by side in
 TensorBoard (`<save_dir>/sweep_<config>/run_N/<layer>`), and `sweep.csv`, `sweep.md` and
 `sweep_auroc.png` (AUROC versus layer depth, baselines as lines) are written to the run folder.
 Arguments after `--` go to every `fit` / `test` call (any LightningCLI override); with
@@ -23,6 +26,7 @@ from mint.evaluation.roc_plot import plt
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 from mint.files import write_json_atomic
 from mint.models import PAPER_LAYERS, readable_layers
+from mint.models.gradients import is_gradient
 
 
 def _parse(config: str, extra: list[str]) -> MintCLI:
@@ -52,13 +56,24 @@ def all_layers(config: str, extra: list[str]) -> list[str]:
     return names if names == list(PAPER_LAYERS) else [n for n in names if "." not in n]
 
 
+OUTPUT_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
+
+
 def run_sweep(
-    config: str, layers: list[str], extra: list[str], detectors: list[str] | None = None
+    config: str,
+    layers: list[str],
+    extra: list[str],
+    detectors: list[str] | None = None,
+    output_features: str = "both",
 ) -> list[dict]:
-    """Train and test one detector per layer (and path kind); return the table rows (also on disk)."""
+    """Train and test one detector per layer, path kind and output-feature choice; return the rows.
+
+    The rows (also on disk) carry each detector's validation AUROC; `picked` marks the best of them.
+    """
     if layers == ["all"]:
         layers = all_layers(config, extra)
     detectors = detectors or ["auto"]
+    outputs = OUTPUT_CHOICES[output_features]
     start = time.perf_counter()
     sweep_dir, shapes = prepare(config, layers, extra)
     timing = {"extract_all_layers_s": time.perf_counter() - start, "runs_s": {}}
@@ -70,49 +85,86 @@ def run_sweep(
         resolved = {k: "cnn" if k == "cnn" or (k == "auto" and is_map) else "mlp" for k in detectors}
         runs = {r: k for k, r in reversed(resolved.items()) if is_map or r == "mlp"} or {"mlp": "auto"}
         for kind in runs.values():
-            args = ["--config", config, *extra, f"--model.init_args.layers=[{layer}]"]
-            args += [f"--model.init_args.path_kind={kind}"] if kind != "auto" else []
-            version = layer if kind == "auto" else f"{layer}-{kind}"
-            t0 = time.perf_counter()
-            fit, res = fit_and_test(args, run.parent, run.name, version)
-            timing["runs_s"][version] = time.perf_counter() - t0  # fit + test, reading the cache
-            first = first or res
-            shape = shapes[layer]
-            used = fit.model.detector.kinds[layer]  # `auto` resolved: CNN for maps, MLP for vectors
-            depth = readable_layers(fit.model.target.net).index(layer) + 1  # position in the network
-            rows.append({"scorer": f"MINT {layer} ({used.upper()})", "depth": depth,
-                         "shape": "x".join(map(str, shape)), **scorer_row(res["mint"]),
-                         "n": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}"})  # fmt: skip
+            for output in outputs:
+                version = (layer if kind == "auto" else f"{layer}-{kind}") + ("+output" if output else "")
+                args = [f"--model.init_args.layers=[{layer}]"]
+                args += [f"--model.init_args.output_features={str(output).lower()}"]
+                args += [f"--model.init_args.path_kind={kind}"] if kind != "auto" else []
+                fit, res = timed(["--config", config, *extra, *args], run, version, timing)
+                first = first or res
+                used = fit.model.detector.kinds[layer].upper()  # `auto` resolved: CNN on maps, MLP on vectors
+                depth = depth_of(layer, readable_layers(fit.model.target.net))
+                rows.append(mint_row(f"MINT {layer} ({used})" + (" + output" if output else ""), depth,
+                                     "x".join(map(str, shapes[layer])), fit, res))  # fmt: skip
+    if True in outputs:  # the output features alone: what the detector adds to the loss attack's input
+        args = ["--model.init_args.layers=[]", "--model.init_args.output_features=true"]
+        fit, res = timed(["--config", config, *extra, *args], run, "output", timing)
+        rows.append(mint_row("MINT output features", "", "3 (float64)", fit, res))
+    best = max((r for r in rows if r["val_auroc"] == r["val_auroc"]), key=lambda r: r["val_auroc"])
+    for r in rows:
+        r["picked"] = "yes" if r is best else ""
     refs = first.get("references") or {}
     others = [(f"baseline: {n}", r) for n, r in first["baselines"].items()]
     # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
     others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", r)
                for n, r in first.get("reference_attacks", {}).items()]  # fmt: skip
     for scorer, report in others:
-        rows.append({"scorer": scorer, "depth": "", "shape": "logits", **scorer_row(report),
-                     "n": f"{report['n_members']}+{report['n_nonmembers']}"})  # fmt: skip
+        rows.append({"scorer": scorer, "depth": "", "shape": "logits", "val_auroc": float("nan"),
+                     **scorer_row(report), "n": f"{report['n_members']}+{report['n_nonmembers']}",
+                     "picked": ""})  # fmt: skip
     timing["total_s"] = time.perf_counter() - start
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
-    _write_outputs(run, rows, first["target_on_test_set"], layers)
+    _write_outputs(run, rows, first["target_on_test_set"], layers, best)
     return rows
 
 
-def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str]) -> None:
+def depth_of(layer: str, names: list[str]) -> int | str:
+    """Position of a layer in the network (a gradient request: its module's); "" for the whole network."""
+    module = layer.split(":", 1)[1] if is_gradient(layer) else layer
+    return names.index(module) + 1 if module in names else ""
+
+
+def timed(args: list[str], run: Path, version: str, timing: dict) -> tuple[object, dict]:
+    """`fit_and_test` of one variant, its wall time (fit + test, reading the cache) kept in `timing`."""
+    t0 = time.perf_counter()
+    out = fit_and_test(args, run.parent, run.name, version)
+    timing["runs_s"][version] = time.perf_counter() - t0
+    return out
+
+
+def mint_row(scorer: str, depth, shape: str, fit, res: dict) -> dict:
+    """A detector's row: its test report and the validation AUROC of its kept epoch (what picks)."""
+    score = fit.trainer.checkpoint_callback.best_model_score
+    return {"scorer": scorer, "depth": depth, "shape": shape,
+            "val_auroc": float(score) if score is not None else float("nan"), **scorer_row(res["mint"]),
+            "n": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}", "picked": ""}  # fmt: skip
+
+
+def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str], best: dict) -> None:
     header = (
         f"Target on the test set: members {target['target_member_acc']:.3f}, non-members "
-        f"{target['target_nonmember_acc']:.3f}, gap {target['target_gap']:.3f}. n/r: not resolvable."
+        f"{target['target_nonmember_acc']:.3f}, gap {target['target_gap']:.3f}. n/r: not resolvable.\n"
+        f"Picked by validation AUROC ({best['val_auroc']:.3f}): {best['scorer']}, test AUROC "
+        f"{best['auroc']:.3f} {best['auroc_ci95']}."
     )
     md = write_tables(run, "sweep", rows, header)
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind in ("CNN", "MLP"):
-        mint = [r for r in rows if r["scorer"].startswith("MINT") and f"({kind})" in r["scorer"]]
-        if mint:
-            ax.plot([r["depth"] for r in mint], [r["auroc"] for r in mint], "o-", label=f"MINT {kind}")
+        for output, style in ((False, "o-"), (True, "s--")):
+            mint = [r for r in rows if r["scorer"].startswith("MINT") and f"({kind})" in r["scorer"]
+                    and r["scorer"].endswith("+ output") == output and "grad" not in r["scorer"]
+                    and r["depth"] != ""]  # fmt: skip
+            if mint:
+                label = f"MINT {kind}" + (" + output" if output else "")
+                ax.plot([r["depth"] for r in mint], [r["auroc"] for r in mint], style, label=label)
+    grads = [r for r in rows if "grad" in r["scorer"] and r["depth"] != ""]
+    if grads:  # gradient features at their module's depth
+        ax.plot([r["depth"] for r in grads], [r["auroc"] for r in grads], "x", ms=8, label="MINT gradients")
     for r in rows:
-        if r["scorer"].startswith(("baseline", "reference")):
+        if r["scorer"].startswith(("baseline", "reference")) or r["scorer"] == "MINT output features":
             ls = "--" if r["scorer"].startswith("baseline") else ":"
-            ax.axhline(r["auroc"], ls=ls, lw=0.8, label=r["scorer"])
-    depths = sorted({r["depth"] for r in rows if r["scorer"].startswith("MINT")})
+            ax.axhline(r["auroc"], ls=ls, lw=0.8 if r["scorer"][0] != "M" else 1.5, label=r["scorer"])
+    depths = sorted({r["depth"] for r in rows if r["scorer"].startswith("MINT") and r["depth"] != ""})
     ax.set(xticks=depths, xticklabels=layers, xlabel="layer (depth)", ylabel="AUROC")
     ax.legend(fontsize=7)
     finish(fig, run / "sweep_auroc.png", md, "mint sweep")
@@ -130,10 +182,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         choices=["auto", "cnn", "mlp"],
         help="path kinds per layer (`cnn mlp`: a detector of each on every map; vectors get the MLP)",
     )
+    parser.add_argument(
+        "--output-features",
+        default="both",
+        choices=list(OUTPUT_CHOICES),
+        help="detectors with / without the float64 output features (`both`: each, and them alone)",
+    )
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="-- then LightningCLI overrides")
     args = parser.parse_args(argv)
     extra = [a for a in args.extra if a != "--"]
-    return run_sweep(args.config, args.layers, extra, args.detectors)
+    return run_sweep(args.config, args.layers, extra, args.detectors, args.output_features)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from mint.errors import MintError
 from mint.files import file_sha256, read_checkpoint
 from mint.models.build import build_classifier, readable_layers
 from mint.models.external import ExternalTarget, preprocessing_record
+from mint.models.gradients import GradientReader, is_gradient
 from mint.models.kinds import external_from_config
 from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
 
@@ -144,7 +145,9 @@ class Target(nn.Module):
             raise MintError(f"pool must be none, avg or max and pool_size >= 1; got {pool!r}, {pool_size}")
         self.pooling = {"pool": pool, "pool_size": pool_size}
         valid = self.net.layer_names() if hasattr(self.net, "read") else readable_layers(self.net)
-        unknown = [name for name in layers if name not in valid]
+        gradients = [name for name in layers if is_gradient(name)]
+        self.gradients = GradientReader(self.net, gradients) if gradients else None  # (reads self.net)
+        unknown = [name for name in layers if name not in valid and not is_gradient(name)]
         if unknown:
             raise MintError(
                 f"unknown layer(s) {unknown or layers} for {hparams['arch']}; valid names (shape per "
@@ -155,7 +158,7 @@ class Target(nn.Module):
         self.crop_size = hparams.get("crop_size") or self.image_size
         self.meta = meta or {"hparams": hparams}
         self._output_node = valid[-1]
-        nodes = {name: name for name in self.layers}
+        nodes = {name: name for name in self.layers if not is_gradient(name)}
         nodes.setdefault(self._output_node, LOGITS)
         # Not registered as a submodule: it shares the net's modules, so state_dict keys stay `net.*`.
         self.__dict__["extractor"] = (
@@ -164,7 +167,7 @@ class Target(nn.Module):
             else create_feature_extractor(self.net, return_nodes=nodes)
         )
         with torch.no_grad():  # dry forward pass: shapes of the activations, never typed by hand
-            out = self(torch.zeros(2, 3, self.image_size, self.image_size))
+            out = self(torch.zeros(2, 3, self.image_size, self.image_size), torch.zeros(2, dtype=torch.long))
         self.shapes = {name: tuple(out[name].shape[1:]) for name in self.layers}
         self.output_shape = tuple(out[LOGITS].shape[1:])  # (classes,) for a classifier
         self.num_classes = hparams.get("num_classes") or out[LOGITS].shape[1]
@@ -275,8 +278,12 @@ class Target(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        """Activations {layer: (B, ...)} and {"logits": (B, classes)} for images (B, 3, H, W) in [0, 1]."""
+    def forward(self, images: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """Activations {layer: (B, ...)} and {"logits": (B, classes)} for images (B, 3, H, W) in [0, 1].
+
+        Gradient features (`grad:...`, `gradnorm:...`) are of the loss of `labels` (B,), or of the
+        predicted class when none are given.
+        """
         if self.crop_size < images.shape[-1]:  # center crop (the weights' transforms() resize, then crop)
             top = (images.shape[-2] - self.crop_size) // 2
             left = (images.shape[-1] - self.crop_size) // 2
@@ -284,6 +291,8 @@ class Target(nn.Module):
         x = (images - self.mean[:, None, None]) / self.std[:, None, None]
         out = self.extractor(x)
         out.setdefault(LOGITS, out.get(self._output_node))
+        if self.gradients is not None:
+            out |= self.gradients(x, out[LOGITS].argmax(1) if labels is None else labels)
         if self.pooling["pool"] != "none":
             size = self.pooling["pool_size"]
             pool = F.adaptive_avg_pool2d if self.pooling["pool"] == "avg" else F.adaptive_max_pool2d

@@ -8,25 +8,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from mint.attacks import BASELINES, SCORERS, score_batch
-from mint.attacks.reference_set import budget, reference_table, with_reference_columns
 from mint.data.integrity import refuse_seen
 from mint.errors import MintError, check_count
-from mint.evaluation import MembershipMetrics, ScoreCollector, best_threshold
-from mint.evaluation.test_report import (
-    ClassOnlyControl,
-    logged_summary,
-    scorer_reports,
-    target_accuracy,
-    write_test_report,
-)
+from mint.evaluation import MembershipMetrics, ScoreCollector
 from mint.models import LOGITS, Detector, ExternalTarget, Target
 from mint.models.detector import (
     CLASS_CONDITIONING,
@@ -43,9 +33,10 @@ from mint.models.kinds import external_from_config
 from mint.models.output_features import check_class_logits
 from mint.models.target import Pool
 from mint.tasks.base import MintModule
+from mint.tasks.detector_test import DetectorTesting
 
 
-class DetectorModule(MintModule):
+class DetectorModule(DetectorTesting, MintModule):
     """Train a detector that tells members of a target's training data from non-members.
 
     The target is mint's own classifier, read from `target_ckpt` once (with `weights_only=True`), or
@@ -85,6 +76,8 @@ class DetectorModule(MintModule):
         reference_queries: LiRA's queries per image: 1, 2 (and its mirror) or 18 (both, shifted by
             up to one pixel each way), as the LiRA paper does; mirrors suit data whose mirror
             image is the same class (CIFAR, not traffic signs).
+        rmia_offline_a: offline RMIA's `a` (how a model's OUT probability relates to its IN one), in
+            [0, 1]; None: fitted on the references, one playing the target (the RMIA paper's way).
         path_kind: the detector's path over each layer: `auto` (CNN for maps, MLP for vectors),
             `cnn` or `mlp`.
         class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
@@ -119,6 +112,7 @@ class DetectorModule(MintModule):
         references: str | None = None,
         reference_count: int | None = None,
         reference_queries: Literal[1, 2, 18] = 1,
+        rmia_offline_a: float | None = None,
         path_kind: PathKind = PATH_KIND,
         class_conditioning: ClassConditioning = CLASS_CONDITIONING,
         cnn_filters: int = CNN_FILTERS,
@@ -137,6 +131,8 @@ class DetectorModule(MintModule):
         layers = ["layer7"] if layers is None else list(layers)
         if reference_count is not None:
             check_count("reference_count", reference_count)
+        if rmia_offline_a is not None and not 0 <= rmia_offline_a <= 1:
+            raise MintError(f"rmia_offline_a must be in [0, 1] (or null: fitted), not {rmia_offline_a}")
         # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
         # kinds, which refuses a factory: code named by a file never runs.
         kind = external_from_config(target, "these hyperparameters") if isinstance(target, dict) else target
@@ -185,7 +181,7 @@ class DetectorModule(MintModule):
         """Cached activations, or a pass of the frozen target over the batch's images."""
         nhwc = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
         if "acts" not in batch:
-            return self.target(batch["image"].contiguous(memory_format=nhwc))
+            return self.target(batch["image"].contiguous(memory_format=nhwc), batch["label"])
         return {k: v.contiguous(memory_format=nhwc) if v.dim() == 4 else v for k, v in batch["acts"].items()}
 
     def forward(self, batch: dict) -> Tensor:
@@ -219,79 +215,6 @@ class DetectorModule(MintModule):
     def on_validation_start(self) -> None:
         if self.trainer.state.fn == TrainerFn.VALIDATING:  # `validate` on a trained detector
             refuse_seen("val", self.trainer.datamodule.held_out_images("val"), self._recorded_sets)
-
-    def on_test_start(self) -> None:
-        dm = self.trainer.datamodule
-        refuse_seen("test", dm.held_out_images("test"), self._recorded_sets)
-        # Thresholds are chosen before looking at the test set: MINT's on the validation set, the
-        # baselines' on the detector's training set (the only data an attacker could fit them on).
-        val, train = self._score_all(dm.eval_loader("val")), self._score_all(dm.eval_loader("train"))
-        self.thresholds = {"mint": best_threshold(val["scores"][:, 0], val["members"])}
-        for j, name in enumerate(BASELINES, start=1):
-            self.thresholds[name] = best_threshold(train["scores"][:, j], train["members"])
-        self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
-        if self.hparams.get("references"):
-            table, thresholds, self.reference_record = reference_table(
-                self.hparams.references,
-                self.target,
-                dm.plan,
-                dm.seed,
-                self.hparams.reference_queries,
-                self.hparams.get("reference_count"),
-            )
-            self.reference_table, self.thresholds = table, self.thresholds | thresholds
-
-    @torch.no_grad()
-    def _score_all(self, loader: DataLoader) -> dict[str, Tensor]:
-        """Every scorer's scores over a whole loader, in this process (for fitting thresholds)."""
-        scores, members, labels = [], [], []
-        for batch in loader:
-            batch = move_data_to_device(batch, self.device)
-            with self.unrounded():
-                scores.append(score_batch(self.detector, self.activations(batch), batch["label"]).cpu())
-            members.append(batch["member"].cpu())
-            labels.append(batch["label"].cpu())
-        return {"scores": torch.cat(scores), "members": torch.cat(members), "labels": torch.cat(labels)}
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        with self.unrounded():
-            acts = self.activations(batch)
-            correct = (acts[LOGITS].argmax(1) == batch["label"]).double()[:, None]
-            columns = torch.cat([score_batch(self.detector, acts, batch["label"]), correct], dim=1)
-        self.test_scores.update(columns, batch["member"], batch["label"], batch["id"])
-
-    def on_test_epoch_end(self) -> None:
-        ids, columns, members, labels = self.test_scores.compute()  # synced over DDP ranks
-        self.test_scores.reset()
-        scores, target = columns[:, :-1], target_accuracy(columns[:, -1], members)
-        scores, names = with_reference_columns(scores, ids, SCORERS, self.reference_table)
-        reports = scorer_reports(scores, members, labels, names, self.thresholds)
-        control = self.class_only.report(labels, members)
-        control_logged = {"class_only_auroc": control["auroc"]}
-        self.log_summary("test", logged_summary(reports) | target | control_logged, prog_bar=("auroc",))
-        log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
-        if not self.trainer.is_global_zero:
-            return
-        results = {
-            "mint": reports["mint"],
-            "baselines": {n: reports[n] for n in BASELINES},
-            "reference_attacks": {n: reports[n] for n in names[len(SCORERS) :]},
-            "budget": budget(self._recorded_cost, self.reference_record),
-            "references": self.reference_record,
-            "target_on_test_set": target,
-            "controls": {"class_only": control},
-            "layers": self.hparams.layers,
-            "path_kind": self.hparams.path_kind,
-            "class_conditioning": self.hparams.class_conditioning,
-            "output_features": self.hparams.output_features,
-            "target_ckpt": self.target_meta["path"],
-            "target_sha256": self.target_meta["sha256"],
-            "target": self.target.record(),
-            "data": self.trainer.datamodule.manifest(),
-        }
-        curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
-        tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
-        write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -337,7 +260,13 @@ class DetectorModule(MintModule):
             with self.unrounded():
                 acts = self.activations(batch)
                 out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
-                out["predicted_label"].append(self.detector(acts, acts[LOGITS].argmax(1)).double().cpu())
+                predicted = acts[LOGITS].argmax(1)
+                if self.target.gradients is not None:  # of the true label: read again for the predicted one
+                    images = (
+                        batch["image"] if "image" in batch else self.trainer.datamodule.images_of(batch["id"])
+                    )
+                    acts = self.target(images, predicted)
+                out["predicted_label"].append(self.detector(acts, predicted).double().cpu())
             out["members"].append(batch["member"].long().cpu())
             out["labels"].append(batch["label"].long().cpu())
         self.train(was_training)

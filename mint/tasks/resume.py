@@ -36,6 +36,7 @@ IGNORED_HPARAMS = {
     "compile",
     "references",
     "reference_count",
+    "rmia_offline_a",
     "reference_queries",
 }  # (references: test only)
 # The detector data module's sets (which images train, validate and test the detector). The target's

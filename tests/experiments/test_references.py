@@ -81,16 +81,17 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     assert results["budget"]["mint_seconds"] > 0 and 0 <= results["references"]["rmia_offline_a"] <= 1
     # A smaller budget reads the first references of the same set.
     test = main(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
-                 "--model.init_args.reference_count=2"])  # fmt: skip
+                 "--model.init_args.reference_count=2", "--model.init_args.rmia_offline_a=0.5"])  # fmt: skip
     two = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
     done = [json.loads((folder / f"ref_{i}" / "version_0" / "done.json").read_text()) for i in range(2)]
-    assert two["budget"]["reference_models"] == 2
+    assert two["budget"]["reference_models"] == 2 and two["references"]["rmia_offline_a"] == 0.5
     assert two["budget"]["reference_training_seconds"] == sum(d["seconds"] for d in done)
     assert two["reference_attacks"]["lira_online"]["auroc"] != attacks["lira_online"]["auroc"]
     # A sweep shows them beside every layer's detector and the baselines.
     from mint.experiments.sweep import run_sweep
 
-    rows = run_sweep(args[1], ["layer6", "layer7"], [*args[2:], f"--model.init_args.references={folder}"])
+    with_refs = [*args[2:], f"--model.init_args.references={folder}"]
+    rows = run_sweep(args[1], ["layer6", "layer7"], with_refs, output_features="off")
     assert {"reference (4, online): lira_online", "reference (4, online): rmia_offline"} <= {
         r["scorer"] for r in rows
     }
@@ -130,3 +131,5 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
             "only 1 of references 0 ... 1", f"--count 2 --index 0 --seed 0 --save-dir {other}")  # fmt: skip
     refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
              "--model.init_args.reference_count=5"], "5 references asked", "--count 5 --index 4")  # fmt: skip
+    refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
+             "--model.init_args.rmia_offline_a=1.5"], "rmia_offline_a must be in [0, 1]")  # fmt: skip

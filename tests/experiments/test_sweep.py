@@ -19,8 +19,17 @@ def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_target):
     run = tmp_path / "sweep_mint_layer7" / "run_0"
     assert {p.name for p in run.iterdir()} >= {"sweep.csv", "sweep.md", "sweep_auroc.png", "layer3", "layer7"}
     scorers = [r["scorer"] for r in rows]
-    assert scorers[:2] == ["MINT layer3 (CNN)", "MINT layer7 (MLP)"] and len(scorers) == 6  # + 4 baselines
-    assert [r["depth"] for r in rows[:2]] == [3, 7]
+    assert scorers[:5] == ["MINT layer3 (CNN)", "MINT layer3 (CNN) + output", "MINT layer7 (MLP)",
+                           "MINT layer7 (MLP) + output", "MINT output features"]  # fmt: skip
+    assert len(scorers) == 9 and all(s.startswith("baseline") for s in scorers[5:])
+    assert [r["depth"] for r in rows[:5]] == [3, 3, 7, 7, ""]
+    # The winner is picked by validation AUROC, never by test AUROC.
+    (picked,) = [r for r in rows if r["picked"]]
+    assert picked["val_auroc"] == max(r["val_auroc"] for r in rows[:5])
+    assert (
+        f"Picked by validation AUROC ({picked['val_auroc']:.3f}): {picked['scorer']}"
+        in (run / "sweep.md").read_text()
+    )
     caches = list((tmp_path / "cache").iterdir())
     assert len(caches) == 1 and {p.name for p in caches[0].glob("*.npy")} == {
         "layer3.npy",

@@ -132,3 +132,24 @@ def test_output_features_alone_reproduce_the_loss_attack(tmp_path, memorizing_ta
                        "--model.output_features=true")  # fmt: skip
     assert res["layers"] == [] and res["output_features"] is True
     assert res["mint"]["auroc"] >= res["baselines"]["loss"]["auroc"] - 0.01, (res["mint"], res["baselines"])
+
+
+def test_a_detector_reads_gradient_features_from_the_cache_and_calibrates_with_predicted_labels(
+    tmp_path, tiny_target
+):
+    import numpy as np
+
+    extra = [
+        "--data.calibration_size=20",
+        "--data.batch_size=32",
+        "--model.layers=[grad:layer8, gradnorm:all]",
+    ]
+    res = fit_and_test(tmp_path, tiny_target, *SMALL, *extra)
+    assert res["layers"] == ["grad:layer8", "gradnorm:all"] and 0 <= res["mint"]["auroc"] <= 1
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert np.load(cache / "grad--layer8.npy", mmap_mode="r").dtype == np.float32  # not float16: tails matter
+    ckpt = torch.load(
+        sorted(tmp_path.glob("mint_layer7/version_0/checkpoints/best.ckpt"))[0], weights_only=True
+    )
+    calibration = ckpt["mint_calibration"]
+    assert calibration["true_label"].shape == calibration["predicted_label"].shape == (40,)
