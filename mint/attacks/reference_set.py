@@ -10,7 +10,6 @@ float64 logits (`mint.attacks.reference`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +76,8 @@ def load_reference_set(folder: str | Path, manifest: dict, count: int | None = N
             f"{count} references asked for, but only {count - len(missing)} of references 0 ... {count - 1} "
             f"in {folder} are finished; train the rest: mint references --target-run "
             f"{known.get('target_run', 'TARGET_RUN')} --count {count} --index {' '.join(map(str, missing))} "
-            f"--seed {ref.get('seed', 0)}{audited} --save-dir {folder.parent.parent}"
+            f"--seed {ref.get('seed', 0)}{audited} --save-dir {folder.parent.parent} (and after `--` the "
+            "arguments the set was trained with, if any)"
         )
     records = [records[i] for i in range(count)]
     kept = np.zeros((count, manifest["num_train"]), bool)
@@ -120,18 +120,15 @@ def _query(images: Tensor, mirror: bool, dy: int, dx: int) -> Tensor:
 
 
 @torch.no_grad()
-def _logits(
-    model: Callable[[Tensor], dict], images: np.ndarray, device, batch_size: int, queries: int
-) -> Tensor:
+def _logits(model: Target, images: np.ndarray, device, batch_size: int, queries: int) -> Tensor:
     """Float64 logits (N, queries, C) of uint8 images (N, H, W, 3) through a frozen target."""
     from mint.data.images import to_tensor
 
     out = []
     for i in range(0, len(images), batch_size):
         batch = to_tensor(torch.from_numpy(images[i : i + batch_size]).to(device))
-        out.append(
-            torch.stack([model(_query(batch, *q))[LOGITS].double().cpu() for q in _queries(queries)], 1)
-        )
+        logits = [model(_query(batch, *q), gradients=False)[LOGITS] for q in _queries(queries)]
+        out.append(torch.stack(logits, 1).double().cpu())
     return torch.cat(out)
 
 

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from mint.audit import output as report_folder
-from mint.audit.detector import AuditError, TrainedDetector, load_detector
+from mint.audit.detector import AuditError, TrainedDetector, load_detector, reads_label
 from mint.audit.inputs import AuditInputs, list_inputs
 from mint.audit.report import histogram_figure, verdict, write_html
 from mint.audit.statistics import mann_whitney_greater, member_fraction_estimate
@@ -134,7 +134,7 @@ def run_audit(
     trained = load_detector(ckpt, dev, trust_factory)
     target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")
-    conditioned = trained.hparams["class_conditioning"] != "none"
+    conditioned = reads_label(trained.hparams)
     if labels == "given" and not inputs.has_labels:
         _fail(f"--labels given, but {images} has no labels ({inputs.label_note}); use --labels predicted")
     if labels == "auto":
@@ -157,7 +157,7 @@ def run_audit(
 def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, command, dev) -> dict:
     """Score the set and write scores.csv, summary.json, histogram.png and report.html into `tmp`."""
     target = trained.target
-    conditioned = trained.hparams["class_conditioning"] != "none"
+    conditioned = reads_label(trained.hparams)
     # backslashreplace: a file name that is not UTF-8 is written with \x.. escapes, not an error
     with (tmp / "scores.csv").open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         sink = csv.writer(f)
@@ -179,7 +179,7 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
         "n_skipped": len(inputs.skipped),
         "skipped": inputs.skipped,
         "conversions": dict(inputs.conversions),
-        "labels": labels if conditioned else "not used (detector not class-conditioned)",
+        "labels": labels if conditioned else "not used (the detector reads no class)",
         "label_source": inputs.label_note,
         "calibration": {
             "n_members": len(members),
@@ -192,6 +192,7 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
             "sha256": trained.sha256,
             "layers": list(trained.hparams["layers"]),
             "class_conditioning": trained.hparams["class_conditioning"],
+            "output_features": bool(trained.hparams.get("output_features")),
             "data": trained.data.get("sets"),
         },
         "target": target.record() | {"source": target.meta["manifest"].get("source", "known data")},
@@ -221,8 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     parser.add_argument(
         "--labels", choices=["auto", "given", "predicted"], default="auto",
-        help="class fed to a class-conditioned detector: given (folders / npz labels), predicted by the "
-        "target, or auto (given when every image has one)",
+        help="class fed to a detector that reads one (class conditioning, output or gradient features): "
+        "given (folders / npz labels), predicted by the target, or auto (given when every image has one)",
     )  # fmt: skip
     parser.add_argument("--class-names", help="comma-separated class names in index order (class subfolders)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")

@@ -16,6 +16,7 @@ from mint.errors import MintError
 from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
+from mint.models.gradients import is_gradient
 from mint.models.target import carried_target
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
@@ -37,6 +38,18 @@ class TrainedDetector:
     seen: set[bytes] | None  # digests of the images the detector learned from (None: not recorded)
     path: str
     sha256: str
+
+
+def reads_label(hparams: dict) -> bool:
+    """Whether a detector's score depends on the class it is given.
+
+    Class conditioning reads it, and so do output and gradient features (the loss of that class).
+    """
+    return (
+        hparams["class_conditioning"] != "none"
+        or bool(hparams.get("output_features"))
+        or any(is_gradient(layer) for layer in hparams["layers"])
+    )
 
 
 def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:

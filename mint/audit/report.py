@@ -57,7 +57,7 @@ def caveats(summary: dict) -> list[str]:
     if summary["labels"] == "predicted":
         items.append(
             "The images carried no class labels, so the target's predicted class was fed to the "
-            "class-conditioned detector (the calibration scores were made the same way)."
+            "detector (the calibration scores were made the same way)."
         )
     if summary["n_audited"] < 30:
         items.append(f"Only {summary['n_audited']} images were audited: the test has little power.")

@@ -130,6 +130,8 @@ class ActivationCache:
         """
         names = [*target.layers, LOGITS]
         todo = [name for name in names if self.problem(name) is not None]
+        if labels is None and any(is_gradient(name) for name in todo):  # (the key does not name labels)
+            raise MintError("gradient features are of each image's class: give the cached rows' labels")
         if not todo:  # the usual case takes no lock: a complete cache may sit in a read-only folder
             return self.open(names)
         self._make_dir()
@@ -167,12 +169,17 @@ class ActivationCache:
             return
         big = max(need, key=need.get)
         shape = " x ".join(map(str, target.shapes[big]))
+        way_out = (
+            "Read its norms (gradnorm:...) or a smaller module's gradient"
+            if is_gradient(big)
+            else "Pool its maps (--model.init_args.pool avg --model.init_args.pool_size 4), read a later "
+            "layer"
+        )
         raise MintError(
             f"the activation cache needs {_size(sum(need.values()))} (and {_size(SPACE_MARGIN)} to spare) "
             f"for {num_images:,} images but {_size(free)} are free under {str(folder)!r}; layer {big} alone "
-            f"is {shape} per image ({_size(need[big])}). Pool its maps (--model.init_args.pool avg "
-            "--model.init_args.pool_size 4), read a later layer, or extract on the fly (--data.init_args."
-            "cache_dir null)"
+            f"is {shape} per image ({_size(need[big])}). {way_out}, or extract on the fly "
+            "(--data.init_args.cache_dir null)"
         )
 
     def _waiting(self) -> None:

@@ -189,7 +189,7 @@ class DetectorDataModule(MintDataModule):
             self.target.to("cpu")
             for start in range(0, len(images), self.extract_batch_size):
                 batch = torch.from_numpy(images[start : start + self.extract_batch_size])
-                out.append(self.target(to_tensor(batch))[LOGITS].argmax(1).numpy())
+                out.append(self.target(to_tensor(batch), gradients=False)[LOGITS].argmax(1).numpy())
         finally:
             self.target.to(home)
         return np.concatenate(out)

@@ -1,16 +1,18 @@
 """Which pool images each reference model trains on: one pure, seeded, group-aware function.
 
 Reference models are trained with the target's recipe on subsets of the target's data pool (its
-source's train split: members and non-members), each about as large as the target's training set.
-References come in pairs: pair j puts the pool's images (or groups: GTSRB tracks stay together) in
-one seeded random order; reference 2j trains on the images at the front of that order, reference
-2j + 1 on those at the back. When the target trained on half of its pool (the default split), the
-two are complementary, so every image is IN for exactly half of any even number of references, as
-LiRA's keep mask wants; otherwise every image is IN with probability (target's training size /
-pool). Row k depends only on (seed, k), never on K: the first K references of a larger set are a
-set of K, so a set grows by training more references and a smaller budget reads a prefix.
-Offline, the audited images are in no reference's data at all, and each reference still trains
-on as many images as the target did, from the rest of the pool.
+source's train split: members and non-members), each about as large as the target's training set
+(T images of a pool of E). References come in cycles: cycle c puts the pool's images (or groups:
+GTSRB tracks stay together) in one seeded random order, and its reference j trains on the window
+of T images from position j * T (wrapping around at the end; cycles of ceil(E / T)), or, when T is
+more than half of E, on all but the window of E - T images from position j * (E - T). When the
+target trained on half of its pool (the default split; to within an image) a cycle is a pair of
+complementary halves, so every image is IN for exactly half of any even number of references, as
+LiRA's keep mask wants; otherwise every image is IN, and OUT, at least once in every cycle (e.g.
+IN for 1 or 2 of 4 when T / E = 0.3). Row k depends only on (seed, k), never on K: the first K
+references of a larger set are a set of K, so a set grows by training more references and a
+smaller budget reads a prefix. Offline, the audited images are in no reference's data at all, and
+each reference still trains on as many images as the target did, from the rest of the pool.
 """
 
 from __future__ import annotations
@@ -50,15 +52,21 @@ def reference_kept(
             f"the references cannot train on {training_size} images (as the target did): only "
             f"{eligible} of the pool's {num_images} are not audited"
         )
-    # Where the back of the order starts: the complement of the front when the target trained on
-    # half of the pool (to within an image), so that pairs are exactly complementary.
-    back = training_size if abs(eligible - 2 * training_size) <= 1 else eligible - training_size
+    # A cycle of windows covers the pool: windows of the T images a reference keeps or, when T is
+    # more than half the pool, of the E - T it leaves out, so that every image is IN (and OUT) at
+    # least once a cycle. Half a pool (to within an image): a pair, the second exactly the rest.
+    halves = abs(eligible - 2 * training_size) <= 1
+    window = min(training_size, eligible - training_size) or training_size
+    cycle = 2 if halves else -(-eligible // window)
     candidates = np.flatnonzero(~excluded)
     kept_units = np.zeros((count, len(sizes)), bool)
-    for pair in range((count + 1) // 2):
-        order = np.random.default_rng([seed, pair]).permutation(candidates)  # (G',) units in draw order
+    for k in range(count):
+        order = np.random.default_rng([seed, k // cycle]).permutation(candidates)  # (G',) draw order
         start = np.cumsum(sizes[order]) - sizes[order]  # (G',) images before each unit in that order
-        kept_units[2 * pair, order[start < training_size]] = True
-        if 2 * pair + 1 < count:
-            kept_units[2 * pair + 1, order[start >= back]] = True
+        if halves:
+            chosen = start < training_size if k % cycle == 0 else start >= training_size
+        else:  # the window from position j * window, wrapping around the end of the order
+            chosen = (start - (k % cycle) * window) % eligible < window
+            chosen = chosen if window == training_size else ~chosen
+        kept_units[k, order[chosen]] = True
     return kept_units[:, unit]  # (K, G) -> (K, N)

@@ -100,7 +100,8 @@ def run_sweep(
         args = ["--model.init_args.layers=[]", "--model.init_args.output_features=true"]
         fit, res = timed(["--config", config, *extra, *args], run, "output", timing)
         rows.append(mint_row("MINT output features", "", "3 (float64)", fit, res))
-    best = max((r for r in rows if r["val_auroc"] == r["val_auroc"]), key=lambda r: r["val_auroc"])
+    scored = [r for r in rows if r["val_auroc"] == r["val_auroc"]] or rows  # (no validation: the first)
+    best = max(scored, key=lambda r: r["val_auroc"] if r["val_auroc"] == r["val_auroc"] else 0)
     for r in rows:
         r["picked"] = "yes" if r is best else ""
     refs = first.get("references") or {}
@@ -164,8 +165,13 @@ def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str],
         if r["scorer"].startswith(("baseline", "reference")) or r["scorer"] == "MINT output features":
             ls = "--" if r["scorer"].startswith("baseline") else ":"
             ax.axhline(r["auroc"], ls=ls, lw=0.8 if r["scorer"][0] != "M" else 1.5, label=r["scorer"])
-    depths = sorted({r["depth"] for r in rows if r["scorer"].startswith("MINT") and r["depth"] != ""})
-    ax.set(xticks=depths, xticklabels=layers, xlabel="layer (depth)", ylabel="AUROC")
+    names = {}  # depth -> the layer (or module) at it, for the ticks
+    for layer in layers:
+        depth = next((r["depth"] for r in rows if r["scorer"].startswith(f"MINT {layer} ")), "")
+        if depth != "":
+            names.setdefault(depth, layer.split(":", 1)[-1])
+    ax.set(xticks=sorted(names), xticklabels=[names[d] for d in sorted(names)], xlabel="layer (depth)",
+           ylabel="AUROC")  # fmt: skip
     ax.legend(fontsize=7)
     finish(fig, run / "sweep_auroc.png", md, "mint sweep")
 

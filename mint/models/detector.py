@@ -29,7 +29,7 @@ DROPOUT = 0.5
 # The detector's options, as its LightningModule records them among its hyperparameters.
 OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
            "output_features")  # fmt: skip
-OUTPUT = "output:features"  # the output features' path (layer names hold no colon: never a layer's key)
+OUTPUT = "output:features"  # the output features' path (no layer or gradient request has this name)
 
 
 class CNNPath(nn.Module):

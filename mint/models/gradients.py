@@ -96,7 +96,8 @@ class GradientReader:
             scale = cotangent.norm()
             return back((cotangent / scale.clamp_min(1e-300)).to(logits.dtype))[0], scale
 
-        grads, scale = vmap(pulled_back)(x, labels.long())  # {param: (B, *shape)}, (B,) float64
+        with torch.autocast(x.device.type, enabled=False):  # float32 directions, also under mixed precision
+            grads, scale = vmap(pulled_back)(x.float(), labels.long())  # {param: (B, *shape)}, (B,) float64
         log_scale = scale.clamp_min(1e-300).log()
         out = {}
         for name, chosen in self.params.items():

@@ -48,5 +48,5 @@ def output_features(logits: Tensor, labels: Tensor) -> Tensor:
     y = labels.long()[:, None]
     margin = z.gather(1, y).squeeze(1) - z.scatter(1, y, float("-inf")).amax(1)
     log_p = torch.log_softmax(z, dim=1)
-    entropy = -(log_p.exp() * log_p).sum(1)
+    entropy = -torch.special.xlogy(log_p.exp(), log_p.exp()).sum(1)  # 0 log 0 = 0 (a -inf logit)
     return torch.stack([logit_confidence(z, labels), margin, entropy.clamp_min(TINY).log()], dim=1)

@@ -278,11 +278,13 @@ class Target(nn.Module):
         return super().train(False)
 
     @torch.no_grad()
-    def forward(self, images: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    def forward(
+        self, images: Tensor, labels: Tensor | None = None, gradients: bool = True
+    ) -> dict[str, Tensor]:
         """Activations {layer: (B, ...)} and {"logits": (B, classes)} for images (B, 3, H, W) in [0, 1].
 
         Gradient features (`grad:...`, `gradnorm:...`) are of the loss of `labels` (B,), or of the
-        predicted class when none are given.
+        predicted class when none are given; `gradients=False` leaves them out (for the logits alone).
         """
         if self.crop_size < images.shape[-1]:  # center crop (the weights' transforms() resize, then crop)
             top = (images.shape[-2] - self.crop_size) // 2
@@ -291,7 +293,7 @@ class Target(nn.Module):
         x = (images - self.mean[:, None, None]) / self.std[:, None, None]
         out = self.extractor(x)
         out.setdefault(LOGITS, out.get(self._output_node))
-        if self.gradients is not None:
+        if self.gradients is not None and gradients:
             out |= self.gradients(x, out[LOGITS].argmax(1) if labels is None else labels)
         if self.pooling["pool"] != "none":
             size = self.pooling["pool_size"]

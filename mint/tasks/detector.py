@@ -155,7 +155,7 @@ class DetectorModule(DetectorTesting, MintModule):
                     f"the data has {name}={value} but the target {self.target.meta['path']} was built "
                     f"for {name}={getattr(self.target, name)}: use the data it was trained on"
                 )
-        if output_features:
+        if output_features or self.target.gradients is not None:  # both read the loss of a class
             check_class_logits(self.target.output_shape)
         options = {k: self.hparams[k] for k in OPTIONS}
         self.detector = Detector(self.target.shapes, self.target.num_classes, **options)

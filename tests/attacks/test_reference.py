@@ -132,6 +132,8 @@ def test_reference_masks_keep_half_keep_groups_whole_and_never_touch_audited_ima
     assert (kept.sum(1) == 500).all()
     fewer = reference_kept(1000, 8, 300, seed=3)  # the target trained on 30% of the pool
     assert (fewer.sum(1) == 300).all() and abs(fewer.mean() - 0.3) < 0.01
+    more = reference_kept(1000, 8, 700, seed=3)  # 70%: every image still OUT of some references
+    assert (more.sum(1) == 700).all() and (more.sum(0) < 8).all() and (fewer.sum(0) > 0).all()
     one = reference_kept(1000, 1, 500, seed=0)  # a single reference still trains on about half
     assert 430 < one.sum() < 570
     groups = np.repeat(np.arange(250), 4)  # tracks of 4 frames

@@ -153,3 +153,7 @@ def test_a_detector_reads_gradient_features_from_the_cache_and_calibrates_with_p
     )
     calibration = ckpt["mint_calibration"]
     assert calibration["true_label"].shape == calibration["predicted_label"].shape == (40,)
+    # With the predicted class the gradients are read again from the same images: where the target
+    # is right the two scores agree, where it is wrong they differ (another class's loss).
+    same = torch.isclose(calibration["true_label"], calibration["predicted_label"], atol=1e-4)
+    assert 0 < int(same.sum()) < 40
