@@ -9,7 +9,7 @@ variant validation picks (never the test set). Targets are either trained here o
 
     python benchmarks/detector_inputs.py --data gtsrb cifar100 --out /tmp/detector_inputs
     python benchmarks/detector_inputs.py --target-ckpt RUN/checkpoints/last.ckpt --name cifar10_5k \
-        --detector-args "--data.val_size=100 --data.test_size=2000 --data.calibration_size=0 \
+        --detector-args="--data.val_size=100 --data.test_size=2000 --data.calibration_size=0 \
         --data.batch_size=50"
 """
 
