@@ -91,7 +91,8 @@ def load_detector(
     hparams = ckpt["hyper_parameters"]
     pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
     target = Target.from_record(carried_target(ckpt), hparams["layers"], trust_factory, **pooling)
-    detector = Detector(target.shapes, target.num_classes, **{k: hparams[k] for k in OPTIONS if k in hparams})
+    options = {"output_features": False} | {k: hparams[k] for k in OPTIONS if k in hparams}  # (older: none)
+    detector = Detector(target.shapes, target.num_classes, **options)
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(
         target.to(device),

@@ -132,4 +132,4 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
              "--model.init_args.reference_count=5"], "5 references asked", "--count 5 --index 4")  # fmt: skip
     refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
-             "--model.init_args.rmia_offline_a=1.5"], "rmia_offline_a must be in [0, 1]")  # fmt: skip
+             "--model.init_args.rmia_offline_a=1.5"], r"rmia_offline_a must be in \[0, 1\]")  # fmt: skip

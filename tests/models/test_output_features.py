@@ -32,7 +32,7 @@ def test_output_features_need_class_logits_and_a_detector_needs_an_input():
     with pytest.raises(MintError, match=r"shape \(1,\) per image"):
         output_features(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long))
     with pytest.raises(MintError, match="nothing to read"):
-        Detector({}, 10)
+        Detector({}, 10, output_features=False)
     detector = Detector({}, 10, output_features=True).eval()
     logits = torch.randn(6, 10)
     out = detector({"logits": logits}, torch.arange(6))
