@@ -64,6 +64,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
     target_seconds = time.perf_counter() - start
     detector = [
         "--config", "configs/mint_layer7.yaml", f"--model.init_args.target_ckpt={run}/checkpoints/last.ckpt",
+        "--model.init_args.output_features=false",  # the paper's (stronger ones: detector_inputs.py)
         *quiet, "--data.val_size=100", f"--data.test_size={args.test_size}", "--data.calibration_size=0",
         "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}",
         f"--trainer.logger.init_args.save_dir={out}", "--trainer.logger.init_args.name=mint_layer7",
