@@ -35,9 +35,9 @@ def record_extractions() -> list[str]:
     extracted: list[str] = []
     extract = ActivationCache._extract
 
-    def recorded(self, target, images, rows, batch_size, names):
+    def recorded(self, target, images, rows, batch_size, names, labels=None):
         extracted.extend(names)
-        return extract(self, target, images, rows, batch_size, names)
+        return extract(self, target, images, rows, batch_size, names, labels)
 
     ActivationCache._extract = recorded
     return extracted

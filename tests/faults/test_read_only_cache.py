@@ -23,9 +23,9 @@ def extractions(monkeypatch) -> list[list[str]]:
     calls: list[list[str]] = []
     extract = ActivationCache._extract
 
-    def recorded(self, target, images, rows, batch_size, names):
+    def recorded(self, target, images, rows, batch_size, names, labels=None):
         calls.append(list(names))
-        return extract(self, target, images, rows, batch_size, names)
+        return extract(self, target, images, rows, batch_size, names, labels)
 
     monkeypatch.setattr(ActivationCache, "_extract", recorded)
     return calls
