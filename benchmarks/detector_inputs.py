@@ -25,11 +25,12 @@ from mint.cli import main as cli
 from mint.tasks.callbacks import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-VARIANTS = {
-    "layer7": ["--model.init_args.layers=[layer7]"],
+VARIANTS = {  # each names whether it reads the output features (on by default)
+    "layer7": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=false"],
     "output": ["--model.init_args.layers=[]", "--model.init_args.output_features=true"],
     "layer7+output": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=true"],
-    "grad": ["--model.init_args.layers=[grad:layer8, gradnorm:all]"],
+    "grad": ["--model.init_args.layers=[grad:layer8, gradnorm:all]",
+             "--model.init_args.output_features=false"],
     "layer7+output+grad": ["--model.init_args.layers=[layer7, grad:layer8, gradnorm:all]",
                            "--model.init_args.output_features=true"],
     # the last layer's gradients only: about 2.4x a forward pass, where gradnorm:all is about 15x
