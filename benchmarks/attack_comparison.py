@@ -45,6 +45,14 @@ def cell(r: dict) -> str:
     return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {tprs[0]} | {tprs[1]}"
 
 
+def target_line(results: dict) -> str:
+    """The target's accuracy on the test set's members and non-members, and the test set's size."""
+    t, mint = results["target_on_test_set"], results["mint"]
+    return (f"target {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} non-members "
+            f"on the test images (gap {t['target_gap']:.3f}); test {mint['n_members']} + "
+            f"{mint['n_nonmembers']}")  # fmt: skip
+
+
 def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]:
     """Target, detector and reference sets of one target seed; {(K, mode): test results}, target seconds."""
     source = (["--data.source=mint.data.NpzSource", f"--data.source.train={args.source_npz}",
@@ -98,11 +106,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
 
 def print_seed(seed: int, table: dict, target_seconds: float) -> None:
     """The table of one target seed, every report with its intervals."""
-    first = next(iter(table.values()))
-    t = first["target_on_test_set"]
-    print(f"\nseed {seed}: target {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} "
-          f"non-members on the test images (gap {t['target_gap']:.3f}); target fit {target_seconds:.0f} s; "
-          f"test {first['mint']['n_members']} + {first['mint']['n_nonmembers']} images")  # fmt: skip
+    print(f"\nseed {seed}: {target_line(next(iter(table.values())))}; target fit {target_seconds:.0f} s")
     print("\n| K | references | attack | AUROC [95% CI] | TPR@1% | TPR@0.1% | cost (s) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for (k, mode), r in table.items():

@@ -21,6 +21,8 @@ import shlex
 import time
 from pathlib import Path
 
+from attack_comparison import cell, target_line  # (the benchmarks folder is on the path of a script)
+
 from mint.cli import main as cli
 from mint.tasks.callbacks import last_checkpoint
 
@@ -76,26 +78,10 @@ def run_variant(
     return results | {"val_auroc": float(callback.best_model_score), "seconds": seconds}
 
 
-def pct(r: dict, level: str) -> str:
-    ci = r.get(f"tpr@{level}fpr_ci95") or [float("nan")] * 2
-    value = r[f"tpr@{level}fpr"]
-    if value != value:
-        return "n/r"  # the test set has too few non-members to resolve this level
-    return f"{100 * value:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci[0] == ci[0] else "")
-
-
-def cell(r: dict) -> str:
-    lo, hi = r["auroc_ci95"]
-    return f"{r['auroc']:.3f} [{lo:.3f}, {hi:.3f}] | {pct(r, '1%')} | {pct(r, '0.1%')}"
-
-
 def report(name: str, runs: dict[str, dict]) -> None:
     """One table per target: every variant, then the black-box attacks on the same test images."""
     first = next(iter(runs.values()))
-    t = first["target_on_test_set"]
-    print(f"\n### {name}: target {t['target_member_acc']:.3f} members / {t['target_nonmember_acc']:.3f} "
-          f"non-members (gap {t['target_gap']:.3f}); test {first['mint']['n_members']} + "
-          f"{first['mint']['n_nonmembers']}\n")  # fmt: skip
+    print(f"\n### {name}: {target_line(first)}\n")
     print("| scorer | val AUROC | AUROC [95% CI] | TPR@1% [CI] | TPR@0.1% | fit (s) |")
     print("| --- | --- | --- | --- | --- | --- |")
     picked = max(runs, key=lambda v: runs[v]["val_auroc"])
