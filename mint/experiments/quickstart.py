@@ -99,7 +99,7 @@ def format_summary(s: dict) -> str:
         ("target accuracy on test split", f"{s['target_test_acc']:.3f}"),
         ("generalization gap", f"{s['target_gap']:.3f}"),
         (
-            f"MINT layer7 AUROC ({m['n_members']} members / {m['n_nonmembers']} non-members)",
+            f"MINT layer7 + output AUROC ({m['n_members']} members / {m['n_nonmembers']} non-members)",
             f"{m['auroc']:.3f}",
         ),
         ("MINT balanced accuracy (validation threshold)", f"{m['balanced_acc_at_threshold']:.3f}"),

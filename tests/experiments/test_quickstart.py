@@ -21,7 +21,8 @@ def test_quickstart_end_to_end_and_never_overwrites(tmp_path, capsys):
     assert summary["mint"] == results["mint"]  # the summary is what the test measured
     assert results["mint"]["n_members"] == results["mint"]["n_nonmembers"] == 250
     printed = capsys.readouterr().out
-    assert f"MINT layer7 AUROC (250 members / 250 non-members)  {results['mint']['auroc']:.3f}" in printed
+    auroc = results["mint"]["auroc"]
+    assert f"MINT layer7 + output AUROC (250 members / 250 non-members)  {auroc:.3f}" in printed
     assert f"{results['baselines']['loss']['auroc']:.3f}" in printed
     second = main([*args, "--no-progress-bar", "--mint-epochs", "1"])
     assert Path(second["run_dir"]) == tmp_path / "run_1" and Path(summary["detector_ckpt"]).is_file()
