@@ -3,7 +3,7 @@
 Each scorer maps logits (B, classes) and true labels (B,) to a score (B,) where higher means "more
 likely a member". All work in float64 from the logits, never from float32 probabilities: on a
 memorizing model many losses round to exactly 0 in float32, and the ties erase every low-FPR signal.
-The loss and the confidence keep the e^-margin term (`_log_prob_of`), so they stay ordered for
+The loss and the confidence keep the e^-margin term (`log_probability`), so they stay ordered for
 margins up to about 700; the entropies saturate earlier (their terms round to 0 in float64).
 
 - `loss`: minus the cross-entropy loss (Yeom et al., CSF 2018).
@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mint.models.output_features import log_probability
+
 
 def _log_probs(logits: Tensor) -> Tensor:
     return torch.log_softmax(logits.double(), dim=1)
@@ -28,27 +30,14 @@ def _log1m_exp(log_p: Tensor) -> Tensor:
     return torch.where(log_p > -0.693, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
 
 
-def _log_prob_of(logits: Tensor, classes: Tensor) -> Tensor:
-    """Log p_c of class `classes` (B,), as -softplus(logsumexp_{i != c} z_i - z_c), in float64.
-
-    `log_softmax` computes logsumexp(z) - z_c, which rounds to exactly 0 once the margin passes about
-    37 (float64 has no room for 1 + e^-37): every confident member would tie. This form keeps the
-    e^-margin term, exact up to margins of about 700.
-    """
-    z = logits.double()
-    c = classes[:, None].long()
-    others = z.scatter(1, c, float("-inf"))  # (B, classes) with the class itself left out
-    return -torch.nn.functional.softplus(torch.logsumexp(others, dim=1) - z.gather(1, c).squeeze(1))
-
-
 def loss_score(logits: Tensor, labels: Tensor) -> Tensor:
     """Minus the cross-entropy loss of the true class."""
-    return _log_prob_of(logits, labels)
+    return log_probability(logits, labels)
 
 
 def confidence_score(logits: Tensor, labels: Tensor) -> Tensor:
     """Top-1 log-probability (the label is not used)."""
-    return _log_prob_of(logits, logits.argmax(dim=1))
+    return log_probability(logits, logits.argmax(dim=1))
 
 
 def entropy_score(logits: Tensor, labels: Tensor) -> Tensor:

@@ -30,7 +30,6 @@ from torch import Tensor
 
 from mint.errors import MintError
 from mint.evaluation.metrics import auroc
-from mint.models.output_features import logit_confidence  # LiRA's statistic (re-exported here)
 
 LOG_2PI = 1.8378770664093453
 MIN_STD = 1e-30  # as the reference code: a std of 0 (identical references) stays finite
@@ -40,11 +39,6 @@ def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
     """Softmax probability of the true class, float64: RMIA's Pr(x | model). Logits (..., C)."""
     y = labels.long().expand(logits.shape[:-1]).unsqueeze(-1)
     return torch.softmax(logits.double(), dim=-1).gather(-1, y).squeeze(-1)
-
-
-def _log_probability(logits: Tensor, labels: Tensor) -> Tensor:
-    """Log p(true class) in float64 from logits (..., C): -softplus(-phi), exact where p rounds to 1."""
-    return -torch.nn.functional.softplus(-logit_confidence(logits, labels))
 
 
 def _masked(values: Tensor, mask: Tensor) -> Tensor:

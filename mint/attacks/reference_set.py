@@ -21,12 +21,12 @@ from mint.attacks.reference import (
     calibrated_loss,
     fit_offline_a,
     lira,
-    logit_confidence,
     rmia,
     true_class_probability,
 )
 from mint.errors import MintError
 from mint.models.build import readable_layers
+from mint.models.output_features import logit_confidence
 from mint.models.target import LOGITS, Target, build_network, load_target_checkpoint
 
 REFERENCE_ATTACKS = (

@@ -41,6 +41,15 @@ def check_class_logits(shape: tuple[int, ...]) -> None:
         )
 
 
+def log_probability(logits: Tensor, labels: Tensor) -> Tensor:
+    """Log p(label) in float64 from logits (..., C), as -softplus(-confidence).
+
+    `log_softmax` rounds it to exactly 0 once the margin passes about 37; this form keeps the
+    e^-margin term up to margins of about 700.
+    """
+    return -torch.nn.functional.softplus(-logit_confidence(logits, labels))
+
+
 def output_features(logits: Tensor, labels: Tensor) -> Tensor:
     """(B, 3) float64 `OUTPUT_FEATURES` of logits (B, C) for the classes `labels` (B,)."""
     check_class_logits(tuple(logits.shape[1:]))

@@ -10,13 +10,13 @@ from mint.attacks.reference import (
     calibrated_loss,
     fit_offline_a,
     lira,
-    logit_confidence,
     rmia,
     true_class_probability,
 )
 from mint.data.reference_masks import reference_kept
 from mint.errors import MintError
 from mint.evaluation.metrics import auroc, tpr_at_fpr
+from mint.models.output_features import logit_confidence
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
