@@ -45,7 +45,12 @@ class TargetDataModule(MintDataModule):
         pin_memory: pin host memory for faster GPU copies; default: when CUDA is available.
         member_eval_size: members also scored at every validation (eval mode), so the target can
             log its accuracy on members and the generalization gap.
+
+    A DP-SGD target sets `poisson_sampling`: each training batch is then a Poisson sample of the
+    members (each member in with probability 1 / batches per epoch), as DP-SGD's accountant assumes.
     """
+
+    poisson_sampling = False
 
     def __init__(
         self,
@@ -131,7 +136,13 @@ class TargetDataModule(MintDataModule):
             steps = [v2.RandomCrop(size, padding=4, padding_mode="reflect")]
             steps += [v2.RandomHorizontalFlip()] if self.augment == "crop_flip" else []
             transform = v2.Compose(steps)
-        return self.loader(ImageDataset(self.data.train, self.members, transform), shuffle=True)
+        dataset = ImageDataset(self.data.train, self.members, transform)
+        if not self.poisson_sampling:
+            return self.loader(dataset, shuffle=True)
+        from opacus.data_loader import DPDataLoader
+
+        # Poisson batches at rate 1 / len(loader), `dp_sgd.sample_rate`; no batch is dropped.
+        return DPDataLoader.from_data_loader(self.loader(dataset, shuffle=False))
 
     def val_dataloader(self) -> list[DataLoader]:
         """The official test split (or, without one, the non-members), then a sample of members."""

@@ -24,6 +24,7 @@ import torch
 from mint.errors import MintError
 
 TINY = 1e-300
+CANDIDATE_TAIL = 64  # thresholds flagging at most this many non-members (or missing members) are all tried
 
 
 def _lgamma(v: np.ndarray) -> np.ndarray:
@@ -116,8 +117,14 @@ def fit_threshold(scores, members, delta: float = 0.0, confidence: float = 0.95)
     s, m = scores[order], members[order]
     last = np.r_[s[1:] != s[:-1], True]  # the last of each run of tied scores: a real threshold
     tp, fp = np.cumsum(m)[last], np.cumsum(~m)[last]
+    # The bound peaks where few non-members are flagged (or few members are not): every such
+    # threshold is a candidate, the rest only on a grid of 256 ranks (bisections are the cost).
+    fn, grid = m.sum() - tp, np.zeros(len(tp), bool)
+    grid[np.linspace(0, len(tp) - 1, min(256, len(tp))).astype(int)] = True
+    keep = (fp <= CANDIDATE_TAIL) | (fn <= CANDIDATE_TAIL) | grid
+    tp, fp, s = tp[keep], fp[keep], s[last][keep]
     bounds = epsilon_from_counts(tp, m.sum(), fp, (~m).sum(), delta, confidence)
-    return float(s[last][int(np.argmax(bounds))])
+    return float(s[int(np.argmax(bounds))])
 
 
 def epsilon_lower_bound(
@@ -167,3 +174,28 @@ def images_needed(epsilon: float, delta: float = 0.0, confidence: float = 0.95) 
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if largest_provable(mid, mid, delta, confidence) >= epsilon else (mid, hi)
     return hi
+
+
+def audit_epsilon(scores, members, delta: float, seed: int = 0, confidence: float = 0.95) -> dict:
+    """The epsilon one attack's scores prove: threshold fitted on half of the images, bound on the rest.
+
+    The halves are a seeded split with members and non-members halved alike, so no image both
+    chooses the threshold and counts in the bound.
+
+    Args:
+        scores: attack scores (higher = more member-like), one per image.
+        members: 1 for members, 0 for non-members.
+        delta: the delta of the guarantee tested.
+        seed: of the split into halves.
+        confidence: of the one-sided Clopper-Pearson intervals.
+    """
+    scores, members = np.asarray(scores, np.float64), np.asarray(members).astype(bool)
+    rng = np.random.default_rng(seed)
+    fit = np.zeros(len(scores), bool)
+    for side in (members, ~members):
+        where = np.flatnonzero(side)
+        fit[rng.permutation(where)[: len(where) // 2]] = True
+    if min(members[~fit].sum(), (~members[~fit]).sum(), members[fit].sum(), (~members[fit]).sum()) == 0:
+        raise MintError("the empirical epsilon needs at least 2 members and 2 non-members")
+    threshold = fit_threshold(scores[fit], members[fit], delta, confidence)
+    return epsilon_lower_bound(scores[~fit], members[~fit], threshold, delta, confidence)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from mint.evaluation.metrics import auroc, auroc_ci, full_report
+from mint.evaluation.privacy_bound import audit_epsilon, images_needed
 from mint.evaluation.roc_plot import plt, roc_figure
 from mint.files import write_atomic, write_json_atomic
 
@@ -56,6 +57,31 @@ def scorer_reports(
 ) -> dict[str, dict]:
     """`full_report` of each scorer (column j of `scores` is scorer `names[j]`) on one held-out set."""
     return {n: full_report(scores[:, j], members, thresholds[n], labels) for j, n in enumerate(names)}
+
+
+def empirical_privacy(scores: Tensor, members: Tensor, names: tuple[str, ...], claim: dict | None,
+                      members_trained: int) -> dict:  # fmt: skip
+    """The epsilon each scorer proves (`audit_epsilon`), beside a DP-SGD target's claimed epsilon.
+
+    delta is the claim's; without a claim, the default DP-SGD would use (members ** -1.1), so that
+    the bounds of defended and undefended targets compare.
+    """
+    delta = claim["delta"] if claim else float(members_trained) ** -1.1
+    bounds = {n: audit_epsilon(scores[:, j].numpy(), members.numpy(), delta) for j, n in enumerate(names)}
+    first = next(iter(bounds.values()))
+    largest = first["largest_provable"]
+    out = {"delta": delta, "confidence": first["confidence"], "largest_provable": largest,
+           "claimed_epsilon": claim["epsilon_spent"] if claim else None,
+           "epsilon_lower_bound": {n: b["epsilon_lower_bound"] for n, b in bounds.items()},
+           "detail": bounds}  # fmt: skip
+    if claim and largest < claim["epsilon_spent"]:
+        needed = images_needed(claim["epsilon_spent"], delta, first["confidence"])
+        out["note"] = (
+            f"{first['members']} + {first['nonmembers']} test images (the half not used to fit thresholds) "
+            f"can prove at most epsilon = {largest:.2f}, below the claimed {claim['epsilon_spent']:.2f}: "
+            f"a test of the claim needs {2 * needed} members and as many non-members in the test set"
+        )
+    return out
 
 
 def logged_summary(reports: dict[str, dict], main: str = "mint") -> dict[str, float]:

@@ -9,12 +9,16 @@
         --mint-config configs/mint_cifar100_layer7.yaml
     mint study --factor members --values 0.1 0.3 0.5 ...      # member_fraction of the train split
     mint study --factor classifier_epochs --values 5 10 20 40 ...
+    mint study --factor defense --values none augment label_smoothing=0.1 weight_decay=5e-4 dp=8 ...
 
 Factors (the paper's factor analysis, plus the ones the field asks about):
 
 - `classes`: keep the first k classes of the target's source (`mint.data.ClassSubset`);
 - `members`: `member_fraction`, the share of the train split the target is trained on;
 - `classifier_epochs`: how long the target trains (its train/test gap grows with it);
+- `defense`: one target per defense setting (`none`, `augment`, `label_smoothing=0.1`,
+  `weight_decay=5e-4`, `dropout=0.3`, `early_stopping=3`, `dp=8`; see `mint.experiments.defenses`),
+  with a privacy / utility figure and the epsilon each attack proves;
 - `detector_size`: members (and as many non-members) the detector is trained on (`train_size`);
   the test set is drawn first, so every value is tested on the same images;
 - `conditioning`: whether the detector is told the true class (`none`, `embedding`, `per_class`).
@@ -34,9 +38,10 @@ from pathlib import Path
 
 from mint.errors import MintError
 from mint.evaluation.roc_plot import plt
+from mint.experiments.defenses import defense_columns, defense_override, parse_setting, privacy_utility_figure
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 
-CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs")
+CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs", "defense")
 MINT_FACTORS = ("detector_size", "conditioning")
 
 
@@ -49,6 +54,8 @@ def _classifier_override(factor: str, value: str, source: dict) -> list[str]:
         return [f"--data.source={json.dumps(subset)}"]
     if factor == "members":
         return [f"--data.member_fraction={float(value)}"]
+    if factor == "defense":
+        return defense_override(value)
     return [f"--trainer.max_epochs={int(value)}"]
 
 
@@ -77,6 +84,10 @@ def _source_config(classifier_config: str, classifier_args: list[str]) -> dict:
 def check_values(factor: str, values: list[str]) -> None:
     """Fail before any training on values that cannot be used for `factor`."""
     kinds = {"classes": int, "members": float, "classifier_epochs": int, "detector_size": int}
+    if factor == "defense":
+        for v in values:
+            parse_setting(v)
+        return
     for v in values:
         try:
             number = kinds[factor](v) if factor in kinds else None
@@ -111,7 +122,7 @@ def run_study(
         raise MintError(f"--target-ckpt {target_ckpt!r} is not a file")
     run = new_run_dir(Path(output) / f"study_{factor}", "mint study")
     source = _source_config(classifier_config, classifier_args) if factor == "classes" else None
-    rows, shared_target = [], target_ckpt
+    rows, shared_target, test_acc = [], target_ckpt, None
     for value in values:
         target = shared_target
         if factor in CLASSIFIER_FACTORS or target is None:
@@ -126,11 +137,14 @@ def run_study(
             ])  # fmt: skip
             ckpt = clf.trainer.checkpoint_callback
             target = last_checkpoint(clf.trainer) if classifier_ckpt == "last" else ckpt.best_model_path
+            # The last validation's accuracy on the official test split: the target's utility.
+            test_acc = float(clf.trainer.callback_metrics.get("val/acc", float("nan")))
             if factor not in CLASSIFIER_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
         args = ["--config", mint_config, f"--model.init_args.target_ckpt={target}", *mint_args]
         _, res = fit_and_test([*args, *_mint_override(factor, value)], run, "detector", f"{factor}={value}")
-        rows.append(_row(factor, value, res))
+        row = _row(factor, value, res)
+        rows.append(row | defense_columns(res, test_acc) if factor == "defense" else row)
     _write_outputs(run, factor, rows)
     return rows
 
@@ -158,6 +172,17 @@ def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
         f"Factor `{factor}`. MINT and the loss attack are scored on the same held-out balanced set; "
         "`gap` is the target's accuracy on those members minus on those non-members. n/r: not resolvable."
     )
+    if factor == "defense":
+        notes = [f"- {r['defense']}: {r.pop('note')}" for r in rows if "note" in r]
+        header += (
+            " `target_test_acc`: accuracy on the official test split (utility). `*_epsilon_lb`: the "
+            "epsilon each attack proves at 95% confidence (threshold fitted on half of the test images, "
+            "bounded on the other half; delta: the DP-SGD target's, otherwise members ** -1.1); "
+            "`claimed_epsilon`: what a DP-SGD target's accountant spent."
+        ) + "".join(f"\n{n}" for n in notes)
+        md = write_tables(run, "study", rows, header)
+        finish(privacy_utility_figure(rows), run / "study.png", md, "mint study")
+        return
     md = write_tables(run, "study", rows, header)
     fig, ax = plt.subplots(figsize=(6, 4))
     x = list(range(len(rows)))

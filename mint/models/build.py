@@ -7,17 +7,30 @@ from torch import nn
 from torchvision.models.feature_extraction import get_graph_node_names
 
 from mint.errors import MintError
+from mint.models.dp_compatible import make_dp_compatible
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 
 
 def build_classifier(
-    arch: str, num_classes: int, *, width: float, block_dropout: float, image_size: int
+    arch: str,
+    num_classes: int,
+    *,
+    width: float,
+    block_dropout: float,
+    image_size: int,
+    dp_compatible: bool = False,
 ) -> nn.Module:
     """Return an untrained classifier: `paper_cnn` or any torchvision architecture name.
 
     torchvision ResNets are adapted to small (32 x 32) inputs as is usual for CIFAR: a 3x3
-    stride-1 stem and no stem max-pool.
+    stride-1 stem and no stem max-pool. `dp_compatible` swaps the layers DP-SGD cannot train
+    (BatchNorm -> GroupNorm; `make_dp_compatible`).
     """
+    net = _build(arch, num_classes, width=width, block_dropout=block_dropout, image_size=image_size)
+    return make_dp_compatible(net) if dp_compatible else net
+
+
+def _build(arch: str, num_classes: int, *, width: float, block_dropout: float, image_size: int) -> nn.Module:
     names = ["paper_cnn", *torchvision.models.list_models(module=torchvision.models)]
     if arch not in names:
         raise MintError(f"unknown architecture {arch!r}; choose 'paper_cnn' or a torchvision model: {names}")

@@ -75,7 +75,10 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
             f"{path} is not a mint target checkpoint ({kind}; it lacks the target's architecture "
             f"or its membership split). Use a checkpoint written by `{TARGET_COMMAND}`."
         )
-    return TargetRecord(hparams, ckpt["state_dict"], manifest, sha256, str(path.resolve()))
+    # A DP-SGD target's claim (epsilon spent, delta, noise), which audits test against what they find.
+    claim = {k: v for k, v in ckpt["dp_sgd"].items() if k != "history"} if "dp_sgd" in ckpt else None
+    extra = {"dp_sgd": claim} if claim else {}
+    return TargetRecord(hparams, ckpt["state_dict"], manifest, sha256, str(path.resolve()), extra)
 
 
 def build_network(hparams: dict) -> nn.Module:
@@ -87,6 +90,7 @@ def build_network(hparams: dict) -> nn.Module:
         width=hparams["width"],
         block_dropout=hparams["block_dropout"],
         image_size=hparams["image_size"],
+        dp_compatible=hparams.get("dp_epsilon") is not None,  # trained with DP-SGD: GroupNorm for BatchNorm
     )
 
 

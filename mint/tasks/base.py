@@ -46,8 +46,12 @@ class MintModule(L.LightningModule):
         for name, value in summary.items():
             self.log(f"{stage}/{name}", float(value), prog_bar=name in prog_bar)
 
+    def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """The optimizer the trainer steps (the target's DP-SGD wraps it; others step it as it is)."""
+        return optimizer
+
     def configure_optimizers(self):
-        optimizer = self.optimizer(self.trainable().parameters())
+        optimizer = self.wrap_optimizer(self.optimizer(self.trainable().parameters()))
         if self.lr_scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}

@@ -21,6 +21,7 @@ from mint.data.integrity import refuse_seen
 from mint.evaluation import best_threshold
 from mint.evaluation.test_report import (
     ClassOnlyControl,
+    empirical_privacy,
     logged_summary,
     scorer_reports,
     target_accuracy,
@@ -102,6 +103,9 @@ class DetectorTesting:
             "target": self.target.record(),
             "data": self.trainer.datamodule.manifest(),
         }
+        members_trained = results["data"]["target_split"]["num_members"]
+        claim = self.target_meta.get("dp_sgd")
+        results["privacy"] = empirical_privacy(scores, members, names, claim, members_trained)
         curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
         tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
         write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)

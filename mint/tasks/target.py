@@ -6,14 +6,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from mint.errors import MintError, check_count
 from mint.files import write_json_atomic
 from mint.models import build_classifier
 from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
 from mint.tasks.base import MintModule
+from mint.tasks.dp_sgd import PrivateTraining, check_settings, resolve_delta
 
 
 class TargetModule(MintModule):
@@ -42,6 +45,15 @@ class TargetModule(MintModule):
             recent GPUs, with `precision: bf16-mixed` especially. The results do not change.
         compile: `torch.compile` the network (in place: checkpoints keep their keys). Compiling takes
             a minute or more on first use, so it pays for long GPU runs; on CPU it needs a C++ compiler.
+        early_stopping: stop when `val/acc` has not improved for this many validation checks (a
+            defense: memorization grows after the best validation accuracy); None trains all epochs.
+        dp_epsilon: train with DP-SGD (Opacus, `pip install 'mint-audit[dp]'`) to this epsilon, spent
+            over `trainer.max_epochs`; None trains without. BatchNorm becomes GroupNorm, batches are
+            Poisson samples of the members, the spent epsilon is logged as `train/epsilon` and stored
+            in the checkpoint (`dp_sgd`).
+        dp_delta: DP-SGD's delta, below 1 / members; None: members ** -1.1.
+        dp_max_grad_norm: DP-SGD's per-image gradient clipping norm.
+        dp_accountant: DP-SGD's privacy accountant: `rdp` (Renyi DP) or `prv` (tighter, numerical).
     """
 
     monitor = "val/acc"
@@ -58,12 +70,30 @@ class TargetModule(MintModule):
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
+        early_stopping: int | None = None,
+        dp_epsilon: float | None = None,
+        dp_delta: float | None = None,
+        dp_max_grad_norm: float = 1.0,
+        dp_accountant: str = "rdp",
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        check_count("early_stopping", early_stopping)
+        if dp_epsilon is not None:
+            check_settings(dp_epsilon, dp_delta, dp_max_grad_norm, dp_accountant)
+            if compile:
+                raise MintError(
+                    "DP-SGD's per-image gradient hooks do not run in a compiled network: set compile: false"
+                )
         self.net = build_classifier(
-            arch, num_classes, width=width, block_dropout=block_dropout, image_size=image_size
+            arch,
+            num_classes,
+            width=width,
+            block_dropout=block_dropout,
+            image_size=image_size,
+            dp_compatible=dp_epsilon is not None,
         )
+        self.private: PrivateTraining | None = None  # set up by `setup("fit")` under DP-SGD
         self.speed_up(channels_last, compile, self.net, compiled=self.net)
         self.register_buffer("mean", torch.zeros(3))
         self.register_buffer("std", torch.ones(3))
@@ -82,6 +112,49 @@ class TargetModule(MintModule):
         if getattr(dm, "mean", None) is not None:  # a restored checkpoint overwrites these later
             self.mean.copy_(torch.tensor(dm.mean))
             self.std.copy_(torch.tensor(dm.std))
+        if stage == "fit" and self.hparams.dp_epsilon is not None:
+            self._setup_private(dm)
+
+    def _setup_private(self, dm) -> None:
+        PrivateTraining.check_trainer(self.trainer)
+        if getattr(dm, "members", None) is None or not hasattr(dm, "poisson_sampling"):
+            raise MintError(
+                "DP-SGD needs a data module that knows its members and can draw Poisson batches "
+                f"(mint.data.TargetDataModule), not {type(dm).__name__}"
+            )
+        dm.poisson_sampling = True
+        hp, members = self.hparams, len(dm.members)
+        delta = resolve_delta(hp.dp_delta, members)
+        self.private = PrivateTraining(
+            hp.dp_epsilon, delta, hp.dp_max_grad_norm, hp.dp_accountant, members, dm.batch_size,
+            self.trainer.max_epochs,
+        )  # fmt: skip
+
+    def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        return optimizer if self.private is None else self.private.wrap(self.net, optimizer)
+
+    def on_train_start(self) -> None:
+        if self.private is not None:
+            self.private.check_loader(self.trainer.train_dataloader)
+
+    def on_train_epoch_end(self) -> None:
+        if self.private is not None:
+            self.log("train/epsilon", self.private.spent())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.private is not None:
+            checkpoint["dp_sgd"] = self.private.state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        if self.private is not None and "dp_sgd" in checkpoint:  # a resumed DP-SGD fit: steps already spent
+            self.private.load(checkpoint["dp_sgd"])
+
+    def configure_callbacks(self):
+        callbacks = super().configure_callbacks()
+        if self.hparams.early_stopping is not None:
+            callbacks.append(EarlyStopping(self.monitor, patience=self.hparams.early_stopping, mode="max"))
+        return callbacks
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -112,6 +185,8 @@ class TargetModule(MintModule):
         if self.member_acc.update_count:
             results["member_acc"] = float(self.member_acc.compute())
             results["gap"] = results["member_acc"] - results["acc"]
+        if stage == "test" and self.private is not None:
+            results["dp_epsilon_spent"] = self.private.spent()
         self.log_summary(stage, results, prog_bar=("acc", "gap"))
         self.val_acc.reset()
         self.member_acc.reset()

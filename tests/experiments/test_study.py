@@ -55,3 +55,54 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
     with pytest.raises(MintError, match="give --classifier-config"):
         main([*base, "--factor", "classes", "--values", "10"])
     assert not (tmp_path / "study_members").exists()
+
+
+def test_defense_study_puts_utility_beside_what_attacks_find_and_prove(tmp_path):
+    clf_args = " ".join([
+        *SOURCES["cifar10"], "--trainer.max_epochs=1", "--model.width=0.25", "--data.batch_size=50",
+        "--data.num_workers=0", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+    ])  # fmt: skip
+    mint_args = (
+        "--data.val_size=10 --data.test_size=30 --data.calibration_size=0 --data.batch_size=16 "
+        f"--data.cache_dir={tmp_path / 'cache'} "
+        "--trainer.max_epochs=1 --trainer.enable_progress_bar=false --trainer.enable_model_summary=false"
+    )
+    rows = main([
+        "study", "--factor", "defense", "--values", "none", "dp=4",
+        "--classifier-config", str(ROOT / "configs" / "classifier_cifar10.yaml"),
+        "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"),
+        "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path),
+    ])  # fmt: skip
+    none, dp = rows
+    assert none["claimed_epsilon"] is None and 3.9 <= dp["claimed_epsilon"] <= 4.0
+    for r in rows:
+        assert 0 < r["target_test_acc"] < 1
+        for attack in ("mint", "loss"):
+            assert 0 <= r[f"{attack}_epsilon_lb"] <= r["largest_provable"]
+    run = tmp_path / "study_defense" / "run_0"
+    res = json.loads((run / "detector" / "defense=dp=4-test" / "test_results.json").read_text())
+    assert dp["mint_epsilon_lb"] == res["privacy"]["epsilon_lower_bound"]["mint"]
+    assert dp["mint_auroc"] == res["mint"]["auroc"]
+    md = (run / "study.md").read_text()
+    # 15 + 15 bounded images cannot test a claim of 4: the table says how many would.
+    assert "dp=4: 15 + 15 test images" in md and "members and as many non-members" in md
+    assert (run / "study.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("dp=0", "positive"),
+        ("dp=many", "needs a float"),
+        ("smoothing=0.1", "unknown defense"),
+        ("augment=flip", "crop or crop_flip"),
+        ("dropout=1", r"\[0, 1\)"),
+    ],  # fmt: skip
+)
+def test_defense_study_refuses_bad_settings_before_training(tmp_path, value, words):
+    with pytest.raises(MintError, match=words):
+        main([
+            "study", "--factor", "defense", "--values", "none", value, "--output", str(tmp_path),
+            "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"), "--classifier-config", "x.yaml",
+        ])  # fmt: skip
+    assert not (tmp_path / "study_defense").exists()

@@ -1,0 +1,99 @@
+"""The `defense` factor of `mint study`: one target per defense setting, privacy against utility.
+
+A setting is `name` or `name=value`:
+
+- `none`: the recipe as configured;
+- `augment[=crop|crop_flip]`: training augmentation (default `crop_flip`);
+- `label_smoothing=S`, `weight_decay=W` (the optimizer's), `dropout=P` (after each `paper_cnn` block);
+- `early_stopping=N`: stop when validation accuracy has not improved for N checks;
+- `dp=EPSILON`: DP-SGD (Opacus) to that epsilon; `mint[dp]`.
+
+Each row gives the target's accuracy on the official test split (utility), its train/test gap, and
+for each attack its AUROC, TPR at 1% FPR and the epsilon its scores prove (`privacy_bound`), beside
+the epsilon a DP-SGD target claims.
+"""
+
+from __future__ import annotations
+
+from mint.errors import MintError
+from mint.evaluation.roc_plot import plt
+
+DEFENSES = {
+    "none": None,
+    "augment": "--data.augment",
+    "label_smoothing": "--model.init_args.label_smoothing",
+    "weight_decay": "--model.optimizer.init_args.weight_decay",
+    "dropout": "--model.init_args.block_dropout",
+    "early_stopping": "--model.init_args.early_stopping",
+    "dp": "--model.init_args.dp_epsilon",
+}
+ATTACKS = ("mint", "loss")
+
+
+def parse_setting(setting: str) -> tuple[str, str | None]:
+    """(`name`, value) of a setting, checked: a misspelt one fails before any target trains."""
+    name, _, value = setting.partition("=")
+    if name not in DEFENSES:
+        raise MintError(f"unknown defense {name!r} in {setting!r}; choose from {', '.join(DEFENSES)}")
+    if name == "none" and value:
+        raise MintError(f"`none` takes no value, got {setting!r}")
+    if name == "augment":
+        if value not in ("", "crop", "crop_flip"):
+            raise MintError(f"augment takes crop or crop_flip, got {value!r}")
+        return name, value or "crop_flip"
+    if name != "none":
+        kind = int if name == "early_stopping" else float
+        try:
+            number = kind(value)
+        except ValueError:
+            raise MintError(
+                f"defense {name} needs a {kind.__name__} value ({name}=...), got {setting!r}"
+            ) from None
+        if number < 0 or (name in ("dp", "early_stopping") and number <= 0):
+            raise MintError(f"defense {name} needs a positive value, got {value}")
+        if name in ("label_smoothing", "dropout") and number >= 1:
+            raise MintError(f"defense {name} needs a value in [0, 1), got {value}")
+    return name, value or None
+
+
+def defense_override(setting: str) -> list[str]:
+    """The LightningCLI overrides of one setting."""
+    name, value = parse_setting(setting)
+    return [] if DEFENSES[name] is None else [f"{DEFENSES[name]}={value}"]
+
+
+def defense_columns(res: dict, target_test_acc: float | None) -> dict:
+    """The utility and privacy columns of one audited target."""
+    privacy = res["privacy"]
+    reports = {"mint": res["mint"], **res["baselines"]}
+    row = {"target_test_acc": target_test_acc, "claimed_epsilon": privacy["claimed_epsilon"]}
+    for name in ATTACKS:
+        row |= {
+            f"{name}_auroc": reports[name]["auroc"],
+            f"{name}_tpr@1%fpr": reports[name]["tpr@1%fpr"],
+            f"{name}_epsilon_lb": privacy["epsilon_lower_bound"][name],
+        }
+    row["largest_provable"] = privacy["largest_provable"]
+    if "note" in privacy:
+        row["note"] = privacy["note"]
+    return row
+
+
+def privacy_utility_figure(rows: list[dict]):
+    """Utility (x: test accuracy) against what each attack finds (y: AUROC; TPR at 1% FPR)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric, label in zip(axes, ("auroc", "tpr@1%fpr"), ("AUROC", "TPR at 1% FPR"), strict=True):
+        for name, marker in zip(ATTACKS, "os", strict=True):
+            x = [r["target_test_acc"] for r in rows]
+            y = [r[f"{name}_{metric}"] for r in rows]
+            ax.scatter(x, y, marker=marker, label="MINT" if name == "mint" else "loss attack")
+            for xi, yi, r in zip(x, y, rows, strict=True):
+                ax.annotate(
+                    str(r["defense"]), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                )
+        if metric == "auroc":
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        ax.set(xlabel="target accuracy on the test split (utility)", ylabel=label)
+        ax.legend(fontsize=8)
+    axes[0].set_title("privacy / utility: leakage found by each attack", fontsize=9)
+    return fig
