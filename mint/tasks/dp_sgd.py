@@ -83,6 +83,7 @@ class PrivateTraining:
         from opacus.accountants.utils import get_noise_multiplier
 
         self.epsilon, self.delta, self.max_grad_norm, self.kind = epsilon, delta, max_grad_norm, accountant
+        self.epochs = epochs
         self.sample_rate = sample_rate(members, batch_size)
         self.expected_batch_size = max(1, round(members * self.sample_rate))
         with warnings.catch_warnings():  # the PRV accountant warns about its own numerical tolerances
@@ -172,9 +173,18 @@ class PrivateTraining:
             "max_grad_norm": self.max_grad_norm,
             "sample_rate": self.sample_rate,
             "accountant": self.kind,
+            "epochs": self.epochs,
             "history": [list(h) for h in self.accountant.history],
         }
 
     def load(self, state: dict) -> None:
         """Continue the accountant of a resumed fit (its steps were already spent)."""
+        planned = (state.get("epochs", self.epochs), state["sample_rate"], state["noise_multiplier"])
+        if planned != (self.epochs, self.sample_rate, self.noise_multiplier):
+            raise MintError(
+                f"this DP-SGD fit was planned for {planned[0]} epochs at sampling rate {planned[1]:.4g} "
+                f"(noise {planned[2]:.4g}); resuming it with {self.epochs} epochs at {self.sample_rate:.4g} "
+                "would spend another budget than dp_epsilon. Resume with the same trainer.max_epochs and "
+                "data.batch_size, or start a new fit."
+            )
         self.accountant.history = [tuple(h) for h in state["history"]]

@@ -158,3 +158,15 @@ def test_early_stopping_stops_when_validation_accuracy_stalls(tmp_path):
     stalled = ["--model.optimizer.init_args.lr=0", "--model.init_args.early_stopping=1"]
     cli = main(fit_args(tmp_path, *SMALL, "--trainer.max_epochs=8", *stalled))
     assert cli.trainer.current_epoch < 8 and cli.trainer.should_stop
+
+
+def test_a_resumed_dp_fit_continues_the_count_and_refuses_another_plan(tmp_path):
+    base = [*SMALL, "--model.init_args.dp_epsilon=2", "--trainer.logger.init_args.version=v"]
+    main(fit_args(tmp_path, *base, "--trainer.max_epochs=1"))
+    ckpt = tmp_path / "classifier_cifar10" / "v" / "checkpoints" / "last.ckpt"
+    with pytest.raises(MintError, match="planned for 1 epochs"):  # more epochs: more than dp_epsilon spent
+        main(fit_args(tmp_path, *base, "--trainer.max_epochs=2", f"--ckpt_path={ckpt}"))
+    state = torch.load(ckpt, weights_only=True)["dp_sgd"]
+    again = PrivateTraining(2.0, state["delta"], 1.0, "rdp", members=1000, batch_size=50, epochs=1)
+    again.load(state)  # the same plan: the count goes on where the checkpoint left it
+    assert sum(h[2] for h in again.accountant.history) == 20 and again.spent() == state["epsilon_spent"]
