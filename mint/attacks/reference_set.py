@@ -301,6 +301,16 @@ def with_reference_columns(
     return torch.cat([scores, table[ids.cpu()][:, columns].to(scores)], dim=1), (*names, *attacks)
 
 
+def reference_inputs(rows: Tensor) -> Tensor:
+    """Detector inputs (B, 2 x attacks) from reference-table rows (B, attacks): scores, and which are missing.
+
+    An attack that cannot score an image (an offline set's reference that trained on it, an online
+    attack without IN references) leaves NaN: the detector reads 0 there and a flag saying so.
+    """
+    missing = rows.isnan()
+    return torch.cat([rows.nan_to_num(0.0), missing.to(rows.dtype)], dim=1)
+
+
 def budget(mint_seconds: float | None, record: dict) -> dict:
     """What each side cost: the detector run's seconds, the references' count and training seconds."""
     return {

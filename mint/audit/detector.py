@@ -89,6 +89,12 @@ def load_detector(
             "(the shipped mint_*_layer7 configs do)."
         )
     hparams = ckpt["hyper_parameters"]
+    if hparams.get("reference_features"):
+        raise AuditError(
+            f"{path} reads the reference attacks' scores of each image (reference_features), which exist "
+            "only for the images of its target's pool, not for audited files. For audits, train a detector "
+            "without reference_features."
+        )
     pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
     target = Target.from_record(carried_target(ckpt), hparams["layers"], trust_factory, **pooling)
     options = {"output_features": False} | {k: hparams[k] for k in OPTIONS if k in hparams}  # (older: none)

@@ -33,6 +33,7 @@ READ_OUTPUT = True
 OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
            "output_features")  # fmt: skip
 OUTPUT = "output:features"  # the output features' path (no layer or gradient request has this name)
+REFERENCE = "reference:scores"  # the reference attacks' scores of the image (`reference_inputs`)
 
 
 class CNNPath(nn.Module):
@@ -128,6 +129,8 @@ class Detector(nn.Module):
         output_features: add a path over the float64 output features of the label
             (`OUTPUT_FEATURES`, from `acts["logits"]`); with no layer, the detector reads only them.
         embedding_dim: size of the class embedding.
+        reference_inputs: length of `acts["reference:scores"]`, the reference attacks' scores of
+            each image (`mint.attacks.reference_set.reference_inputs`); 0: not read.
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class Detector(nn.Module):
         dropout: float = DROPOUT,
         output_features: bool = READ_OUTPUT,
         embedding_dim: int = 16,
+        reference_inputs: int = 0,
     ) -> None:
         super().__init__()
         self.paths = nn.ModuleDict()
@@ -160,6 +164,8 @@ class Detector(nn.Module):
             )
         if output_features:
             self.paths[OUTPUT] = MLPPath(len(OUTPUT_FEATURES), mlp_hidden, dropout)
+        if reference_inputs:
+            self.paths[REFERENCE] = MLPPath(reference_inputs, mlp_hidden, dropout)
         if not self.paths:
             raise MintError("the detector has nothing to read: give it a layer, or output_features: true")
         self.layers, self.output_features = list(layer_shapes), output_features
@@ -175,6 +181,8 @@ class Detector(nn.Module):
         feats = [self.paths[path_key(layer)](acts[layer].float()) for layer in self.layers]
         if self.output_features:  # float64 from the logits, then float32 (standardized in the path)
             feats.append(self.paths[OUTPUT](output_features(acts[LOGITS], labels).float()))
+        if REFERENCE in self.paths:  # float64 attack scores from the reference models (standardized)
+            feats.append(self.paths[REFERENCE](acts[REFERENCE].float()))
         if self.class_conditioning == "embedding":
             feats.append(self.embedding(labels))
         out = self.head(torch.cat(feats, dim=1))  # (B, sum of path features) -> (B, 1 | classes)

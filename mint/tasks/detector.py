@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from mint.attacks.reference_set import REFERENCE_ATTACKS, reference_inputs, reference_table
 from mint.data.integrity import refuse_seen
 from mint.errors import MintError, check_count
 from mint.evaluation import MembershipMetrics, ScoreCollector
@@ -27,6 +28,7 @@ from mint.models.detector import (
     OPTIONS,
     PATH_KIND,
     READ_OUTPUT,
+    REFERENCE,
     ClassConditioning,
     PathKind,
 )
@@ -79,6 +81,10 @@ class DetectorModule(DetectorTesting, MintModule):
             image is the same class (CIFAR, not traffic signs).
         rmia_offline_a: offline RMIA's `a` (how a model's OUT probability relates to its IN one), in
             [0, 1]; None: fitted on the references, one playing the target (the RMIA paper's way).
+        reference_features: the detector also reads, for each image, every reference attack's score
+            from `references` (the calibrated attacks it can see), so that it learns at least what
+            they know; the scores are computed for every image of its sets before training. A
+            detector trained so is tested with the same set and `reference_count`.
         path_kind: the detector's path over each layer: `auto` (CNN for maps, MLP for vectors),
             `cnn` or `mlp`.
         class_conditioning: tell the detector the true class: `none`, `embedding` or `per_class`
@@ -115,6 +121,7 @@ class DetectorModule(DetectorTesting, MintModule):
         reference_count: int | None = None,
         reference_queries: Literal[1, 2, 18] = 1,
         rmia_offline_a: float | None = None,
+        reference_features: bool = False,
         path_kind: PathKind = PATH_KIND,
         class_conditioning: ClassConditioning = CLASS_CONDITIONING,
         cnn_filters: int = CNN_FILTERS,
@@ -135,6 +142,11 @@ class DetectorModule(DetectorTesting, MintModule):
             check_count("reference_count", reference_count)
         if rmia_offline_a is not None and not 0 <= rmia_offline_a <= 1:
             raise MintError(f"rmia_offline_a must be in [0, 1] (or null: fitted), not {rmia_offline_a}")
+        if reference_features and not references:
+            raise MintError(
+                "reference_features reads the scores of a reference set: give `references` (a folder "
+                "written by `mint references` for this target)"
+            )
         # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
         # kinds, which refuses a factory: code named by a file never runs.
         kind = external_from_config(target, "these hyperparameters") if isinstance(target, dict) else target
@@ -160,13 +172,17 @@ class DetectorModule(DetectorTesting, MintModule):
         if output_features or self.target.gradients is not None:  # both read the loss of a class
             check_class_logits(self.target.output_shape)
         options = {k: self.hparams[k] for k in OPTIONS}
-        self.detector = Detector(self.target.shapes, self.target.num_classes, **options)
+        inputs = 2 * len(REFERENCE_ATTACKS) if reference_features else 0  # scores and missing flags
+        self.detector = Detector(
+            self.target.shapes, self.target.num_classes, **options, reference_inputs=inputs
+        )
         self.speed_up(channels_last, compile, self.detector, self.target, compiled=self.detector)
         self.val_metrics = MembershipMetrics()
         self.test_scores = ScoreCollector()
         self.thresholds: dict[str, float] = {}
         self.reference_table: Tensor | None = None  # (rows, attacks) scores of the reference attacks
         self.reference_record: dict = {}
+        self.reference_thresholds: dict[str, float] = {}
         self._started = time.perf_counter()  # the run's cost: extraction and training (see checkpoint)
         self._recorded_sets: dict[str, Tensor] | None = None  # from the checkpoint a test restores
         self._recorded_cost: float | None = None
@@ -183,8 +199,32 @@ class DetectorModule(DetectorTesting, MintModule):
         """Cached activations, or a pass of the frozen target over the batch's images."""
         nhwc = torch.channels_last if self.hparams.channels_last else torch.contiguous_format
         if "acts" not in batch:
-            return self.target(batch["image"].contiguous(memory_format=nhwc), batch["label"])
-        return {k: v.contiguous(memory_format=nhwc) if v.dim() == 4 else v for k, v in batch["acts"].items()}
+            acts = self.target(batch["image"].contiguous(memory_format=nhwc), batch["label"])
+        else:
+            acts = {
+                k: v.contiguous(memory_format=nhwc) if v.dim() == 4 else v for k, v in batch["acts"].items()
+            }
+        if self.hparams.get("reference_features"):  # the rows of the reference table, by cache row
+            acts[REFERENCE] = reference_inputs(self.reference_table[batch["id"].cpu()]).to(self.device)
+        return acts
+
+    def load_reference_table(self) -> None:
+        """Every reference attack's scores of every row of the detector's sets, and their thresholds."""
+        dm = self.trainer.datamodule
+        table, thresholds, self.reference_record = reference_table(
+            self.hparams.references,
+            self.target,
+            dm.plan,
+            dm.seed,
+            self.hparams.reference_queries,
+            self.hparams.get("reference_count"),
+            self.hparams.get("rmia_offline_a"),
+        )
+        self.reference_table, self.reference_thresholds = table, thresholds
+
+    def on_fit_start(self) -> None:
+        if self.hparams.get("reference_features"):
+            self.load_reference_table()
 
     def forward(self, batch: dict) -> Tensor:
         """Membership logits (B,) for a batch (`acts` or `image`, and `label`)."""

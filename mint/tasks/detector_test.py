@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mint.attacks import BASELINES, SCORERS, score_batch
-from mint.attacks.reference_set import budget, reference_table, with_reference_columns
+from mint.attacks.reference_set import budget, with_reference_columns
 from mint.data.integrity import refuse_seen
 from mint.evaluation import best_threshold
 from mint.evaluation.test_report import (
@@ -36,6 +36,8 @@ class DetectorTesting:
     def on_test_start(self) -> None:
         dm = self.trainer.datamodule
         refuse_seen("test", dm.held_out_images("test"), self._recorded_sets)
+        if self.hparams.get("references"):  # first: a detector may read the reference scores
+            self.load_reference_table()
         # Thresholds are chosen before looking at the test set: MINT's on the validation set, the
         # baselines' on the detector's training set (the only data an attacker could fit them on).
         val, train = self._score_all(dm.eval_loader("val")), self._score_all(dm.eval_loader("train"))
@@ -43,17 +45,7 @@ class DetectorTesting:
         for j, name in enumerate(BASELINES, start=1):
             self.thresholds[name] = best_threshold(train["scores"][:, j], train["members"])
         self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
-        if self.hparams.get("references"):
-            table, thresholds, self.reference_record = reference_table(
-                self.hparams.references,
-                self.target,
-                dm.plan,
-                dm.seed,
-                self.hparams.reference_queries,
-                self.hparams.get("reference_count"),
-                self.hparams.get("rmia_offline_a"),
-            )
-            self.reference_table, self.thresholds = table, self.thresholds | thresholds
+        self.thresholds |= self.reference_thresholds
 
     @torch.no_grad()
     def _score_all(self, loader: DataLoader) -> dict[str, Tensor]:

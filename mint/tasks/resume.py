@@ -27,11 +27,11 @@ from mint.errors import MintError
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
-# Options added to the detector (and target) after checkpoints were written with it, and their defaults: an older
-# checkpoint lacks them, which is no difference when the run leaves them at the default.
+# Options added to the detector (and the target) after checkpoints were written with it, and their
+# defaults: an older checkpoint lacks them, which is no difference when the run leaves them at the default.
 ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None, "output_features": False,
                   "early_stopping": None, "dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0,
-                  "dp_accountant": "rdp"}  # fmt: skip
+                  "dp_accountant": "rdp", "reference_features": False}  # fmt: skip
 IGNORED_HPARAMS = {
     "_instantiator",
     "channels_last",

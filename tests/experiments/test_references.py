@@ -133,3 +133,26 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
              "--model.init_args.reference_count=5"], "5 references asked", "--count 5 --index 4")  # fmt: skip
     refused(["test", *args, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
              "--model.init_args.rmia_offline_a=1.5"], r"rmia_offline_a must be in \[0, 1\]")  # fmt: skip
+
+
+def test_a_detector_reading_the_reference_scores_learns_what_they_know(memorizing_target, tmp_path, refused):
+    from mint.cli import main
+    from tests.conftest import CONFIGS, quiet
+
+    run = memorizing_target.parent.parent
+    references(["--target-run", str(run), "--count", "2", "--save-dir", str(tmp_path), *QUIET])
+    (folder,) = (tmp_path / "references").iterdir()
+    args = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--model.init_args.target_ckpt={memorizing_target}",
+            *quiet(tmp_path), f"--data.cache_dir={tmp_path / 'cache'}", "--data.val_size=50",
+            "--data.test_size=150", "--data.calibration_size=0", "--data.batch_size=50",
+            f"--model.init_args.references={folder}"]  # fmt: skip
+    # Nothing but the reference scores: no layer, no output features, no class.
+    only = ["--model.init_args.layers=[]", "--model.init_args.output_features=false",
+            "--model.init_args.class_conditioning=none", "--model.init_args.reference_features=true"]  # fmt: skip
+    fit = main(["fit", *args, *only, "--trainer.max_epochs=15"])
+    test = main(["test", *args, *only, f"--ckpt_path={fit.trainer.checkpoint_callback.best_model_path}"])
+    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    best = max(r["auroc"] for r in results["reference_attacks"].values())
+    assert best > 0.7  # the references know something here
+    assert results["mint"]["auroc"] >= best - 0.05  # and the detector learned it, image by image
+    refused(["fit", *args[:-1], *only], "reference_features reads the scores of a reference set")
