@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,7 @@ class TargetModule(MintModule):
         dp_epsilon: float | None = None,
         dp_delta: float | None = None,
         dp_max_grad_norm: float = 1.0,
-        dp_accountant: str = "rdp",
+        dp_accountant: Literal["rdp", "prv"] = "rdp",
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])

@@ -11,22 +11,29 @@ from mint.errors import MintError
 from tests.conftest import ROOT, SOURCES
 
 
-def test_class_count_study_end_to_end(tmp_path):
+def _study(tmp_path, factor: str, values: list[str], data: str, batch: int, calibration: int) -> list[dict]:
+    """A target-side study on test data: 1-2 epoch targets, 1-epoch detectors on 30 + 30 test images."""
+    name = "cifar100" if data == "cifar100" else ""
     clf_args = " ".join([
-        *SOURCES["cifar100"], "--trainer.max_epochs=2", "--model.width=0.25", "--data.batch_size=32",
-        "--data.num_workers=0", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+        *SOURCES[data], f"--trainer.max_epochs={2 if name else 1}", "--model.width=0.25",
+        f"--data.batch_size={batch}", "--data.num_workers=0", "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
     ])  # fmt: skip
     mint_args = (
-        "--data.val_size=10 --data.test_size=30 --data.calibration_size=10 --data.batch_size=16 "
+        f"--data.val_size=10 --data.test_size=30 --data.calibration_size={calibration} --data.batch_size=16 "
         f"--data.cache_dir={tmp_path / 'cache'} "
         "--trainer.max_epochs=1 --trainer.enable_progress_bar=false --trainer.enable_model_summary=false"
     )
-    rows = main([
-        "study", "--factor", "classes", "--values", "10", "20",
-        "--classifier-config", str(ROOT / "configs" / "classifier_cifar100.yaml"),
-        "--mint-config", str(ROOT / "configs" / "mint_cifar100_layer7.yaml"),
+    return main([
+        "study", "--factor", factor, "--values", *values,
+        "--classifier-config", str(ROOT / "configs" / f"classifier_{data}.yaml"),
+        "--mint-config", str(ROOT / "configs" / (f"mint_{name}_layer7.yaml" if name else "mint_layer7.yaml")),
         "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path),
     ])  # fmt: skip
+
+
+def test_class_count_study_end_to_end(tmp_path):
+    rows = _study(tmp_path, "classes", ["10", "20"], "cifar100", batch=32, calibration=10)
     assert [r["classes"] for r in rows] == [10, 20]
     labels = FakeSource(num_classes=100).load("train").labels
     for r in rows:  # half of the kept classes' images are members
@@ -58,21 +65,7 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
 
 
 def test_defense_study_puts_utility_beside_what_attacks_find_and_prove(tmp_path):
-    clf_args = " ".join([
-        *SOURCES["cifar10"], "--trainer.max_epochs=1", "--model.width=0.25", "--data.batch_size=50",
-        "--data.num_workers=0", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-    ])  # fmt: skip
-    mint_args = (
-        "--data.val_size=10 --data.test_size=30 --data.calibration_size=0 --data.batch_size=16 "
-        f"--data.cache_dir={tmp_path / 'cache'} "
-        "--trainer.max_epochs=1 --trainer.enable_progress_bar=false --trainer.enable_model_summary=false"
-    )
-    rows = main([
-        "study", "--factor", "defense", "--values", "none", "dp=4",
-        "--classifier-config", str(ROOT / "configs" / "classifier_cifar10.yaml"),
-        "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"),
-        "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path),
-    ])  # fmt: skip
+    rows = _study(tmp_path, "defense", ["none", "dp=4"], "cifar10", batch=50, calibration=0)
     none, dp = rows
     assert none["claimed_epsilon"] is None and 3.9 <= dp["claimed_epsilon"] <= 4.0
     for r in rows:
@@ -97,7 +90,7 @@ def test_defense_study_puts_utility_beside_what_attacks_find_and_prove(tmp_path)
         ("smoothing=0.1", "unknown defense"),
         ("augment=flip", "crop or crop_flip"),
         ("dropout=1", r"\[0, 1\)"),
-    ],  # fmt: skip
+    ],
 )
 def test_defense_study_refuses_bad_settings_before_training(tmp_path, value, words):
     with pytest.raises(MintError, match=words):
