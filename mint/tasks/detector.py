@@ -205,6 +205,8 @@ class DetectorModule(DetectorTesting, MintModule):
                 k: v.contiguous(memory_format=nhwc) if v.dim() == 4 else v for k, v in batch["acts"].items()
             }
         if self.hparams.get("reference_features"):  # the rows of the reference table, by cache row
+            if self.reference_table is None:  # computed on first use, for every row at once
+                self.load_reference_table()
             acts[REFERENCE] = reference_inputs(self.reference_table[batch["id"].cpu()]).to(self.device)
         return acts
 
@@ -221,10 +223,6 @@ class DetectorModule(DetectorTesting, MintModule):
             self.hparams.get("rmia_offline_a"),
         )
         self.reference_table, self.reference_thresholds = table, thresholds
-
-    def on_fit_start(self) -> None:
-        if self.hparams.get("reference_features"):
-            self.load_reference_table()
 
     def forward(self, batch: dict) -> Tensor:
         """Membership logits (B,) for a batch (`acts` or `image`, and `label`)."""
