@@ -7,7 +7,9 @@
 Each row: the layer's name (as a detector config names it, `--model.init_args.layers=[NAME]`), the
 shape of its output for one image, the values per image, and the size of its activation cache for
 10,000 images (float16). Marked: the penultimate layer and the logits, which the shipped detectors
-read best (the paper's best layer is the penultimate one), and maps too large to cache whole.
+read best (the paper's best layer is the penultimate one), and maps too large to cache whole. Then the
+gradient features a detector can read like layers (`grad:<module>`, `gradnorm:all`; not for exported
+or TorchScript programs, which have no differentiable path here).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from mint.models.build import readable_layers
 from mint.models.exported import ExportedTarget
 from mint.models.external import TimmTarget, TorchvisionTarget
 from mint.models.factory import FactoryTarget
+from mint.models.gradients import ALL, GRAD, GRADNORM
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.scripted import ScriptTarget
 from mint.models.target import build_network, load_target_checkpoint
@@ -63,6 +66,21 @@ def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[di
                 "note": note,
             }
         )
+    return rows
+
+
+def gradient_rows(net: nn.Module) -> list[dict]:
+    """The gradient features of `net` (`grad:<module>` per top-level module with weights, `gradnorm:all`)."""
+    rows = []
+    for name, module in net.named_children():
+        values = sum(p.numel() for p in module.parameters())
+        if values:
+            rows.append({"layer": f"{GRAD}{name}", "shape": (values,), "values": values,
+                         "cache_mb_10k": values * 4e4 / 2**20, "note": "gradient (float32)"})  # fmt: skip
+    tensors = len(list(net.parameters()))
+    note = f"log gradient norms (also {GRADNORM}<module>)"
+    rows.append({"layer": f"{GRADNORM}{ALL}", "shape": (tensors,), "values": tensors,
+                 "cache_mb_10k": tensors * 4e4 / 2**20, "note": note})  # fmt: skip
     return rows
 
 
@@ -126,6 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             target = TorchvisionTarget(*common, small_input_stem=args.small_input_stem)
         net, size = target.network()[0], args.image_size
     rows = layer_table(net, size, args.all)
+    rows += [] if hasattr(net, "read") else gradient_rows(net)  # a program has no differentiable path
     print(format_table(rows))
     return rows
 

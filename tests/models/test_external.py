@@ -51,8 +51,13 @@ def test_layer_table_of_a_resnet_and_of_a_mint_target(resnet_files, tiny_target,
     assert big[0]["values"] == 64 * 112 * 112 and big[0]["note"].startswith("large")
     assert len(layer_table(net, 32, every=True)) > 40  # every graph node, e.g. layer1.0.conv1
     rows = main(["--ckpt", str(tiny_target)])
-    assert [r["layer"] for r in rows] == [f"layer{i}" for i in range(1, 9)]
+    assert [r["layer"] for r in rows[:8]] == [f"layer{i}" for i in range(1, 9)]
     assert rows[6]["note"] == "penultimate" and rows[7]["shape"] == (10,)
+    # Then the gradient features, sized from the network's own parameters.
+    dense = rows[6]["values"]
+    gradients = {r["layer"]: r["values"] for r in rows[8:]}
+    assert gradients["grad:layer8"] == 10 * dense + 10 and gradients["gradnorm:all"] == 22
+    assert [*gradients][:-1] == [f"grad:layer{i}" for i in range(1, 9)]
     assert "layer7" in capsys.readouterr().out
 
 
