@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
@@ -15,7 +15,8 @@ from mint.tasks.resume import ResumeGuard, refuse_other_hparams
 class MintModule(L.LightningModule):
     """Base of `TargetModule` and `DetectorModule`.
 
-    Subclasses set `monitor` (the validation metric that picks `best.ckpt`, maximized) and may
+    Subclasses set `monitor` (the validation metric that picks `best.ckpt`, maximized; with an
+    `early_stopping` hyperparameter, training stops after that many checks without a better one) and may
     narrow `trainable()` (the detector trains its own network, never the frozen target).
 
     Args:
@@ -58,7 +59,11 @@ class MintModule(L.LightningModule):
 
     def configure_callbacks(self):
         best = ModelCheckpoint(filename="best", monitor=self.monitor, mode="max")
-        return [best, LastCheckpoint(), LatestRunLink(), ResumeGuard(), EmptyRunCleanup(self.trainer)]
+        callbacks = [best, LastCheckpoint(), LatestRunLink(), ResumeGuard(), EmptyRunCleanup(self.trainer)]
+        patience = self.hparams.get("early_stopping")  # validation checks without a better `monitor`
+        if patience is not None:
+            callbacks.append(EarlyStopping(self.monitor, patience=patience, mode="max"))
+        return callbacks
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         refuse_other_hparams(self, checkpoint)  # a fit resumed with another configuration

@@ -106,6 +106,9 @@ class DetectorModule(DetectorTesting, MintModule):
             convolutions on recent GPUs. The results do not change.
         compile: `torch.compile` the detector (in place: checkpoints keep their keys). Compiling takes
             a minute or more on first use, so it pays for long GPU runs; on CPU it needs a C++ compiler.
+        early_stopping: stop when `val/auroc` has not improved for this many validation checks (a
+            small detector overfits its few thousand known members; `best.ckpt` is kept either way);
+            None trains all epochs.
     """
 
     monitor = "val/auroc"
@@ -135,9 +138,11 @@ class DetectorModule(DetectorTesting, MintModule):
         image_size: int | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        early_stopping: int | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
         layers = ["layer7"] if layers is None else list(layers)
+        check_count("early_stopping", early_stopping)
         if reference_count is not None:
             check_count("reference_count", reference_count)
         if rmia_offline_a is not None and not 0 <= rmia_offline_a <= 1:

@@ -7,7 +7,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
@@ -150,12 +149,6 @@ class TargetModule(MintModule):
         super().on_load_checkpoint(checkpoint)
         if self.private is not None and "dp_sgd" in checkpoint:  # a resumed DP-SGD fit: steps already spent
             self.private.load(checkpoint["dp_sgd"])
-
-    def configure_callbacks(self):
-        callbacks = super().configure_callbacks()
-        if self.hparams.early_stopping is not None:
-            callbacks.append(EarlyStopping(self.monitor, patience=self.hparams.early_stopping, mode="max"))
-        return callbacks
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch

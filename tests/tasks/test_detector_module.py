@@ -157,3 +157,10 @@ def test_a_detector_reads_gradient_features_from_the_cache_and_calibrates_with_p
     # is right the two scores agree, where it is wrong they differ (another class's loss).
     same = torch.isclose(calibration["true_label"], calibration["predicted_label"], atol=1e-4)
     assert 0 < int(same.sum()) < 40
+
+
+def test_detector_early_stopping_stops_when_validation_auroc_stalls(tmp_path, tiny_target):
+    small = ["--data.val_size=20", "--data.test_size=40", "--data.calibration_size=0", "--data.batch_size=20"]
+    stalled = ["--model.optimizer.init_args.lr=0", "--model.init_args.early_stopping=1"]  # nothing learns
+    cli = main(["fit", *detector_args(tmp_path, tiny_target, "--trainer.max_epochs=8", *small, *stalled)])
+    assert cli.trainer.current_epoch < 8 and cli.trainer.should_stop
