@@ -12,6 +12,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError
 from mint.models.external import TorchvisionTarget
+from mint.models.gradients import is_gradient
 from mint.models.layers import layer_table, main
 
 
@@ -104,7 +105,12 @@ def test_a_timm_architecture_with_its_weights(tmp_path, capsys):
     assert torch.equal(loaded(images), net(images))
     rows = main(["--timm", "--arch", "resnet18", "--weights", str(tmp_path / "timm.safetensors"),
                  "--num-classes", "7", "--image-size", "32"])  # fmt: skip
-    assert rows[-1]["shape"] == (7,) and rows[-1]["note"] == "logits" and "layer4" in capsys.readouterr().out
+    logits = next(r for r in rows if r["note"] == "logits")
+    assert (
+        logits["shape"] == (7,)
+        and rows[-1]["layer"] == "gradnorm:all"
+        and "layer4" in capsys.readouterr().out
+    )
     with pytest.raises(MintError, match="unknown timm architecture 'resnet19'; close names: resnet18"):
         TimmTarget("resnet19", "x", 7)
     with pytest.raises(MintError, match="set num_classes: 7"):
@@ -157,7 +163,8 @@ def test_a_network_from_the_users_own_factory(tmp_path, monkeypatch, capsys):
     images = torch.rand(2, 3, 8, 8)
     assert torch.equal(loaded(images), built(images)) and len(sha256) == 64
     rows = main(["--factory", "my_nets:small", "--weights", str(tmp_path / "small.pt"), "--image-size", "8"])
-    assert rows[-1]["shape"] == (5,) and rows[-2]["note"] == "penultimate"
+    layers = [r for r in rows if not is_gradient(r["layer"])]
+    assert layers[-1]["shape"] == (5,) and layers[-2]["note"] == "penultimate"
     for spec, words in (("my_nets.small", "must be 'package.module:function'"),
                         ("no_such_module:f", "cannot import the factory"),
                         ("my_nets:missing", "cannot import the factory"),
