@@ -83,7 +83,8 @@ def load_reference_set(folder: str | Path, manifest: dict, count: int | None = N
     kept = np.zeros((count, manifest["num_train"]), bool)
     for r in records:
         saved = load_target_checkpoint(r["checkpoint"])
-        diff = [k for k in ("train_fingerprint", "members_sha256", "nonmembers_sha256", "source")
+        # By content: the same pool and split wherever the files now lie (a path is no identity).
+        diff = [k for k in ("train_fingerprint", "members_sha256", "nonmembers_sha256")
                 if saved.manifest.get(k) != manifest.get(k)]  # fmt: skip
         if diff:
             raise MintError(

@@ -173,7 +173,15 @@ class TargetDataModule(MintDataModule):
         recorded = state.get("manifest")
         if recorded is None or self.data is None:
             return
-        keys = ("source", "member_fraction", "seed", "stratify", "members_sha256", "train_fingerprint")
+        # The data by content (its files may have moved since), and how it was split.
+        keys = (
+            "train_fingerprint",
+            "test_fingerprint",
+            "member_fraction",
+            "seed",
+            "stratify",
+            "members_sha256",
+        )
         diff = {
             k: (recorded.get(k), self.manifest.get(k))
             for k in keys

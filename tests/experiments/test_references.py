@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from mint.attacks.reference_set import REFERENCE_ATTACKS
+from mint.attacks.reference_set import REFERENCE_ATTACKS, load_reference_set
+from mint.errors import MintError
 from mint.experiments.references import main as references
 from mint.models import load_target_checkpoint
 
@@ -37,6 +39,14 @@ def test_references_train_on_complementary_halves_and_are_reused(tiny_target, tm
     again = references(args)
     assert capsys.readouterr().out.count("found, reused") == 2
     assert all((tmp_path / r["checkpoint"]).stat().st_mtime == before[r["checkpoint"]] for r in again)
+    # The set is the target's by content: the same data under another path is the same pool.
+    (folder,) = (tmp_path / "references").iterdir()
+    moved = target | {
+        "source": {"class_path": "mint.data.NpzSource", "init_args": {"train": "/elsewhere.npz"}}
+    }
+    assert load_reference_set(folder, moved).checkpoints == [r["checkpoint"] for r in records]
+    with pytest.raises(MintError, match="made for another target: its members_sha256"):
+        load_reference_set(folder, target | {"members_sha256": "0" * 64})
     # K is not part of the set: asking for 3 trains only the third, beside the first two.
     grown = references(["--target-run", str(run), "--count", "3", "--save-dir", str(tmp_path), *QUIET])
     out = capsys.readouterr().out
