@@ -82,17 +82,18 @@ def defense_columns(res: dict, target_test_acc: float | None) -> dict:
 def privacy_utility_figure(rows: list[dict]):
     """Utility (x: test accuracy) against what each attack finds (y: AUROC; TPR at 1% FPR)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric, label in zip(axes, ("auroc", "tpr@1%fpr"), ("AUROC", "TPR at 1% FPR"), strict=True):
-        for name, marker in zip(ATTACKS, "os", strict=True):
-            x = [r["target_test_acc"] for r in rows]
-            y = [r[f"{name}_{metric}"] for r in rows]
+    x = [r["target_test_acc"] for r in rows]
+    for ax, metric, label, chance in zip(
+        axes, ("auroc", "tpr@1%fpr"), ("AUROC", "TPR at 1% FPR"), (0.5, 0.01), strict=True
+    ):
+        ys = {name: [r[f"{name}_{metric}"] for r in rows] for name in ATTACKS}
+        for xi, pair in zip(x, zip(*ys.values(), strict=True), strict=True):  # one setting: a thin line
+            ax.plot([xi, xi], [min(pair), max(pair)], color="lightgrey", lw=1, zorder=0)
+        for (name, y), marker in zip(ys.items(), "os", strict=True):
             ax.scatter(x, y, marker=marker, label="MINT" if name == "mint" else "loss attack")
-            for xi, yi, r in zip(x, y, rows, strict=True):
-                ax.annotate(
-                    str(r["defense"]), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points"
-                )
-        if metric == "auroc":
-            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        for xi, yi, r in zip(x, ys["mint"], rows, strict=True):  # the setting's name, once
+            ax.annotate(r["defense"], (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.axhline(chance, color="grey", lw=0.8, ls=":", label="chance")
         ax.set(xlabel="target accuracy on the test split (utility)", ylabel=label)
         ax.legend(fontsize=8)
     axes[0].set_title("privacy / utility: leakage found by each attack", fontsize=9)
