@@ -60,17 +60,25 @@ def scorer_reports(
 
 
 def empirical_privacy(scores: Tensor, members: Tensor, names: tuple[str, ...], claim: dict | None,
-                      members_trained: int) -> dict:  # fmt: skip
+                      members_trained: int | None, known_members: int) -> dict:  # fmt: skip
     """The epsilon each scorer proves (`audit_epsilon`), beside a DP-SGD target's claimed epsilon.
 
-    delta is the claim's; without a claim, the default DP-SGD would use (members ** -1.1), so that
-    the bounds of defended and undefended targets compare.
+    delta: the claim's; without a claim, what DP-SGD would use by default (members ** -1.1), so that
+    the bounds of defended and undefended targets compare; for a target trained elsewhere, whose
+    training-set size is unknown, 1 / (its known members): at least 1 / n, and a bound at a larger
+    delta also holds for every smaller one.
     """
-    delta = claim["delta"] if claim else float(members_trained) ** -1.1
+    if claim:
+        delta, source = claim["delta"], "the DP-SGD claim's"
+    elif members_trained:
+        delta, source = float(members_trained) ** -1.1, "members ** -1.1 (DP-SGD's default)"
+    else:
+        delta, source = 1.0 / known_members, "1 / known members (training-set size unknown)"
     bounds = {n: audit_epsilon(scores[:, j].numpy(), members.numpy(), delta) for j, n in enumerate(names)}
     first = next(iter(bounds.values()))
     largest = first["largest_provable"]
-    out = {"delta": delta, "confidence": first["confidence"], "largest_provable": largest,
+    out = {"delta": delta, "delta_from": source, "confidence": first["confidence"],
+           "largest_provable": largest,
            "claimed_epsilon": claim["epsilon_spent"] if claim else None,
            "epsilon_lower_bound": {n: b["epsilon_lower_bound"] for n, b in bounds.items()},
            "detail": bounds}  # fmt: skip

@@ -95,9 +95,11 @@ class DetectorTesting:
             "target": self.target.record(),
             "data": self.trainer.datamodule.manifest(),
         }
-        members_trained = results["data"]["target_split"]["num_members"]
+        data = results["data"]  # a mint target records its split; one trained elsewhere, its known sets
+        trained = data["target_split"]["num_members"] if "target_split" in data else None
+        known = data.get("known", {}).get("members") or int(self.trainer.datamodule.plan["members"].sum())
         claim = self.target_meta.get("dp_sgd")
-        results["privacy"] = empirical_privacy(scores, members, names, claim, members_trained)
+        results["privacy"] = empirical_privacy(scores, members, names, claim, trained, known)
         curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
         tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
         write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)

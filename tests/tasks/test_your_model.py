@@ -70,6 +70,8 @@ def test_fit_test_and_audit_record_the_target_and_stand_alone(model_files, tmp_p
     assert record["kind"] == "TorchvisionTarget" and record["sha256"] == sha256
     assert record["preprocessing"]["image_size"] == 32 and record["preprocessing"]["mean"][0] == 0.4914
     assert results["controls"]["class_only"]["auroc"] == 0.5  # both sides hold the same class mix
+    # The training-set size is unknown: delta 1 / the 150 known members (a bound there holds below it).
+    assert results["privacy"]["delta"] == 1 / 150 and results["privacy"]["claimed_epsilon"] is None
     saved = torch.load(ckpt, weights_only=True)
     assert saved["mint_target"]["config"]["init_args"]["arch"] == "resnet18"
     # The checkpoint carries the weights: the audit needs no weights file.
