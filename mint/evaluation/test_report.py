@@ -87,7 +87,7 @@ def empirical_privacy(scores: Tensor, members: Tensor, names: tuple[str, ...], c
         out["note"] = (
             f"{first['members']} + {first['nonmembers']} test images (the half not used to fit thresholds) "
             f"can prove at most epsilon = {largest:.2f}, below the claimed {claim['epsilon_spent']:.2f}: "
-            f"a test of the claim needs {2 * needed} members and as many non-members in the test set"
+            f"a test of the claim needs {2 * needed:,} members and as many non-members in the test set"
         )
     return out
 

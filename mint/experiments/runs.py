@@ -45,10 +45,10 @@ def fit_and_test(args: list[str], save_dir: Path, name: str, version: str) -> tu
 
 
 def fmt(value) -> str:
-    """Table cell: floats with 3 decimals, NaN as `n/r` (a low-FPR level the test set cannot resolve)."""
+    """Table cell: floats with 3 decimals, NaN as `n/r` (a level the test set cannot resolve), None as -."""
     if isinstance(value, float):
         return "n/r" if value != value else f"{value:.3f}"
-    return str(value)
+    return "-" if value is None else str(value)
 
 
 def write_tables(run: Path, stem: str, rows: list[dict], header: str) -> str:
