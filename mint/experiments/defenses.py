@@ -10,10 +10,15 @@ A setting is `name` or `name=value`:
 
 Each row gives the target's accuracy on the official test split (utility), its train/test gap, and
 for each attack its AUROC, TPR at 1% FPR and the epsilon its scores prove (`privacy_bound`), beside
-the epsilon a DP-SGD target claims.
+the epsilon a DP-SGD target claims. With `--references K`, each target also gets K offline reference
+models (`mint references --audited`: none saw the detector's test images, as an outside auditor's
+would not) and the detector is tested again with them, adding RMIA (offline) to the row.
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from mint.errors import MintError
 from mint.evaluation.roc_plot import plt
@@ -27,7 +32,8 @@ DEFENSES = {
     "early_stopping": "--model.init_args.early_stopping",
     "dp": "--model.init_args.dp_epsilon",
 }
-ATTACKS = ("mint", "loss")
+ATTACKS = ("mint", "loss", "rmia_offline")  # (RMIA with `--references`)
+LABELS = {"mint": "MINT", "loss": "loss attack", "rmia_offline": "RMIA (offline references)"}
 
 
 def parse_setting(setting: str) -> tuple[str, str | None]:
@@ -65,9 +71,9 @@ def defense_override(setting: str) -> list[str]:
 def defense_columns(res: dict, target_test_acc: float | None) -> dict:
     """The utility and privacy columns of one audited target."""
     privacy = res["privacy"]
-    reports = {"mint": res["mint"], **res["baselines"]}
+    reports = {"mint": res["mint"], **res["baselines"], **res.get("reference_attacks", {})}
     row = {"target_test_acc": target_test_acc, "claimed_epsilon": privacy["claimed_epsilon"]}
-    for name in ATTACKS:
+    for name in (a for a in ATTACKS if a in reports):
         row |= {
             f"{name}_auroc": reports[name]["auroc"],
             f"{name}_tpr@1%fpr": reports[name]["tpr@1%fpr"],
@@ -86,11 +92,13 @@ def privacy_utility_figure(rows: list[dict]):
     for ax, metric, label, chance in zip(
         axes, ("auroc", "tpr@1%fpr"), ("AUROC", "TPR at 1% FPR"), (0.5, 0.01), strict=True
     ):
-        ys = {name: [r[f"{name}_{metric}"] for r in rows] for name in ATTACKS}
+        ys = {
+            name: [r[f"{name}_{metric}"] for r in rows] for name in ATTACKS if f"{name}_{metric}" in rows[0]
+        }
         for xi, pair in zip(x, zip(*ys.values(), strict=True), strict=True):  # one setting: a thin line
             ax.plot([xi, xi], [min(pair), max(pair)], color="lightgrey", lw=1, zorder=0)
-        for (name, y), marker in zip(ys.items(), "os", strict=True):
-            ax.scatter(x, y, marker=marker, label="MINT" if name == "mint" else "loss attack")
+        for (name, y), marker in zip(ys.items(), "os^", strict=False):
+            ax.scatter(x, y, marker=marker, label=LABELS[name])
         for xi, yi, r in zip(x, ys["mint"], rows, strict=True):  # the setting's name, once
             ax.annotate(r["defense"], (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.axhline(chance, color="grey", lw=0.8, ls=":", label="chance")
@@ -98,3 +106,17 @@ def privacy_utility_figure(rows: list[dict]):
         ax.legend(fontsize=8)
     axes[0].set_title("privacy / utility: leakage found by each attack", fontsize=9)
     return fig
+
+
+def with_references(
+    cli_main, test_args: list[str], best: str, target_run: str, count: int, folder: Path
+) -> dict:
+    """Test results of the detector `best` again, beside `count` offline references of its target."""
+    from mint.experiments.references import main as references
+
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    asked = ["--target-run", target_run, "--count", str(count), "--audited", best, "--save-dir", str(folder)]
+    records = references([*asked, "--", *quiet])
+    refs = Path(records[0]["checkpoint"]).parents[3]  # <set>/ref_0/version_0/checkpoints/last.ckpt
+    test = cli_main(["test", *test_args, f"--ckpt_path={best}", f"--model.init_args.references={refs}"])
+    return json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())

@@ -38,7 +38,13 @@ from pathlib import Path
 
 from mint.errors import MintError
 from mint.evaluation.roc_plot import plt
-from mint.experiments.defenses import defense_columns, defense_override, parse_setting, privacy_utility_figure
+from mint.experiments.defenses import (
+    defense_columns,
+    defense_override,
+    parse_setting,
+    privacy_utility_figure,
+    with_references,
+)
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 
 CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs", "defense")
@@ -111,9 +117,14 @@ def run_study(
     mint_args: list[str] | None = None,
     output: str = "lightning_logs",
     classifier_ckpt: str = "last",
+    references: int = 0,
 ) -> list[dict]:
     """Run the study; return its rows (also written to `<output>/study_<factor>/run_N/`)."""
     check_values(factor, values)
+    if references and factor != "defense":
+        raise MintError("--references (offline reference models per target) goes with --factor defense")
+    if references < 0:
+        raise MintError(f"--references counts reference models per target: 0 or more, not {references}")
     classifier_args, mint_args = classifier_args or [], mint_args or []
     needs_classifier = factor in CLASSIFIER_FACTORS or target_ckpt is None
     if needs_classifier and classifier_config is None:
@@ -142,7 +153,14 @@ def run_study(
             if factor not in CLASSIFIER_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
         args = ["--config", mint_config, f"--model.init_args.target_ckpt={target}", *mint_args]
-        _, res = fit_and_test([*args, *_mint_override(factor, value)], run, "detector", f"{factor}={value}")
+        fit, res = fit_and_test([*args, *_mint_override(factor, value)], run, "detector", f"{factor}={value}")
+        if references:  # the same detector tested again, beside offline references of its target
+            log = [f"--trainer.logger.init_args.save_dir={run}", "--trainer.logger.init_args.name=detector",
+                   f"--trainer.logger.init_args.version={factor}={value}-references"]  # fmt: skip
+            best = fit.trainer.checkpoint_callback.best_model_path
+            res = with_references(
+                cli_main, [*args, *log], best, clf.trainer.log_dir, references, run / "references"
+            )
         row = _row(factor, value, res)
         rows.append(row | defense_columns(res, test_acc) if factor == "defense" else row)
     _write_outputs(run, factor, rows)
@@ -215,10 +233,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--classifier-ckpt", choices=["last", "best"], default="last",
         help="which checkpoint of each trained target to audit (last: its end state)",
     )  # fmt: skip
+    parser.add_argument(
+        "--references", type=int, default=0,
+        help="--factor defense: offline references per target, for RMIA beside MINT (each: a target fit)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return run_study(
         args.factor, args.values, args.mint_config, args.classifier_config, args.target_ckpt,
         shlex.split(args.classifier_args), shlex.split(args.mint_args), args.output, args.classifier_ckpt,
+        args.references,
     )  # fmt: skip
 
 

@@ -11,7 +11,9 @@ from mint.errors import MintError
 from tests.conftest import ROOT, SOURCES
 
 
-def _study(tmp_path, factor: str, values: list[str], data: str, batch: int, calibration: int) -> list[dict]:
+def _study(
+    tmp_path, factor: str, values: list[str], data: str, batch: int, calibration: int, *extra
+) -> list[dict]:
     """A target-side study on test data: 1-2 epoch targets, 1-epoch detectors on 30 + 30 test images."""
     name = "cifar100" if data == "cifar100" else ""
     clf_args = " ".join([
@@ -28,12 +30,12 @@ def _study(tmp_path, factor: str, values: list[str], data: str, batch: int, cali
         "study", "--factor", factor, "--values", *values,
         "--classifier-config", str(ROOT / "configs" / f"classifier_{data}.yaml"),
         "--mint-config", str(ROOT / "configs" / (f"mint_{name}_layer7.yaml" if name else "mint_layer7.yaml")),
-        "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path),
+        "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path), *extra,
     ])  # fmt: skip
 
 
 def test_class_count_study_end_to_end(tmp_path):
-    rows = _study(tmp_path, "classes", ["10", "20"], "cifar100", batch=32, calibration=10)
+    rows = _study(tmp_path, "classes", ["10", "20"], "cifar100", 32, 10)
     assert [r["classes"] for r in rows] == [10, 20]
     labels = FakeSource(num_classes=100).load("train").labels
     for r in rows:  # half of the kept classes' images are members
@@ -59,23 +61,39 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
         main([*base, "--factor", "members", "--values", "0.5", "2", "--classifier-config", "x.yaml"])
     with pytest.raises(MintError, match="none, embedding, per_class"):
         main([*base, "--factor", "conditioning", "--values", "per_clas", "--target-ckpt", "x.ckpt"])
+    with pytest.raises(MintError, match="--references .* goes with --factor defense"):
+        main(
+            [
+                *base,
+                "--factor",
+                "members",
+                "--values",
+                "0.5",
+                "--classifier-config",
+                "x.yaml",
+                "--references",
+                "2",
+            ]
+        )
     with pytest.raises(MintError, match="give --classifier-config"):
         main([*base, "--factor", "classes", "--values", "10"])
     assert not (tmp_path / "study_members").exists()
 
 
 def test_defense_study_puts_utility_beside_what_attacks_find_and_prove(tmp_path):
-    rows = _study(tmp_path, "defense", ["none", "dp=4"], "cifar10", batch=50, calibration=0)
+    rows = _study(tmp_path, "defense", ["none", "dp=4"], "cifar10", 50, 0, "--references", "1")
     none, dp = rows
     assert none["claimed_epsilon"] is None and 3.9 <= dp["claimed_epsilon"] <= 4.0
     for r in rows:
         assert 0 < r["target_test_acc"] < 1
-        for attack in ("mint", "loss"):
+        for attack in ("mint", "loss", "rmia_offline"):
             assert 0 <= r[f"{attack}_epsilon_lb"] <= r["largest_provable"]
     run = tmp_path / "study_defense" / "run_0"
-    res = json.loads((run / "detector" / "defense=dp=4-test" / "test_results.json").read_text())
+    res = json.loads((run / "detector" / "defense=dp=4-references" / "test_results.json").read_text())
     assert dp["mint_epsilon_lb"] == res["privacy"]["epsilon_lower_bound"]["mint"]
     assert dp["mint_auroc"] == res["mint"]["auroc"]
+    assert dp["rmia_offline_auroc"] == res["reference_attacks"]["rmia_offline"]["auroc"]
+    assert res["references"]["mode"] == "offline" and res["budget"]["reference_models"] == 1
     md = (run / "study.md").read_text()
     # 15 + 15 bounded images cannot test a claim of 4: the table says how many would.
     assert "dp=4: 15 + 15 test images" in md and "members and as many non-members" in md
