@@ -45,12 +45,20 @@ class ReferenceSet:
     mode: str
 
 
-def load_reference_set(folder: str | Path, manifest: dict, count: int | None = None) -> ReferenceSet:
+# The target's recipe that its references must share (a LiRA / RMIA reference mimics the target).
+RECIPE = ("arch", "num_classes", "image_size", "width", "block_dropout", "label_smoothing", "dp_epsilon")
+
+
+def load_reference_set(
+    folder: str | Path, manifest: dict, count: int | None = None, recipe: dict | None = None
+) -> ReferenceSet:
     """Read references 0 ... count-1 in `folder` (None: all), checking that they belong to the target.
 
     Args:
         folder: the reference set (written by `mint references`).
         manifest: the audited target's split record.
+        recipe: the audited target's hyperparameters (None: not compared), whose `RECIPE` keys each
+            reference must share.
         count: how many references to use, the first ones of the set (a set of K is the first K of
             a larger one); None: every finished reference, which must then be numbered 0 ... K-1.
     """
@@ -86,6 +94,8 @@ def load_reference_set(folder: str | Path, manifest: dict, count: int | None = N
         # By content: the same pool and split wherever the files now lie (a path is no identity).
         diff = [k for k in ("train_fingerprint", "members_sha256", "nonmembers_sha256")
                 if saved.manifest.get(k) != manifest.get(k)]  # fmt: skip
+        diff += [f"{k} ({saved.hparams.get(k)} against the target's {recipe.get(k)})" for k in RECIPE
+                 if recipe is not None and saved.hparams.get(k) != recipe.get(k)]  # fmt: skip
         if diff:
             raise MintError(
                 f"reference {r['index']} in {folder} was made for another target: its {', '.join(diff)} "
@@ -266,7 +276,7 @@ def reference_table(
             "reference attacks need the target's data pool, which only a target trained by mint records; "
             "with known members / non-members, leave `references` unset"
         )
-    refs = load_reference_set(folder, data.manifest, count)
+    refs = load_reference_set(folder, data.manifest, count, target.meta["hparams"])
     test_rows = plan["portions"]["test"]
     # Population z: non-members of the target outside the detector's test set, at most 5,000.
     z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])

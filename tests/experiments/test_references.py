@@ -47,6 +47,10 @@ def test_references_train_on_complementary_halves_and_are_reused(tiny_target, tm
     assert load_reference_set(folder, moved).checkpoints == [r["checkpoint"] for r in records]
     with pytest.raises(MintError, match="made for another target: its members_sha256"):
         load_reference_set(folder, target | {"members_sha256": "0" * 64})
+    recipe = load_target_checkpoint(tiny_target).hparams
+    assert len(load_reference_set(folder, target, recipe=recipe).checkpoints) == 2
+    with pytest.raises(MintError, match=r"its width \(0.25 against the target's 1.0\)"):  # another recipe
+        load_reference_set(folder, target, recipe=recipe | {"width": 1.0})
     # K is not part of the set: asking for 3 trains only the third, beside the first two.
     grown = references(["--target-run", str(run), "--count", "3", "--save-dir", str(tmp_path), *QUIET])
     out = capsys.readouterr().out
