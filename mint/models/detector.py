@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import MintError
+from mint.models.class_standardize import ClassStandardize
 from mint.models.output_features import OUTPUT_FEATURES, output_features
 from mint.models.target import LOGITS
 
@@ -29,9 +30,10 @@ DROPOUT = 0.5
 # Read the float64 output features beside the layers: on every target measured (docs/results.md,
 # section 13) they raised the AUROC of layer 7 + class, by 0.012 to 0.108. False: the paper's MINT.
 READ_OUTPUT = True
+CLASS_STANDARDIZE = False
 # The detector's options, as its LightningModule records them among its hyperparameters.
 OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
-           "output_features")  # fmt: skip
+           "output_features", "class_standardize")  # fmt: skip
 OUTPUT = "output:features"  # the output features' path (no layer or gradient request has this name)
 REFERENCE = "reference:scores"  # the reference attacks' scores of the image (`reference_inputs`)
 
@@ -91,7 +93,7 @@ class MLPPath(nn.Module):
 
     def __init__(self, in_features: int, hidden: int = MLP_HIDDEN, dropout: float = DROPOUT) -> None:
         super().__init__()
-        self.out_features = hidden
+        self.in_features, self.out_features = in_features, hidden
         self.net = nn.Sequential(
             nn.Flatten(),
             nn.BatchNorm1d(in_features, affine=False),  # standardize activations of any scale
@@ -131,6 +133,10 @@ class Detector(nn.Module):
         embedding_dim: size of the class embedding.
         reference_inputs: length of `acts["reference:scores"]`, the reference attacks' scores of
             each image (`mint.attacks.reference_set.reference_inputs`); 0: not read.
+        class_standardize: standardise every input an MLP path reads (vectors: the output features,
+            dense layers, gradients, reference scores) by its class's running mean and standard
+            deviation (`ClassStandardize`) before the path; maps read by CNN paths are left as
+            they are. Needs class conditioning (it reads the label).
     """
 
     def __init__(
@@ -147,8 +153,14 @@ class Detector(nn.Module):
         output_features: bool = READ_OUTPUT,
         embedding_dim: int = 16,
         reference_inputs: int = 0,
+        class_standardize: bool = CLASS_STANDARDIZE,
     ) -> None:
         super().__init__()
+        if class_standardize and class_conditioning == "none":
+            raise MintError(
+                "class_standardize standardises each input by its class, so it reads the label: use it "
+                "with class_conditioning: per_class (or embedding), or set it to false"
+            )
         self.paths = nn.ModuleDict()
         self.kinds: dict[str, str] = {}  # layer -> "cnn" | "mlp", `auto` resolved
         for layer, shape in layer_shapes.items():
@@ -168,6 +180,13 @@ class Detector(nn.Module):
             self.paths[REFERENCE] = MLPPath(reference_inputs, mlp_hidden, dropout)
         if not self.paths:
             raise MintError("the detector has nothing to read: give it a layer, or output_features: true")
+        self.standardize = nn.ModuleDict(  # one per MLP path, under the path's key
+            {
+                key: ClassStandardize(path.in_features, num_classes)
+                for key, path in self.paths.items()
+                if class_standardize and isinstance(path, MLPPath)
+            }
+        )
         self.layers, self.output_features = list(layer_shapes), output_features
         self.class_conditioning = class_conditioning
         features = sum(p.out_features for p in self.paths.values())
@@ -178,14 +197,22 @@ class Detector(nn.Module):
 
     def forward(self, acts: dict[str, Tensor], labels: Tensor) -> Tensor:
         """Membership logits (B,) from activations {layer: (B, ...), "logits": (B, C)} and labels (B,)."""
-        feats = [self.paths[path_key(layer)](acts[layer].float()) for layer in self.layers]
-        if self.output_features:  # float64 from the logits, then float32 (standardized in the path)
-            feats.append(self.paths[OUTPUT](output_features(acts[LOGITS], labels).float()))
+        inputs = {path_key(layer): acts[layer] for layer in self.layers}
+        if self.output_features:  # float64 from the logits (standardized in the path)
+            inputs[OUTPUT] = output_features(acts[LOGITS], labels)
         if REFERENCE in self.paths:  # float64 attack scores from the reference models (standardized)
-            feats.append(self.paths[REFERENCE](acts[REFERENCE].float()))
+            inputs[REFERENCE] = acts[REFERENCE]
+        feats = [self.paths[key](self._standardized(key, x, labels).float()) for key, x in inputs.items()]
         if self.class_conditioning == "embedding":
             feats.append(self.embedding(labels))
         out = self.head(torch.cat(feats, dim=1))  # (B, sum of path features) -> (B, 1 | classes)
         if self.class_conditioning == "per_class":
             return out.gather(1, labels[:, None]).squeeze(1)
         return out.squeeze(1)
+
+    def _standardized(self, key: str, x: Tensor, labels: Tensor) -> Tensor:
+        """The input x of path `key`, standardized by class where the path has a standardiser.
+
+        It goes in as float64, so that the output features' tails survive until they are centred.
+        """
+        return self.standardize[key](x.double(), labels) if key in self.standardize else x

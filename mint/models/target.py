@@ -277,6 +277,12 @@ class Target(nn.Module):
         except RuntimeError as err:
             raise MintError(f"the checkpoint's weights do not fit this target: {err}") from err
 
+    def _run(self, x: Tensor) -> dict[str, Tensor]:
+        """The extractor's outputs for normalized images x, with the logits under "logits"."""
+        out = self.extractor(x)
+        out.setdefault(LOGITS, out.get(self._output_node))
+        return out
+
     def train(self, mode: bool = True) -> Target:
         """Always stay in eval mode: activations must be those the audited model produces."""
         return super().train(False)
@@ -295,10 +301,11 @@ class Target(nn.Module):
             left = (images.shape[-1] - self.crop_size) // 2
             images = images[..., top : top + self.crop_size, left : left + self.crop_size]
         x = (images - self.mean[:, None, None]) / self.std[:, None, None]
-        out = self.extractor(x)
-        out.setdefault(LOGITS, out.get(self._output_node))
-        if self.gradients is not None and gradients:
-            out |= self.gradients(x, out[LOGITS].argmax(1) if labels is None else labels)
+        if self.gradients is not None and gradients:  # one pass for both where the layers allow
+            out, grads = self.gradients.read(self._run, x, labels)
+            out |= grads
+        else:
+            out = self._run(x)
         if self.pooling["pool"] != "none":
             size = self.pooling["pool_size"]
             pool = F.adaptive_avg_pool2d if self.pooling["pool"] == "avg" else F.adaptive_max_pool2d

@@ -21,6 +21,7 @@ from mint.evaluation import MembershipMetrics, ScoreCollector
 from mint.models import LOGITS, Detector, ExternalTarget, Target
 from mint.models.detector import (
     CLASS_CONDITIONING,
+    CLASS_STANDARDIZE,
     CNN_FILTERS,
     CNN_KERNEL,
     DROPOUT,
@@ -97,6 +98,10 @@ class DetectorModule(DetectorTesting, MintModule):
             confidence, margin, log entropy; `mint.models.output_features`), computed from the
             logits, which the float16 activations cannot carry. On by default (measured to help on
             every target); `false` is the paper's MINT, which reads the layers alone.
+        class_standardize: standardise each vector the detector reads (output features, dense
+            layers, gradients, reference scores) by the running mean and standard deviation of its
+            class in the detector's training set, so that it sees how unusual an image is for its
+            class; needs `class_conditioning` other than `none`. Maps read by CNN paths are not.
         optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
         lr_scheduler: optional learning-rate scheduler.
         num_classes: classes of the data, when the data module names another source (linked from it);
@@ -132,6 +137,7 @@ class DetectorModule(DetectorTesting, MintModule):
         mlp_hidden: int = MLP_HIDDEN,
         dropout: float = DROPOUT,
         output_features: bool = READ_OUTPUT,
+        class_standardize: bool = CLASS_STANDARDIZE,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         num_classes: int | None = None,
