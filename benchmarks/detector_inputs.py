@@ -35,10 +35,13 @@ VARIANTS = {  # each names whether it reads the output features (on by default)
              "--model.init_args.output_features=false"],
     "layer7+output+grad": ["--model.init_args.layers=[layer7, grad:layer8, gradnorm:all]",
                            "--model.init_args.output_features=true"],
-    # the last layer's gradients only: 2.1x a forward pass, gradnorm:all 4.0x (gradient_extraction.py)
+    # the last layer's gradients only (gradient_extraction.py measures the cost of each)
     "layer7+output+gradlast": ["--model.init_args.layers=[layer7, grad:layer8, gradnorm:layer8]",
                                "--model.init_args.output_features=true"],
 }  # fmt: skip
+# the same inputs, each vector standardised by its class's mean and deviation (`class_standardize`)
+VARIANTS |= {f"{name}+classstd": [*VARIANTS[name], "--model.init_args.class_standardize=true"]
+             for name in ("output", "layer7+output", "layer7+output+grad")}  # fmt: skip
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
