@@ -1,9 +1,10 @@
 """Extracting gradient features against a plain forward pass, on the same images, in one run.
 
 Times `Target` over N images (batches of 512, CPU by default) reading layer 7 alone, then layer 7
-with each gradient request, and prints each one's time and its ratio to the plain pass (the goal:
-`grad:layer8` within 3x). The network is the paper's CNN at width 1 (random weights: the cost does
-not depend on them).
+with each gradient request, both through the batched path (one forward and one backward pass,
+`mint.models.batched_gradients`) and through the per-image path (`torch.func`, one vector-Jacobian
+product per image), and prints each time and its ratio to the plain pass (the goal: within 3x).
+The network is the paper's CNN at width 1 (random weights: the cost does not depend on them).
 
     python benchmarks/gradient_extraction.py --images 10000
 """
@@ -22,7 +23,7 @@ REQUESTS = (["grad:layer8"], ["gradnorm:layer8"], ["grad:layer7"], ["gradnorm:al
 
 def seconds(target: Target, images: torch.Tensor, labels: torch.Tensor, batch: int) -> float:
     """Wall time of one pass over all images."""
-    target(images[:8], labels[:8])  # warm-up
+    target(images[:8], labels[:8])  # warm-up (and the batched path's check against the per-image one)
     start = time.perf_counter()
     for i in range(0, len(images), batch):
         target(images[i : i + batch], labels[i : i + batch])
@@ -40,11 +41,15 @@ def main() -> None:
     hparams = {"arch": "paper_cnn", "num_classes": 10}
     base = seconds(Target(hparams, ["layer7"]), images, labels, args.batch_size)
     print(f"{args.images} images, {torch.get_num_threads()} threads; plain forward (layer7): {base:.1f} s")
-    print("| read | seconds | x plain forward |\n| --- | --- | --- |")
-    print(f"| layer7 | {base:.1f} | 1.00 |")
+    print("| read | batched: seconds | x plain forward | per image: seconds | x plain forward |")
+    print(f"| --- | --- | --- | --- | --- |\n| layer7 | {base:.1f} | 1.00 | | |")
     for request in REQUESTS:
-        took = seconds(Target(hparams, ["layer7", *request]), images, labels, args.batch_size)
-        print(f"| layer7 + {', '.join(request)} | {took:.1f} | {took / base:.2f} |")
+        target = Target(hparams, ["layer7", *request])
+        batched = seconds(target, images, labels, args.batch_size)
+        target.gradients.owners = None  # the per-image path from now on
+        per_image = seconds(target, images, labels, args.batch_size)
+        row = f"{batched:.1f} | {batched / base:.2f} | {per_image:.1f} | {per_image / base:.2f}"
+        print(f"| layer7 + {', '.join(request)} | {row} |")
 
 
 if __name__ == "__main__":

@@ -135,11 +135,13 @@ def _conv_weight(conv: nn.Conv2d, a: Tensor, d: Tensor, full: bool) -> Tensor:
     return grouped.view(b, *conv.weight.shape)
 
 
-def _rows(module: nn.Module, a: Tensor, d: Tensor) -> int:
-    """Images per chunk so that one layer's temporaries stay near `ROW_BYTES`."""
-    per_image = a[0].numel() + 2 * d[0].numel() + module.weight.numel()
-    if isinstance(module, nn.Conv2d) and _ghost(module, d):  # unfolded input and two Gram matrices
+def _rows(module: nn.Module, a: Tensor, d: Tensor, full_weight: bool) -> int:
+    """Images per chunk so that one layer's temporaries (not its wanted gradients) stay near `ROW_BYTES`."""
+    per_image = a[0].numel() + d[0].numel()
+    if isinstance(module, nn.Conv2d) and not full_weight and _ghost(module, d):  # unfolded input, Grams
         per_image += module.weight[0].numel() * d[0, 0].numel() + 2 * d[0, 0].numel() ** 2
+    elif not full_weight and not (isinstance(module, nn.Linear) and a.dim() == 2):
+        per_image += module.weight.numel()  # per-image gradients formed only for their norms
     return max(1, ROW_BYTES // (4 * per_image))
 
 
@@ -200,9 +202,10 @@ def batched_gradients(
     for name, module in owners.items():
         a, d = inputs[name][0], slots[name][0]
         wanted = {p.rpartition(".")[2] for p in full if p.rpartition(".")[0] == name}
-        rows = _rows(module, a, d)
+        rows = _rows(module, a, d, "weight" in wanted)
         parts = [_layer(module, a[i : i + rows], d[i : i + rows], wanted) for i in range(0, len(a), rows)]
         for leaf in parts[0]:
             if getattr(module, leaf, None) is not None:  # (a layer built without bias has none)
-                grads[f"{name}.{leaf}"] = torch.cat([part[leaf] for part in parts])
+                values = [part[leaf] for part in parts]
+                grads[f"{name}.{leaf}"] = values[0] if len(values) == 1 else torch.cat(values)
     return {k: v.detach() for k, v in out.items()}, grads, scale

@@ -11,7 +11,8 @@ where few others do. A detector reads it through names in `layers`, beside activ
 The loss is the cross-entropy of the image's label (the predicted class when no label is given, as
 in an audit of unlabelled images). Its gradient at the logits, p - onehot(y), is computed in
 float64 and split into its norm s and a unit direction u: the direction is pulled back through the
-network in float32 (`torch.func`: one vector-Jacobian product per image, `vmap` over the batch), the
+network in float32 (one batched backward pass where the layers allow, `mint.models.batched_gradients`;
+else `torch.func`: one vector-Jacobian product per image, `vmap` over the batch), the
 norm multiplies afterwards, and the log norms add log s in float64. A memorized member's loss
 gradient is about e^-margin: in float32 it would round to exactly 0 (every member tied); this way the
 norms stay ordered, and only the raw `grad:` values underflow, where the norms do not.
