@@ -45,9 +45,10 @@ VARIANTS |= {f"{name}+classstd": [*VARIANTS[name], "--model.init_args.class_stan
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
-def train_target(data: str, epochs: int, out: Path) -> str:
-    """A memorizing PaperCNN on a shared sample, group-aware split (reused when it exists)."""
-    found = sorted((out / f"{data}_target").glob("version_*/checkpoints/last.ckpt"))
+def train_target(data: str, epochs: int, out: Path, extra: list[str], tag: str) -> str:
+    """A memorizing PaperCNN on a shared sample, group-aware split (reused when it exists); `extra`
+    overrides its recipe, and `tag` then names its folder (`<data><tag>_target`)."""
+    found = sorted((out / f"{data}{tag}_target").glob("version_*/checkpoints/last.ckpt"))
     if found:
         return str(found[-1])
     run = cli([
@@ -57,7 +58,7 @@ def train_target(data: str, epochs: int, out: Path) -> str:
         f"--data.source.test={SHARED / f'{data}_mini_test.npz'}", "--data.batch_size=50",
         f"--trainer.max_epochs={epochs}", "--trainer.check_val_every_n_epoch=10",
         "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger", f"--trainer.logger.save_dir={out}",
-        f"--trainer.logger.name={data}_target", *QUIET,
+        f"--trainer.logger.name={data}{tag}_target", *QUIET, *extra,
     ])  # fmt: skip
     return last_checkpoint(run.trainer)
 
@@ -108,10 +109,16 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:5], choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0, help="seed of the detectors (the sets stay)")
     parser.add_argument("--epochs", type=int, default=30, help="target epochs (samples)")
+    parser.add_argument("--target-args", default="", help="overrides of the sample targets' recipe")
+    parser.add_argument("--target-tag", default="", help="suffix naming targets trained with them")
     parser.add_argument("--mint-epochs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("/tmp/detector_inputs"))
     args = parser.parse_args()
-    targets = {d: train_target(d, args.epochs, args.out) for d in args.data}
+    recipe = shlex.split(args.target_args)
+    targets = {
+        d + args.target_tag: train_target(d, args.epochs, args.out, recipe, args.target_tag)
+        for d in args.data
+    }
     if args.target_ckpt:
         targets[args.name] = args.target_ckpt
     extra = shlex.split(args.detector_args)

@@ -108,7 +108,14 @@ class GradientReader:
         """
         pick = (lambda logits: logits.argmax(1)) if labels is None else (lambda logits: labels.long())
         if self.owners is not None and not torch.is_autocast_enabled(x.device.type):
-            done = batched_gradients(self.owners, run, x.float(), pick, self.full, loss_direction)
+            trainable = [p for p in self.net.parameters() if p.requires_grad]  # (a target's are frozen)
+            try:  # only the loss is differentiated: no parameter's .grad is touched
+                for p in trainable:
+                    p.requires_grad_(False)
+                done = batched_gradients(self.owners, run, x.float(), pick, self.full, loss_direction)
+            finally:
+                for p in trainable:
+                    p.requires_grad_(True)
             if done is not None:
                 out, grads, scale = done
                 features = self._features(grads, scale)

@@ -66,8 +66,10 @@ def test_one_batched_pass_gives_each_images_own_gradients_on_every_known_layer()
     exact = reader(x, labels)  # the per-image path: one vector-Jacobian product per image (torch.func)
     for name, value in exact.items():
         assert torch.allclose(features[name], value, rtol=1e-4, atol=1e-5 * float(value.abs().max())), name
-    # no labels: the predicted class's loss
+    # no labels: the predicted class's loss; trainable parameters are left as they were, without .grad
+    net.requires_grad_(True)
     _, predicted = reader.read(run_of(net), x, None)
+    assert all(p.requires_grad and p.grad is None for p in net.parameters())
     assert torch.allclose(predicted["grad:out"], reader(x, net(x).argmax(1))["grad:out"], atol=1e-6)
 
 
