@@ -42,6 +42,9 @@ VARIANTS = {  # each names whether it reads the output features (on by default)
 # the same inputs, each vector standardised by its class's mean and deviation (`class_standardize`)
 VARIANTS |= {f"{name}+classstd": [*VARIANTS[name], "--model.init_args.class_standardize=true"]
              for name in ("output", "layer7+output", "layer7+output+grad")}  # fmt: skip
+# the same inputs with the class told otherwise, or not at all (few known members per class)
+VARIANTS |= {f"{name}+{how}": [*VARIANTS[name], f"--model.init_args.class_conditioning={how}"]
+             for name in ("output", "layer7+output") for how in ("none", "embedding")}  # fmt: skip
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
