@@ -39,7 +39,7 @@ VARIANTS = {  # each names whether it reads the output features (on by default)
     "layer7+output+gradlast": ["--model.init_args.layers=[layer7, grad:layer8, gradnorm:layer8]",
                                "--model.init_args.output_features=true"],
 }  # fmt: skip
-# the same inputs, each vector standardised by its class's mean and deviation (`class_standardize`)
+# the same inputs, each vector standardized by its class's mean and deviation (`class_standardize`)
 VARIANTS |= {f"{name}+classstd": [*VARIANTS[name], "--model.init_args.class_standardize=true"]
              for name in ("output", "layer7+output", "layer7+output+grad")}  # fmt: skip
 # the same inputs with the class told otherwise, or not at all (few known members per class)

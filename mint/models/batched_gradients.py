@@ -4,8 +4,8 @@ Autograd sums parameter gradients over a batch, but each layer's per-image gradi
 what the layer saw: its input a_i and the gradient d_i of the image's loss at its output. A Linear
 layer on vectors has g_i = d_i a_i^T, so |g_i| = |d_i| |a_i| without forming g_i; a convolution has
 g_i = d_i unfold(a_i)^T, or, on small maps, its norm from the Gram matrices of both ("ghost norms",
-Goodfellow 2015; Li et al. 2022); normalisation layers have per-channel sums of d_i times the
-normalised input. So one forward pass (which also yields the activations the detector reads) and
+Goodfellow 2015; Li et al. 2022); normalization layers have per-channel sums of d_i times the
+normalized input. So one forward pass (which also yields the activations the detector reads) and
 one backward pass replace a vector-Jacobian product per image (`torch.func.vmap`), which cost about
 4x a forward pass through the whole paper CNN (docs/results.md, section 13).
 
@@ -67,7 +67,7 @@ def batched_owners(net: nn.Module, used: list[str]) -> dict[str, nn.Module] | No
         if isinstance(module, nn.Conv2d) and _conv_padding(module) is None:
             return None
         if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d) and module.running_mean is None:
-            return None  # normalised by the batch's own statistics: images are not independent
+            return None  # normalized by the batch's own statistics: images are not independent
         owners[owner] = module
     return owners
 
@@ -76,8 +76,8 @@ def _sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
     return t.sum(dims) if dims else t  # (`sum(())` would sum everything)
 
 
-def _normalised(module: nn.Module, a: Tensor) -> tuple[Tensor, tuple[int, ...]]:
-    """Group or layer norm's normalised input (before the affine part) and its affine's shared dims."""
+def _normalized(module: nn.Module, a: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    """Group or layer norm's normalized input (before the affine part) and its affine's shared dims."""
     if isinstance(module, nn.LayerNorm):
         dims = tuple(range(1, a.dim() - len(module.normalized_shape)))
         return F.layer_norm(a, module.normalized_shape, eps=module.eps), dims
@@ -103,8 +103,8 @@ def _layer(module: nn.Module, a: Tensor, d: Tensor, full: set[str]) -> dict[str,
         out["bias"] = _sum(d, dims)
         inv_std = (module.running_var + module.eps).rsqrt()
         out["weight"] = (_sum(d * a, dims) - module.running_mean * out["bias"]) * inv_std
-    else:  # group and layer norm: an affine weight and bias per channel (or per normalised element)
-        x_hat, dims = _normalised(module, a)
+    else:  # group and layer norm: an affine weight and bias per channel (or per normalized element)
+        x_hat, dims = _normalized(module, a)
         out["weight"], out["bias"] = _sum(d * x_hat, dims), _sum(d, dims)
     return {
         leaf: value if leaf in full or value.dim() == 1 else value.flatten(1).norm(dim=1)
@@ -160,7 +160,7 @@ def batched_gradients(
     Args:
         owners: from `batched_owners`.
         run: the target's forward pass, {node: (B, ...)} with its logits under "logits".
-        x: normalised images (B, 3, H, W).
+        x: normalized images (B, 3, H, W).
         labels: the classes whose loss is differentiated, from the logits (B, C).
         full: parameter names whose per-image gradients are wanted (the others: their norms).
         cotangent: (logits, labels) -> (unit direction of the loss's gradient at the logits (B, C),

@@ -1,9 +1,9 @@
-"""Per-class standardisation of a detector's vector inputs.
+"""Per-class standardization of a detector's vector inputs.
 
 A class-conditioned detector compares an image with the members of its own class, but its first
 layer sees raw features whose scale and centre differ from class to class (a confident class's
 margins sit far above a confusable one's), so one shared hidden layer has to spend units on undoing
-the class before it can read membership. Standardising each feature by its class's mean and
+the class before it can read membership. Standardizing each feature by its class's mean and
 standard deviation removes that: what reaches the detector is how unusual the image is *for its
 class*, the per-class calibration that class-specific thresholds give the black-box attacks.
 """
@@ -17,7 +17,7 @@ EPS = 1e-6  # variance floor: a feature constant within a class is centred, not 
 
 
 class ClassStandardize(nn.Module):
-    """Standardise vectors by running per-class means and standard deviations.
+    """Standardize vectors by running per-class means and standard deviations.
 
     The statistics are exact running moments (Chan's parallel update of counts, means and sums of
     squared deviations, in float64) over every training batch seen, so after one epoch they are the
@@ -71,7 +71,7 @@ class ClassStandardize(nn.Module):
         return mean, var.clamp(min=EPS).sqrt()
 
     def forward(self, x: Tensor, labels: Tensor) -> Tensor:
-        """Inputs x (B, ...) standardised by the class of each row, flattened to (B, F), in x's dtype."""
+        """Inputs x (B, ...) standardized by the class of each row, flattened to (B, F), in x's dtype."""
         flat = x.flatten(1)  # (B, ...) -> (B, F)
         if self.training:
             self.update(flat, labels)

@@ -30,6 +30,8 @@ DROPOUT = 0.5
 # Read the float64 output features beside the layers: on every target measured (docs/results.md,
 # section 13) they raised the AUROC of layer 7 + class, by 0.012 to 0.108. False: the paper's MINT.
 READ_OUTPUT = True
+# Per-class standardization of the vector inputs: within noise of the default on four targets
+# (docs/results.md, section 13), so off.
 CLASS_STANDARDIZE = False
 # The detector's options, as its LightningModule records them among its hyperparameters.
 OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
@@ -133,7 +135,7 @@ class Detector(nn.Module):
         embedding_dim: size of the class embedding.
         reference_inputs: length of `acts["reference:scores"]`, the reference attacks' scores of
             each image (`mint.attacks.reference_set.reference_inputs`); 0: not read.
-        class_standardize: standardise every input an MLP path reads (vectors: the output features,
+        class_standardize: standardize every input an MLP path reads (vectors: the output features,
             dense layers, gradients, reference scores) by its class's running mean and standard
             deviation (`ClassStandardize`) before the path; maps read by CNN paths are left as
             they are. Needs class conditioning (it reads the label).
@@ -158,7 +160,7 @@ class Detector(nn.Module):
         super().__init__()
         if class_standardize and class_conditioning == "none":
             raise MintError(
-                "class_standardize standardises each input by its class, so it reads the label: use it "
+                "class_standardize standardizes each input by its class, so it reads the label: use it "
                 "with class_conditioning: per_class (or embedding), or set it to false"
             )
         self.paths = nn.ModuleDict()
@@ -211,7 +213,7 @@ class Detector(nn.Module):
         return out.squeeze(1)
 
     def _standardized(self, key: str, x: Tensor, labels: Tensor) -> Tensor:
-        """The input x of path `key`, standardized by class where the path has a standardiser.
+        """The input x of path `key`, standardized by class where the path has a standardizer.
 
         It goes in as float64, so that the output features' tails survive until they are centred.
         """

@@ -98,7 +98,7 @@ class DetectorModule(DetectorTesting, MintModule):
             confidence, margin, log entropy; `mint.models.output_features`), computed from the
             logits, which the float16 activations cannot carry. On by default (measured to help on
             every target); `false` is the paper's MINT, which reads the layers alone.
-        class_standardize: standardise each vector the detector reads (output features, dense
+        class_standardize: standardize each vector the detector reads (output features, dense
             layers, gradients, reference scores) by the running mean and standard deviation of its
             class in the detector's training set, so that it sees how unusual an image is for its
             class; needs `class_conditioning` other than `none`. Maps read by CNN paths are not.

@@ -1,4 +1,4 @@
-"""Per-class standardisation: exact running moments, pooled fallback, frozen in eval, saved in checkpoints."""
+"""Per-class standardization: exact running moments, pooled fallback, frozen in eval, saved in checkpoints."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_before_any_training_inputs_pass_through_and_a_class_free_detector_refus
         Detector({"layer7": (8,)}, 3, class_conditioning="none", class_standardize=True)
 
 
-def test_a_detector_standardises_its_vector_paths_only_and_keeps_the_moments_in_its_state():
+def test_a_detector_standardizes_its_vector_paths_only_and_keeps_the_moments_in_its_state():
     shapes = {"layer2": (4, 6, 6), "layer7": (8,)}
     detector = Detector(shapes, 3, class_standardize=True)
     assert set(detector.standardize) == {"layer7", "output:features"}  # the map's CNN path is left alone
@@ -61,5 +61,5 @@ def test_a_detector_standardises_its_vector_paths_only_and_keeps_the_moments_in_
     again = Detector(shapes, 3, class_standardize=True)
     again.load_state_dict(state)  # strict: an audit rebuilds the same detector from the options
     torch.testing.assert_close(again.eval()(acts, labels), detector.eval()(acts, labels))
-    # without the option the state has no standardisers, so checkpoints from before it still load
+    # without the option the state has no standardizers, so checkpoints from before it still load
     assert not any(k.startswith("standardize.") for k in Detector(shapes, 3).state_dict())

@@ -166,7 +166,7 @@ def test_detector_early_stopping_stops_when_validation_auroc_stalls(tmp_path, ti
     assert cli.trainer.current_epoch < 8 and cli.trainer.should_stop
 
 
-def test_a_class_standardised_detector_carries_its_class_moments_to_the_audit(tmp_path, tiny_target):
+def test_a_class_standardized_detector_carries_its_class_moments_to_the_audit(tmp_path, tiny_target):
     from mint.audit.detector import load_detector
 
     small = [*SMALL, "--data.calibration_size=10", "--data.batch_size=20", "--model.class_standardize=true"]
