@@ -112,3 +112,22 @@ def test_a_batched_result_that_disagrees_with_the_per_image_path_is_replaced_and
     assert reader.owners is None and torch.allclose(
         features["gradnorm:all"], reader(x, labels)["gradnorm:all"]
     )
+
+
+def test_a_torchvision_resnet_takes_the_batched_path_and_matches_the_per_image_one():
+    from torchvision.models import resnet18
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    torch.manual_seed(0)
+    net = resnet18(num_classes=10).eval().requires_grad_(False)
+    for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.2, 0.2)
+    reader = GradientReader(net, ["gradnorm:all", "grad:fc", "grad:layer4"])
+    extractor = create_feature_extractor(net, {"layer4": "layer4", "fc": "logits"})
+    x, labels = torch.randn(3, 3, 32, 32), torch.tensor([0, 4, 9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, features = reader.read(extractor, x, labels)
+    assert reader.owners is not None and out["layer4"].shape == (3, 512, 1, 1)
+    for name, value in reader(x, labels).items():
+        assert torch.allclose(features[name], value, rtol=1e-4, atol=1e-5 * float(value.abs().max())), name
