@@ -121,10 +121,10 @@ def run_study(
 ) -> list[dict]:
     """Run the study; return its rows (also written to `<output>/study_<factor>/run_N/`)."""
     check_values(factor, values)
-    if references and factor != "defense":
-        raise MintError("--references (offline reference models per target) goes with --factor defense")
     if references < 0:
         raise MintError(f"--references counts reference models per target: 0 or more, not {references}")
+    if references and factor != "defense":
+        raise MintError("--references (offline reference models per target) goes with --factor defense")
     classifier_args, mint_args = classifier_args or [], mint_args or []
     needs_classifier = factor in CLASSIFIER_FACTORS or target_ckpt is None
     if needs_classifier and classifier_config is None:

@@ -75,6 +75,19 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
                 "2",
             ]
         )
+    with pytest.raises(MintError, match="0 or more, not -1"):  # (before naming the factor it needs)
+        main(
+            [
+                *base,
+                "--factor",
+                "members",
+                "--values",
+                "0.5",
+                "--classifier-config",
+                "x.yaml",
+                "--references=-1",
+            ]
+        )
     with pytest.raises(MintError, match="give --classifier-config"):
         main([*base, "--factor", "classes", "--values", "10"])
     assert not (tmp_path / "study_members").exists()
