@@ -17,6 +17,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
 from mint.errors import MintError, config_error_text
+from mint.files import read_yaml
 from mint.tasks.preflight import check_ckpt_path, preflight
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
@@ -79,12 +80,32 @@ class MintCLI(LightningCLI):
         preflight(config, subcommand, self.requested.get(subcommand or "", self.requested))
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Read every config file named on the command line safely, before jsonargparse opens it.
+
+    jsonargparse reads a FIFO forever, expands a YAML alias bomb until memory runs out and answers a
+    binary file with a UnicodeDecodeError traceback; `read_yaml` refuses each in one line. A value
+    of `--config` (or of `--model`, `--data`, ...) that names no file is left to jsonargparse (it may
+    be inline YAML).
+    """
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if not eq:
+            name, value = arg, argv[i + 1] if i + 1 < len(argv) else ""
+        config = name in ("--config", "-c") or name.endswith(".config")
+        yaml_file = value.lower().endswith((".yaml", ".yml")) and name.startswith("-")
+        if (config or yaml_file) and value and os.path.lexists(value):
+            read_yaml(value, f"the config file of {name}", mapping=True)
+
+
 def main(args: ArgsType = None):
     """Run the CLI (`args` for tests; by default the command line), or one of `SUBCOMMANDS`."""
     argv = sys.argv[1:] if args is None else args
     if isinstance(argv, list) and argv[:1] and argv[0] in SUBCOMMANDS:
         module = importlib.import_module(SUBCOMMANDS[argv[0]])  # imported only when asked for
         return module.main(argv[1:])
+    if isinstance(argv, list):
+        check_config_files([str(a) for a in argv])
     if isinstance(argv, list) and argv in (["-h"], ["--help"]):  # LightningCLI lists only its own
         extra = ", ".join(SUBCOMMANDS)
         print(f"mint: also {extra} (e.g. `mint audit --help`); LightningCLI subcommands below.\n")
@@ -105,6 +126,7 @@ MACHINE_ERRORS = {
     errno.ENOSPC: "the disk is full",
     errno.EDQUOT: "the disk quota is used up",
     errno.EROFS: "the file system is read-only",
+    errno.EFBIG: "a file grew beyond the size this process may write (ulimit -f) or the file system holds",
 }
 
 

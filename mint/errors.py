@@ -6,7 +6,9 @@ what to change.
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 
 class MintError(ValueError):
@@ -31,7 +33,52 @@ def check_count(name: str, value: int | None, minimum: int = 1) -> int | None:
     return value
 
 
-def config_error_text(message: str) -> str:
+def check_float(
+    name: str,
+    value: float | None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_minimum: bool = False,
+) -> float | None:
+    """Refuse NaN, infinity and a float outside [minimum, maximum] (or (minimum, ...] if `open_minimum`).
+
+    None passes (it means "default"). NaN compares false with everything, so without this a NaN
+    setting slips through every `<` check and reaches the arithmetic.
+    """
+    if value is None:
+        return value
+    if not math.isfinite(value):
+        raise MintError(f"{name} must be a finite number, got {value}")
+    low = minimum is not None and (value <= minimum if open_minimum else value < minimum)
+    if low or (maximum is not None and value > maximum):
+        lo = "-inf" if minimum is None else f"{minimum:g}"
+        hi = "inf" if maximum is None else f"{maximum:g}"
+        raise MintError(f"{name} must be in {'(' if open_minimum else '['}{lo}, {hi}], got {value:g}")
+    return value
+
+
+def check_finite(name: str, values: Any, hint: str = "") -> Any:
+    """Refuse a tensor or array holding NaN or infinity (scores, activations, calibration data).
+
+    A NaN score compares false with every threshold and ranks anywhere: an AUROC, a p-value or a
+    verdict computed from it is silently wrong. `hint` says what to do (e.g. check `std`).
+    """
+    if hasattr(values, "isfinite"):  # a torch tensor
+        bad = int((~values.isfinite()).sum()) if values.is_floating_point() else 0
+    else:
+        import numpy as np
+
+        array = np.asarray(values)
+        bad = int((~np.isfinite(array)).sum()) if np.issubdtype(array.dtype, np.floating) else 0
+    if bad:
+        size = math.prod(values.shape) if hasattr(values, "shape") else len(values)
+        raise MintError(
+            f"{name}: {bad:,} of {size:,} values are NaN or infinite" + (f"; {hint}" if hint else "")
+        )
+    return values
+
+
+def _config_error_text(message: str) -> str:
     """The report jsonargparse gives of a bad command line or config, in one line naming the setting.
 
     jsonargparse explains a typo in a data-module key as a failed match against a union of class
@@ -47,6 +94,18 @@ def config_error_text(message: str) -> str:
         if typed:
             key, kind, value = typed.groups()
             return f"{prefix}.{key}={value.strip()}: expected a value of type {kind}"
+        union = re.search(
+            r'Parser key "([\w.]+)":\s*Does not validate against any of the Union subtypes\s*'
+            r"Subtypes: \[(.*?)\].*?Given value: ([^\n]*)",
+            message[inner.start() :],
+            re.S,
+        )
+        if union:
+            key, subtypes, value = union.groups()
+            kinds = [
+                t.replace("NoneType", "null") for t in re.findall(r"<class '(?:[\w.]+\.)?(\w+)'>", subtypes)
+            ]
+            return f"{prefix}.{key}={value.strip()}: expected a value of type {' or '.join(kinds)}"
         option = re.search(r"Option '([\w.]+)' is not accepted", text)
         if option:
             return f"{prefix}.{option.group(1)} is not an option of {cls}"
@@ -56,3 +115,20 @@ def config_error_text(message: str) -> str:
     if outer and given and types:
         return f"{prefix}={given.group(1).strip()}: expected a value of type {' or '.join(types)}"
     return " ".join(message.split())
+
+
+def config_error_text(message: str) -> str:
+    """The report jsonargparse gives of a bad command line or config, in one line naming the setting."""
+    return _finite_hint(_config_error_text(message))
+
+
+NOT_FINITE = re.compile(r"=\s*[+-]?(nan|inf|infinity)\b", re.I)
+
+
+def _finite_hint(text: str) -> str:
+    """Say why `--x=nan` is refused: jsonargparse's "expected a float" reads as if nan were no float."""
+    if NOT_FINITE.search(text) and "float" in text:
+        option = text.split("=", 1)[0]
+        value = NOT_FINITE.search(text).group(0).lstrip("= ")
+        return f"{option}={value}: expected a finite number (nan and inf are refused)"
+    return text

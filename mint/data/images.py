@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mint.errors import MintError
+from mint.files import check_input_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp")
 
@@ -182,10 +183,7 @@ def decode_image(path: str | Path, size: int | None, notes: list[str] | None = N
     Oversized files (PIL's decompression-bomb limit: more than about 179 million pixels) are refused
     before decoding, since decoding them could exhaust memory.
     """
-    if not Path(path).exists():
-        raise MintError(f"{path} does not exist")
-    if not Path(path).is_file():  # a FIFO would wait forever, a device never end
-        raise MintError(f"{path} is not a regular file (a FIFO, socket or device)")
+    check_input_file(path, "image file")  # a FIFO would wait forever, a device never end
     try:
         with Image.open(path) as im:
             im.load()  # decode now: a truncated file fails here, not later

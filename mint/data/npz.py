@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mint.errors import MintError
+from mint.files import check_input_file
 
 # Real image arrays compress a few-fold (all-black ones a few hundred-fold); a compressed entry that
 # expands more than this to over 256 MiB is a decompression bomb.
@@ -67,9 +68,7 @@ def read_npz(
     header_only: tuple[str, ...] = (),
 ) -> dict:
     """The arrays `required` (+ those of `optional` present) of an npz; (shape, dtype) for `header_only`."""
-    path = Path(path)
-    if not path.is_file():
-        raise MintError(f"npz file not found: {str(path)!r} (absolute: {path.absolute()})")
+    path = check_input_file(path, "npz file")
     try:
         with zipfile.ZipFile(path) as zf:
             names = {n.removesuffix(".npy") for n in zf.namelist()}

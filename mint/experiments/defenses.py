@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mint.errors import MintError
+from mint.errors import MintError, check_float
 from mint.evaluation.roc_plot import plt
 
 DEFENSES = {
@@ -55,6 +55,7 @@ def parse_setting(setting: str) -> tuple[str, str | None]:
             raise MintError(
                 f"defense {name} needs a {kind.__name__} value ({name}=...), got {setting!r}"
             ) from None
+        check_float(f"defense {name}", number)  # NaN passes every comparison below
         if number < 0 or (name in ("dp", "early_stopping") and number <= 0):
             raise MintError(f"defense {name} needs a positive value, got {value}")
         if name in ("label_smoothing", "dropout") and number >= 1:

@@ -36,7 +36,7 @@ import json
 import shlex
 from pathlib import Path
 
-from mint.errors import MintError
+from mint.errors import MintError, check_float
 from mint.evaluation.roc_plot import plt
 from mint.experiments.defenses import (
     defense_columns,
@@ -99,6 +99,8 @@ def check_values(factor: str, values: list[str]) -> None:
             number = kinds[factor](v) if factor in kinds else None
         except ValueError:
             raise MintError(f"--factor {factor} needs numbers, got {v!r}") from None
+        if number is not None:
+            check_float(f"--factor {factor} value", number)  # NaN passes every comparison below
         if factor == "members" and not 0 < number < 1:
             raise MintError(f"--factor members takes member fractions in (0, 1), got {v}")
         if factor in ("classes", "classifier_epochs", "detector_size") and number < 1:

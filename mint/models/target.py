@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from mint.errors import MintError
-from mint.files import file_sha256, read_checkpoint
+from mint.errors import MintError, check_finite
+from mint.files import check_input_file, file_sha256, read_checkpoint
 from mint.models.build import build_classifier, readable_layers
 from mint.models.external import ExternalTarget, preprocessing_record
 from mint.models.gradients import GradientReader, is_gradient
@@ -57,12 +57,8 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
     A detector checkpoint is accepted too: it carries its target's weights, architecture, split
     and sha256, so a detector can be tested or used for audits from its checkpoint alone.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MintError(
-            f"target checkpoint not found: {str(path)!r}. Train the target first, e.g. "
-            f"`{TARGET_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`."
-        )
+    hint = f"train the target first, e.g. `{TARGET_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`"
+    path = check_input_file(path, "target checkpoint", hint)
     ckpt, sha256 = read_checkpoint(path)
     if isinstance(ckpt, dict) and "mint_target" in ckpt:  # a detector checkpoint carries its target
         return carried_target(ckpt)
@@ -106,6 +102,10 @@ class _GraphReader:
 
 
 Pool = Literal["none", "avg", "max"]
+NAN_HINT = (
+    "check the target's preprocessing (mean and std: std must be > 0), its weights (NaN after a "
+    "diverged training) and the images (NaN pixels); mint scores nothing made of NaN"
+)
 
 
 class Target(nn.Module):
@@ -306,6 +306,8 @@ class Target(nn.Module):
             out |= grads
         else:
             out = self._run(x)
+        for name, value in out.items():  # a NaN activation ranks anywhere: every score made of it is wrong
+            check_finite(f"the target's {name} for {len(images)} images", value, NAN_HINT)
         if self.pooling["pool"] != "none":
             size = self.pooling["pool_size"]
             pool = F.adaptive_avg_pool2d if self.pooling["pool"] == "avg" else F.adaptive_max_pool2d

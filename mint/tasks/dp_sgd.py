@@ -88,13 +88,20 @@ class PrivateTraining:
         self.expected_batch_size = max(1, round(members * self.sample_rate))
         with warnings.catch_warnings():  # the PRV accountant warns about its own numerical tolerances
             warnings.simplefilter("ignore")
-            self.noise_multiplier = get_noise_multiplier(
-                target_epsilon=epsilon,
-                target_delta=delta,
-                sample_rate=self.sample_rate,
-                epochs=epochs,
-                accountant=accountant,
-            )
+            try:
+                self.noise_multiplier = get_noise_multiplier(
+                    target_epsilon=epsilon,
+                    target_delta=delta,
+                    sample_rate=self.sample_rate,
+                    epochs=epochs,
+                    accountant=accountant,
+                )
+            except ValueError as err:  # opacus: "The privacy budget is too low." (no noise is enough)
+                raise MintError(
+                    f"dp_epsilon = {epsilon:g} (delta {delta:.3g}, {epochs} epochs, sample rate "
+                    f"{self.sample_rate:.3g}) is out of the accountant's reach ({err}): no amount of noise "
+                    "gives it. Ask for a larger epsilon (0.1 to 10 is usual) or fewer epochs"
+                ) from err
         self.accountant = create_accountant(accountant)
         self.grad_sample = None
 

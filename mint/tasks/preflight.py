@@ -71,8 +71,6 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
     if ckpt_path in (None, "best", "last", "hpc") or "://" in ckpt_path or ckpt_path.startswith("registry"):
         return  # Lightning's own names and remote paths: Lightning reads them
     path = Path(ckpt_path)
-    if not path.exists():
-        raise MintError(f"checkpoint not found: {str(ckpt_path)!r} (absolute: {path.absolute()})")
     ckpt, _ = read_checkpoint(path)  # a folder, an empty or damaged file, or one holding code: refused
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     refuse_foreign_classes(hparams or {}, ckpt_path)

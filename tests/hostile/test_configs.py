@@ -46,7 +46,7 @@ DETECTOR_CASES = {
     "negative seed": (["--data.seed=-2"], ["seed must be >= 0, got -2"]),
     "calibration -1": (["--data.calibration_size=-1"], ["calibration_size must be >= 0"]),
     "class conditioning": (["--model.init_args.class_conditioning=maybe"], ["class_conditioning", "maybe"]),
-    "target missing": ([], ["target checkpoint not found"]),
+    "target missing": ([], ["target checkpoint .*missing.ckpt.* not found", "train the target first"]),
 }
 
 
