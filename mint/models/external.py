@@ -14,15 +14,20 @@ import hashlib
 import inspect
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import Tensor, nn
 
 from mint.errors import MintError
 from mint.files import read_checkpoint
+from mint.models.preprocessing import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_classes,
+    check_preprocessing,
+    dry_run,
+    preprocessing_record,
+)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SAVE_HINT = (
     "Save the weights alone: torch.save(model.state_dict(), 'weights.pt'), or "
     "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
@@ -93,20 +98,6 @@ def load_weights(net: nn.Module, state: dict[str, Tensor], source: str, strip_pr
     net.load_state_dict(state)
 
 
-def preprocessing_record(image_size: int, mean: tuple, std: tuple, crop_size: int | None = None) -> dict:
-    """What is done to an image in [0, 1] before a network reads it, as recorded with every result."""
-    crop = crop_size if crop_size and crop_size < image_size else None
-    return {
-        "image_size": image_size,
-        "resize": f"whole image to {image_size}x{image_size}, bilinear (antialiased)",
-        "crop_size": crop,
-        "crop": f"center {crop}x{crop}" if crop else "none",
-        "mean": [float(m) for m in mean],
-        "std": [float(v) for v in std],
-        "channel_order": "RGB",
-    }
-
-
 def _known(arch: str, names: list[str], library: str, listing: str) -> None:
     """Refuse an architecture name the library does not have, listing close names."""
     if arch not in names:
@@ -163,7 +154,8 @@ class ProgramTarget(ExternalTarget):
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
-        self.program, self.image_size, self.mean, self.std = program, image_size, tuple(mean), tuple(std)
+        self.mean, self.std = check_preprocessing(image_size, mean, std)
+        self.program, self.image_size = program, image_size
 
 
 class WeightsTarget(ExternalTarget):
@@ -191,11 +183,9 @@ class WeightsTarget(ExternalTarget):
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         self.check_arch(arch)
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise MintError(f"mean and std need 3 values each, std > 0; got {mean} and {std}")
-        self.arch, self.weights, self.num_classes = arch, weights, num_classes
+        self.mean, self.std = check_preprocessing(image_size, mean, std)
+        self.arch, self.weights, self.num_classes = arch, weights, check_classes("num_classes", num_classes)
         self.strip_prefix, self.image_size = strip_prefix, image_size
-        self.mean, self.std = tuple(mean), tuple(std)
 
     def check_arch(self, arch: str) -> None:
         """Refuse an architecture the library does not have (subclasses know their library)."""
@@ -210,9 +200,7 @@ class WeightsTarget(ExternalTarget):
         With `weights=False` the file is not read (a detector checkpoint carries the weights).
         """
         net = self.build()
-        if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters()):
-            with torch.no_grad():  # lazy layers take their shapes from a first (dry) forward pass
-                net.eval()(torch.zeros(1, 3, self.image_size, self.image_size))
+        dry_run(net, self.image_size, self.arch)
         if not weights:
             return net.eval(), ""
         state, sha256 = read_weights(self.weights)
@@ -253,7 +241,8 @@ class TorchvisionTarget(WeightsTarget):
         if transforms:
             try:
                 t = torchvision.models.get_weight(transforms).transforms()
-            except (ValueError, KeyError, AttributeError) as err:
+            # (a malformed name raises any of these: "resnet18.X" a TypeError)
+            except (ValueError, KeyError, AttributeError, TypeError, IndexError) as err:
                 raise MintError(
                     f"unknown torchvision weights {transforms!r} for transforms ({err}); e.g. "
                     "ResNet18_Weights.IMAGENET1K_V1 (torchvision.models.get_model_weights('resnet18'))"

@@ -2,6 +2,7 @@
 
     mint layers --ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
     mint layers --arch resnet18 --weights resnet18_cifar10.safetensors --num-classes 10 --image-size 32
+    mint layers --timm --arch vit_tiny_patch16_224 --num-classes 10   # untrained: the same layers
     mint layers --program resnet18.pt2 --image-size 32      # or a TorchScript file: resnet18.pt
 
 Each row: the layer's name (as a detector config names it, `--model.init_args.layers=[NAME]`), the
@@ -16,20 +17,22 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from mint.errors import MintError, check_count
+from mint.errors import MintError
 from mint.models.build import readable_layers
 from mint.models.exported import ExportedTarget
 from mint.models.external import TimmTarget, TorchvisionTarget
 from mint.models.factory import FactoryTarget
 from mint.models.gradients import ALL, GRAD, GRADNORM
 from mint.models.paper_cnn import IMAGE_SIZE
+from mint.models.preprocessing import check_classes, check_image_size
 from mint.models.scripted import ScriptTarget
-from mint.models.target import build_network, load_target_checkpoint
+from mint.models.target import Target, build_network, load_target_checkpoint
 
 LARGE = 1 << 16  # values per image above which a map is better pooled than cached whole
 
@@ -95,6 +98,31 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_network(path: str) -> tuple[nn.Module, int]:
+    """The network of a mint target or detector checkpoint, with its weights, and the image side it reads.
+
+    A detector of a target trained elsewhere carries that target's config and weights: it is
+    rebuilt as an audit rebuilds it (a program file must be the recorded one); one built by a
+    factory runs code, so it is named with --factory instead.
+    """
+    record = load_target_checkpoint(path)
+    if "kind" not in record.extra:
+        net = build_network(record.hparams)
+        net.load_state_dict(
+            {k.removeprefix("net."): v for k, v in record.state_dict.items() if k.startswith("net.")}
+        )
+        return net, record.hparams.get("image_size", IMAGE_SIZE)
+    args = record.extra.get("config", {}).get("init_args", {})
+    if record.extra["kind"] == "FactoryTarget":
+        raise MintError(
+            f"{path} is a detector of a target built by your code {args.get('factory')!r}; mint runs "
+            f"code a file names only when you name it: mint layers --factory {args.get('factory')} "
+            "(with --weights and --image-size as you trained it)"
+        )
+    target = Target.from_record(record, [])
+    return target.net, target.crop_size
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint layers`."""
     parser = argparse.ArgumentParser(prog="mint layers", description=__doc__.split("\n\n")[0])
@@ -102,7 +130,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--program", help="a torch.export program (.pt2) or a TorchScript file (.pt, .ts); with --image-size"
     )
-    parser.add_argument("--arch", help="a torchvision architecture (with --weights and --num-classes)")
+    parser.add_argument(
+        "--arch", help="a torchvision architecture (with --num-classes; --weights, or its untrained layers)"
+    )
     parser.add_argument("--timm", action="store_true", help="--arch names a timm architecture")
     parser.add_argument(
         "--factory", help="your own package.module:function returning the nn.Module (runs it)"
@@ -117,8 +147,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if sum(map(bool, (args.ckpt, args.arch, args.program, args.factory))) != 1:
         raise MintError(
             "give one of --ckpt (a mint checkpoint), --program (a .pt2 file), --factory "
-            "package.module:function, or --arch with --weights and --num-classes"
+            "package.module:function, or --arch with --num-classes (and --weights)"
         )
+    check_image_size("--image-size", args.image_size)  # (before anything is built at that size)
+    check_classes("--num-classes", args.num_classes)
     if args.factory:
         target = FactoryTarget(args.factory, None, args.weights or "", args.num_classes, args.strip_prefix,
                                args.image_size)  # fmt: skip
@@ -127,22 +159,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         kind = ExportedTarget if args.program.endswith(".pt2") else ScriptTarget
         net, size = kind(args.program, args.image_size).network()[0], args.image_size
     elif args.ckpt:
-        record = load_target_checkpoint(args.ckpt)
-        net = build_network(record.hparams)
-        net.load_state_dict(
-            {k.removeprefix("net."): v for k, v in record.state_dict.items() if k.startswith("net.")}
-        )
-        size = record.hparams.get("image_size", IMAGE_SIZE)
+        net, size = checkpoint_network(args.ckpt)
     else:
-        if not (args.weights and args.num_classes):
-            raise MintError("--arch needs --weights FILE and --num-classes N")
-        check_count("--image-size", args.image_size, minimum=8)
-        common = (args.arch, args.weights, args.num_classes, args.strip_prefix, args.image_size)
+        if not args.num_classes:
+            raise MintError("--arch needs --num-classes N (and --weights FILE for a trained network)")
+        common = (args.arch, args.weights or "", args.num_classes, args.strip_prefix, args.image_size)
         if args.timm:
             target = TimmTarget(*common)
         else:
             target = TorchvisionTarget(*common, small_input_stem=args.small_input_stem)
-        net, size = target.network()[0], args.image_size
+        if not args.weights:  # shapes do not depend on the weights
+            print(f"mint layers: no --weights: the layers of an untrained {args.arch}", file=sys.stderr)
+        net, size = target.network(weights=bool(args.weights))[0], args.image_size
     rows = layer_table(net, size, args.all)
     rows += [] if hasattr(net, "read") else gradient_rows(net)  # a program has no differentiable path
     print(format_table(rows))

@@ -1,8 +1,12 @@
 """Targets saved as TorchScript (`torch.jit.save` of a scripted or traced model): read layer by layer.
 
-Loading a TorchScript file (`torch.jit.load`) compiles the TorchScript code stored in it, a graph of
-torch operators: no pickled Python of the file's author runs. `torch.jit` is deprecated upstream in
-favour of `torch.export`; prefer a `.pt2` program (`ExportedTarget`) where the model can be exported.
+A TorchScript file holds code: TorchScript, a graph of torch operators, not pickled Python. Running
+it can still act outside the graph (`torch.save` in a forward writes any file; a `__setstate__`
+runs while the file is loaded). So a file is loaded only when its code defines no `__setstate__` /
+`__getstate__`, and its forward graph, inlined (every method and function it calls, the bodies of
+`if` and loops too), is run only when every operation is a pure tensor operation
+(`mint.models.program_ops`); anything else is refused, naming the operation. `torch.jit` is
+deprecated upstream in favour of `torch.export`; prefer a `.pt2` program (`ExportedTarget`).
 
 ScriptModules run no Python forward hooks, so layers are read from the saved graph, without the
 Python model and without retracing. A scripted and a traced file both store each module's code
@@ -24,6 +28,7 @@ the root module itself (a `torch.flatten` in `forward`). A frozen file (`torch.j
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import warnings
 import zipfile
@@ -34,6 +39,7 @@ from torch import Tensor, nn
 
 from mint.errors import MintError
 from mint.models.external import ProgramTarget
+from mint.models.program_ops import check_script_block, check_torchscript_archive
 
 SAVE_HINT = (
     "save one with torch.jit.save(torch.jit.script(model.eval()), 'model.pt') (not frozen), or better "
@@ -81,13 +87,16 @@ class ScriptedNetwork(nn.Module):
     """A loaded TorchScript module: `forward` gives the logits, `read` any of its layers.
 
     Args:
-        module: the loaded module (`torch.jit.load`); it is kept in eval mode.
+        module: the loaded module (`torch.jit.load`); it is kept in eval mode. Refused unless its
+            inlined forward graph holds only pure tensor operations.
+        source: the file it came from, for messages.
     """
 
-    def __init__(self, module: torch.jit.ScriptModule) -> None:
+    def __init__(self, module: torch.jit.ScriptModule, source: str = "the TorchScript module") -> None:
         super().__init__()
-        self.module = module.eval()
         graph, outputs = _inlined(module)
+        check_script_block(graph.block(), source)  # before it ever runs (eval() runs nothing of it)
+        self.module = module.eval()
         returned = next(iter(graph.outputs()))
         self.names = [*outputs]
         self.output_is_last = bool(outputs) and outputs[self.names[-1]].debugName() == returned.debugName()
@@ -178,8 +187,10 @@ def _not_torchscript(path: Path) -> str:
 class ScriptTarget(ProgramTarget):
     """A classifier saved with `torch.jit.save` (a `.pt` / `.ts` file of TorchScript).
 
-    Loading it compiles the TorchScript graph stored in the file (torch operators), not arbitrary
-    Python. `torch.jit` is deprecated upstream in favour of `torch.export`: prefer a `.pt2` file.
+    Loading it compiles the TorchScript code stored in the file (torch operators), not pickled Python;
+    a file defining `__setstate__` (run while loading) or a forward calling anything but pure tensor
+    operations (`torch.save`, `print`) is refused. `torch.jit` is deprecated upstream in favour of
+    `torch.export`: prefer a `.pt2` file.
 
     Args:
         program: the TorchScript file.
@@ -194,15 +205,16 @@ class ScriptTarget(ProgramTarget):
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "not found"
             raise MintError(f"TorchScript file {what}: {str(path)!r}; {SAVE_HINT}")
-        data = path.read_bytes()
+        data = path.read_bytes()  # loaded from these bytes: the sha256 is of what runs
+        check_torchscript_archive(io.BytesIO(data), str(path))
         try:
             with warnings.catch_warnings():  # "torch.jit.load is deprecated": said in the docs instead
                 warnings.filterwarnings(
                     "ignore", message=r".*torch\.jit.* is deprecated", category=FutureWarning
                 )
-                module = torch.jit.load(path, map_location="cpu")
+                module = torch.jit.load(io.BytesIO(data), map_location="cpu")
         except Exception as err:
             raise MintError(
                 f"{path} is not a TorchScript file: {_not_torchscript(path)}; {SAVE_HINT}"
             ) from err
-        return ScriptedNetwork(module), hashlib.sha256(data).hexdigest()
+        return ScriptedNetwork(module, str(path)), hashlib.sha256(data).hexdigest()

@@ -218,14 +218,20 @@ class Target(nn.Module):
 
     @classmethod
     def from_record(
-        cls, record: TargetRecord, layers: list[str], trust_factory: str | None = None, **options
+        cls,
+        record: TargetRecord,
+        layers: list[str],
+        trust_factory: str | None = None,
+        trust_factory_args: dict | None = None,
+        **options,
     ) -> Target:
         """Build from a loaded target checkpoint, or from the target record of a detector checkpoint.
 
         A target trained elsewhere is rebuilt from its recorded config by mint's own classes; its
         weights come from the record. A program file (`.pt2`, TorchScript) is read again and must
         have the recorded sha256. A `FactoryTarget` runs the user's code: it is rebuilt only when the
-        caller names the same factory in `trust_factory` (mint never runs code a file names).
+        caller names the same factory in `trust_factory` and its recorded `factory_args` in
+        `trust_factory_args` (mint never runs code a file names, nor with arguments a file gives).
         """
         if "kind" not in record.extra:
             return cls(record.hparams, layers, record.state_dict, record.meta(), **options)
@@ -242,7 +248,7 @@ class Target(nn.Module):
                     f"{found[:12]}..., recorded {record.sha256[:12]}...): use the audited file"
                 )
             config = {**config, "init_args": {**config["init_args"], "program": str(path)}}
-        kind = external_from_config(config, record.path, trust_factory)
+        kind = external_from_config(config, record.path, trust_factory, trust_factory_args)
         target = cls.from_external(kind, layers, weights=program, **options)
         target.load_state_dict(record.state_dict)
         target.meta = record.meta()

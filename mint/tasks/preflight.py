@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from mint.data.activation_cache import unwritable
 from mint.errors import MintError, UnwritableError
 from mint.files import file_sha256, read_checkpoint
+from mint.models.kinds import json_args, shown_args
 from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
 # Below this a run cannot even write its first checkpoints (a PaperCNN checkpoint is ~2 MB, an
@@ -141,6 +142,16 @@ def refuse_named_code(hparams: dict, config: Any, ckpt_path: str) -> None:
                 f"{ckpt_path} is a detector of a target {what} {str(saved)[:200]!r}; mint runs code or "
                 "programs a file names only when your config names them too: give the same `target:` "
                 "in your config"
+            )
+    if args.get("factory"):  # trusting a function is not trusting the arguments a file gives it
+        saved = args.get("factory_args") or {}
+        asked = config.get("model.init_args.target.init_args.factory_args")
+        asked = (asked.as_dict() if hasattr(asked, "as_dict") else asked) or {}
+        if json_args(saved) != json_args(asked):
+            raise MintError(
+                f"{ckpt_path} calls {args['factory']!r} with factory_args {shown_args(saved)}, not the "
+                f"{shown_args(asked)} of your config; mint calls code a file names only with arguments "
+                "you name too: check them, and give the same factory_args in your config"
             )
 
 

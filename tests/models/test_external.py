@@ -86,7 +86,7 @@ def test_weights_that_do_not_fit_say_what_to_change(resnet_files, args, words):
 def test_mint_layers_refuses_unclear_requests(resnet_files, refused):
     _, folder = resnet_files
     refused(["layers"], "give one of --ckpt")
-    refused(["layers", "--arch", "resnet18"], "--weights FILE and --num-classes")
+    refused(["layers", "--arch", "resnet18"], "--arch needs --num-classes")
     refused(
         ["layers", "--arch", "resnet18", "--weights", folder / "ddp.pth", "--num-classes", "10"],
         "strip_prefix",
