@@ -9,8 +9,6 @@ float64 logits (`mint.attacks.reference`).
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,8 @@ from mint.attacks.reference import (
     rmia,
     true_class_probability,
 )
-from mint.errors import MintError
+from mint.attacks.reference_loading import ReferenceSet, load_reference_set
+from mint.errors import MintError, check_finite
 from mint.models.build import readable_layers
 from mint.models.output_features import logit_confidence
 from mint.models.target import LOGITS, Target, build_network, load_target_checkpoint
@@ -32,80 +31,6 @@ from mint.models.target import LOGITS, Target, build_network, load_target_checkp
 REFERENCE_ATTACKS = (
     "lira_online", "lira_offline", "lira_fixed_variance", "rmia_online", "rmia_offline", "calibrated_loss",
 )  # fmt: skip
-
-
-@dataclass
-class ReferenceSet:
-    """Finished reference models of one target: checkpoints, keep mask over the pool, training cost."""
-
-    folder: Path
-    checkpoints: list[str]
-    kept: np.ndarray  # (K, pool size) bool
-    seconds: float
-    mode: str
-
-
-# The target's recipe that its references must share (a LiRA / RMIA reference mimics the target).
-RECIPE = ("arch", "num_classes", "image_size", "width", "block_dropout", "label_smoothing", "dp_epsilon")
-
-
-def load_reference_set(
-    folder: str | Path, manifest: dict, count: int | None = None, recipe: dict | None = None
-) -> ReferenceSet:
-    """Read references 0 ... count-1 in `folder` (None: all), checking that they belong to the target.
-
-    Args:
-        folder: the reference set (written by `mint references`).
-        manifest: the audited target's split record.
-        recipe: the audited target's hyperparameters (None: not compared), whose `RECIPE` keys each
-            reference must share.
-        count: how many references to use, the first ones of the set (a set of K is the first K of
-            a larger one); None: every finished reference, which must then be numbered 0 ... K-1.
-    """
-    folder = Path(folder)
-    records = {}
-    for done in folder.glob("ref_*/version_0/done.json"):
-        record = json.loads(done.read_text())
-        record["checkpoint"] = str(done.parent / "checkpoints" / "last.ckpt")  # wherever the set now lies
-        records[record["index"]] = record
-    if not records:
-        raise MintError(
-            f"no finished reference models in {str(folder)!r} (train them with `mint references`)"
-        )
-    if count is not None and count < 1:
-        raise MintError(f"the number of references to use must be at least 1, not {count}")
-    count = count or max(records) + 1
-    missing = sorted(set(range(count)) - set(records))
-    if missing:
-        known = next(iter(records.values()))
-        ref = known.get("reference", {})
-        audited = f" --audited {ref['audited']}" if ref.get("audited") else ""
-        raise MintError(
-            f"{count} references asked for, but only {count - len(missing)} of references 0 ... {count - 1} "
-            f"in {folder} are finished; train the rest: mint references --target-run "
-            f"{known.get('target_run', 'TARGET_RUN')} --count {count} --index {' '.join(map(str, missing))} "
-            f"--seed {ref.get('seed', 0)}{audited} --save-dir {folder.parent.parent} (and after `--` the "
-            "arguments the set was trained with, if any)"
-        )
-    records = [records[i] for i in range(count)]
-    kept = np.zeros((count, manifest["num_train"]), bool)
-    for r in records:
-        saved = load_target_checkpoint(r["checkpoint"])
-        # By content: the same pool and split wherever the files now lie (a path is no identity).
-        diff = [k for k in ("train_fingerprint", "members_sha256", "nonmembers_sha256")
-                if saved.manifest.get(k) != manifest.get(k)]  # fmt: skip
-        diff += [f"{k} ({saved.hparams.get(k)} against the target's {recipe.get(k)})" for k in RECIPE
-                 if recipe is not None and saved.hparams.get(k) != recipe.get(k)]  # fmt: skip
-        if diff:
-            raise MintError(
-                f"reference {r['index']} in {folder} was made for another target: its {', '.join(diff)} "
-                "differ from the audited target's. Train references for this target (`mint references`)"
-            )
-        kept[r["index"], np.load(Path(r["checkpoint"]).parent.parent / "kept.npy")] = True
-    mode = records[0]["reference"]["mode"]
-    return ReferenceSet(
-        folder, [r["checkpoint"] for r in records], kept, sum(r["seconds"] for r in records), mode
-    )
 
 
 def _queries(count: int) -> list[tuple[bool, int, int]]:
@@ -173,13 +98,21 @@ def reference_scores(
     y = torch.from_numpy(labels[both])
     if queries not in (1, 2, 18):
         raise MintError(f"reference attacks query each image 1, 2 or 18 times, not {queries}")
+    # A NaN logit would make a score NaN, which reads as "attack not applicable": refused instead.
+    hint = "a model with NaN or infinite outputs cannot calibrate an attack"
     target_all = _logits(target, images[both], device, batch_size, queries)  # (N, queries, C)
+    check_finite("the audited target's logits", target_all, hint)
     ref_logits = []
-    for path in refs.checkpoints:
+    for i, path in enumerate(refs.checkpoints):
         record = load_target_checkpoint(path)
+        if refs.sha256 and record.sha256 != refs.sha256[i]:  # replaced since the set was checked
+            raise MintError(f"{path} changed while the reference set was being read: run again")
         last = readable_layers(build_network(record.hparams))[-1]
+        model = Target.from_record(record, [last]).to(device)
         ref_logits.append(
-            _logits(Target.from_record(record, [last]).to(device), images[both], device, batch_size, queries)
+            check_finite(
+                f"reference {i}'s logits", _logits(model, images[both], device, batch_size, queries), hint
+            )
         )
     ref_all = torch.stack(ref_logits)  # (K, len(x) + len(z), queries, C)
     target_logits, ref_logits = target_all[:, 0], ref_all[:, :, 0]  # the images themselves
@@ -235,9 +168,12 @@ def reference_scores(
             "offline", lambda r: calibrated_loss(target_logits[r], ref_logits[:, r], kept[:, r], y[r])
         ),
     }
+    if refs.differences:
+        notes.insert(0, f"references NOT trained as the target was: {'; '.join(refs.differences)}")
     record = {
         "count": len(refs.checkpoints), "mode": refs.mode, "training_seconds": refs.seconds,
-        "rmia_offline_a": a, "population_size": len(z), "folder": str(refs.folder), "notes": notes,
+        "rmia_offline_a": a, "population_size": len(z), "folder": str(refs.folder),
+        "notes": [*refs.notes, *notes], "recipe_differences": refs.differences,
         "lira_queries": queries,
         "lira_fixed_variance": "online" if online_form else "offline",
     }  # fmt: skip
@@ -276,8 +212,9 @@ def reference_table(
             "reference attacks need the target's data pool, which only a target trained by mint records; "
             "with known members / non-members, leave `references` unset"
         )
-    refs = load_reference_set(folder, data.manifest, count, target.meta["hparams"])
     test_rows = plan["portions"]["test"]
+    refs = load_reference_set(folder, data.manifest, count, target.meta["hparams"], target.meta.get("sha256"),
+                              data, plan["pool"][test_rows])  # fmt: skip
     # Population z: non-members of the target outside the detector's test set, at most 5,000.
     z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])
     z = np.sort(np.random.default_rng(seed).permutation(z)[:5000])

@@ -8,7 +8,9 @@ non-members held out for calibration (`data.calibration_size`). Every audited im
 (streamed in batches, resized and normalized as the target's training data were); the set's
 scores are compared with the calibration non-members' by a one-sided Mann-Whitney U test, and the
 share of the set that was in training is estimated with a confidence interval
-(`mint.audit.statistics`).
+(`mint.audit.statistics`). A detector that does not separate its known members from non-members
+(DeLong's interval of its calibration AUROC reaches 0.5) gives no verdict and no share, whatever
+the p-value.
 Written to `--output`: `scores.csv` (one row per image), `summary.json`, `histogram.png` and a
 self-contained `report.html`.
 """
@@ -30,12 +32,23 @@ from mint.audit import output as report_folder
 from mint.audit.detector import AuditError, TrainedDetector, load_detector, reads_label
 from mint.audit.inputs import AuditInputs, list_inputs
 from mint.audit.report import histogram_figure, verdict, write_html
-from mint.audit.statistics import mann_whitney_greater, member_fraction_estimate
+from mint.audit.statistics import (
+    auroc_interval,
+    mann_whitney_greater,
+    member_fraction_estimate,
+    target_accuracy,
+)
 from mint.data.images import to_tensor
 from mint.data.integrity import image_digests
-from mint.errors import check_count
+from mint.errors import check_count, check_finite
 from mint.evaluation.roc_plot import plt
 from mint.models import LOGITS
+
+# Why audited scores can be NaN or infinite (a NaN target activation is refused before this).
+NAN_SCORES_HINT = (
+    "check the target's preprocessing (std must be > 0), the images (NaN pixels) and the detector's "
+    "weights (NaN after a diverged training); mint draws no verdict from NaN scores"
+)
 
 
 def _fail(message: str):
@@ -63,6 +76,8 @@ def score_images(
         predicted = acts[LOGITS].argmax(1)
         used = predicted if given is None else given
         s = trained.detector(acts, used).double().cpu()
+        first = batch.names[0] if batch.names else ""
+        check_finite(f"the detector's scores of {len(s)} audited images (from {first})", s, NAN_SCORES_HINT)
         scores.append(s)
         for name, lab, pred, used_lab, value in zip(
             batch.names, batch.labels.tolist(), predicted.tolist(), used.tolist(), s.tolist(), strict=True
@@ -112,6 +127,14 @@ def _device(device: str) -> torch.device:
     return dev
 
 
+def _json_object(text: str) -> dict:
+    """--trust-factory-args: a JSON object (argparse reports a ValueError as an invalid value)."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 def run_audit(
     ckpt: str,
     images: str,
@@ -124,6 +147,7 @@ def run_audit(
     progress: bool = True,
     command: str | None = None,
     trust_factory: str | None = None,
+    trust_factory_args: dict | None = None,
 ) -> dict:
     """Audit a set of images; write the report folder; return the summary."""
     out = Path(output)
@@ -131,7 +155,7 @@ def run_audit(
     if out.exists() and not overwrite:  # before any work
         _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
     dev = _device(device)
-    trained = load_detector(ckpt, dev, trust_factory)
+    trained = load_detector(ckpt, dev, trust_factory, trust_factory_args)
     target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")
     conditioned = reads_label(trained.hparams)
@@ -167,25 +191,20 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
     key = "predicted_label" if labels == "predicted" and conditioned else "true_label"
     members, nonmembers = cal[key][cal["members"] == 1], cal[key][cal["members"] == 0]
     test = mann_whitney_greater(scores, nonmembers)
-    fraction = member_fraction_estimate(scores, nonmembers, members)
-    separation = mann_whitney_greater(members, nonmembers)["auroc"]
+    calibration = _calibration(trained, members, nonmembers)
     summary = {
-        "verdict": verdict(test["p_value"], len(scores)),
+        "verdict": verdict(test["p_value"], len(scores), calibration),
         "p_value": test["p_value"],
         "effect_size_auroc_vs_nonmembers": test["auroc"],
         "z": test["z"],
-        "member_fraction": fraction,
+        "member_fraction": _share(scores, members, nonmembers, calibration),
         "n_audited": len(scores),
         "n_skipped": len(inputs.skipped),
         "skipped": inputs.skipped,
         "conversions": dict(inputs.conversions),
         "labels": labels if conditioned else "not used (the detector reads no class)",
         "label_source": inputs.label_note,
-        "calibration": {
-            "n_members": len(members),
-            "n_nonmembers": len(nonmembers),
-            "detector_auroc_members_vs_nonmembers": separation,
-        },
+        "calibration": calibration,
         "audited_score_median": float(scores.median()),
         "detector": {
             "checkpoint": trained.path,
@@ -207,6 +226,43 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
     write_html(tmp / "report.html", summary, figure)
     plt.close(figure)
     return summary
+
+
+def _calibration(trained: TrainedDetector, members: torch.Tensor, nonmembers: torch.Tensor) -> dict:
+    """How well the detector separates its known members from non-members, and how good the target is."""
+    interval = auroc_interval(members, nonmembers)
+    cal = trained.calibration
+    accuracy = None  # recorded only by checkpoints that keep the target's predicted classes
+    if "predicted_class" in cal and "labels" in cal:
+        accuracy = target_accuracy(
+            cal["predicted_class"], cal["labels"], cal["members"], trained.target.num_classes
+        )
+    return {
+        "n_members": len(members),
+        "n_nonmembers": len(nonmembers),
+        "detector_auroc_members_vs_nonmembers": interval["auroc"],
+        "detector_auroc_ci": [interval["ci_low"], interval["ci_high"]],
+        "detector_auroc_ci_level": interval["level"],
+        "detector_auroc_ci_method": interval["method"],
+        # The verdict's guard: a detector no better than chance on known images concludes nothing.
+        "detector_separates": interval["ci_low"] > 0.5,
+        "target_accuracy": accuracy,
+    }
+
+
+def _share(scores: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor, calibration: dict) -> dict:
+    """The estimated share of the set used in training, or why there is none (a detector at chance)."""
+    if calibration["detector_separates"]:
+        return member_fraction_estimate(scores, nonmembers, members)
+    # The share divides by (calibration AUROC - 0.5): near 0, any number would be noise (it read 100%).
+    return {
+        "fraction": None,
+        "ci_low": None,
+        "ci_high": None,
+        "raw": None,
+        "consistent_with_none": None,
+        "not_reported": "the detector does not separate known members from non-members better than chance",
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -233,12 +289,18 @@ def main(argv: list[str] | None = None) -> dict:
         "--trust-factory", metavar="PACKAGE.MODULE:FUNCTION",
         help="let the detector's FactoryTarget run this code of yours to rebuild the target",
     )  # fmt: skip
+    parser.add_argument(
+        "--trust-factory-args", metavar="JSON", type=_json_object, default=None,
+        help="the keyword arguments (a JSON object) --trust-factory may be called with; they must "
+        "equal the ones the detector records",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.class_names.split(",")] if args.class_names else None
     command = "mint audit " + " ".join(argv if argv is not None else sys.argv[1:])
     return run_audit(
         args.ckpt, args.images, args.output, args.overwrite, args.labels, names,
         args.batch_size, args.device, not args.no_progress_bar, command, args.trust_factory,
+        args.trust_factory_args,
     )  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mint.errors import MintError
+from mint.errors import MintError, check_finite
 from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
@@ -20,6 +20,12 @@ from mint.models.gradients import is_gradient
 from mint.models.target import carried_target
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
+# Known members and non-members each, at least: the Mann-Whitney test's normal approximation and
+# DeLong's interval of the calibration AUROC hold from about 10 a side (the shipped configs keep 150+).
+MIN_CALIBRATION = 10
+SCORE_KEYS = ("true_label", "predicted_label")  # the detector's scores, fed the true / predicted class
+# Optional: each calibration image's true class and the target's predicted class (its accuracy).
+OPTIONAL_KEYS = ("labels", "predicted_class")
 
 
 class AuditError(MintError):
@@ -56,12 +62,60 @@ def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def check_calibration(calibration: object, path: Path) -> dict[str, Tensor]:
+    """The checkpoint's calibration record, if it is one an audit can rest on; else one line saying why.
+
+    Expected (as `DetectorModule.calibration_scores` writes it): 1-D tensors of one length, the
+    scores `true_label` and `predicted_label` (finite floats) and `members` (0 or 1, at least
+    `MIN_CALIBRATION` of each). A NaN score ranks anywhere and an empty side leaves nothing to compare
+    with: any verdict made of such a record would be wrong.
+    """
+    what = f"{path}: its calibration record (mint_calibration)"
+    redo = f"retrain the detector with --data.calibration_size={10 * MIN_CALIBRATION} or more"
+    if not isinstance(calibration, dict):
+        raise AuditError(f"{what} is a {type(calibration).__name__}, not a dict of score tensors; {redo}")
+    missing = [k for k in (*SCORE_KEYS, "members") if k not in calibration]
+    if missing:
+        held = ", ".join(map(str, calibration)) or "nothing"
+        raise AuditError(f"{what} lacks {', '.join(missing)} (it holds {held}); {redo}")
+    kept = {k: calibration[k] for k in (*SCORE_KEYS, "members", *OPTIONAL_KEYS) if k in calibration}
+    for key, value in kept.items():
+        if not isinstance(value, Tensor) or value.dim() != 1:
+            shape = f"of shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+            raise AuditError(f"{what}: {key} is {shape}, not a 1-D tensor (one value per image); {redo}")
+    lengths = {k: len(v) for k, v in kept.items()}
+    if len(set(lengths.values())) > 1:
+        raise AuditError(f"{what}: its arrays differ in length ({lengths}), not one value per image; {redo}")
+    for key in SCORE_KEYS:
+        if not kept[key].is_floating_point():
+            raise AuditError(f"{what}: {key} holds {kept[key].dtype} values, not float scores; {redo}")
+        check_finite(f"{what}: {key}", kept[key], redo)
+    for key in (k for k in OPTIONAL_KEYS if k in kept):
+        if kept[key].is_floating_point() or kept[key].is_complex():
+            raise AuditError(f"{what}: {key} holds {kept[key].dtype} values, not class indices; {redo}")
+    members = kept["members"]
+    if not bool(((members == 0) | (members == 1)).all()):  # (NaN is neither)
+        found = members.unique()[:6].tolist()
+        raise AuditError(f"{what}: members must be 0 or 1, found the values {found}; {redo}")
+    counts = int((members == 1).sum()), int((members == 0).sum())
+    if min(counts) < MIN_CALIBRATION:
+        raise AuditError(
+            f"{what} holds {counts[0]} known members and {counts[1]} known non-members; an audit needs at "
+            f"least {MIN_CALIBRATION} of each; {redo}"
+        )
+    return {k: v.double() if k in SCORE_KEYS else v.long() for k, v in kept.items()}
+
+
 def load_detector(
-    path: str | Path, device: torch.device, trust_factory: str | None = None
+    path: str | Path,
+    device: torch.device,
+    trust_factory: str | None = None,
+    trust_factory_args: dict | None = None,
 ) -> TrainedDetector:
     """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`.
 
-    `trust_factory`: the `package.module:function` that may run to rebuild a `FactoryTarget`.
+    `trust_factory`: the `package.module:function` that may run to rebuild a `FactoryTarget`;
+    `trust_factory_args`: the keyword arguments it may be called with (they must be the recorded ones).
     """
     path = Path(path)
     if not path.exists():
@@ -88,6 +142,7 @@ def load_detector(
             "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
             "(the shipped mint_*_layer7 configs do)."
         )
+    calibration = check_calibration(ckpt["mint_calibration"], path)
     hparams = ckpt["hyper_parameters"]
     if hparams.get("reference_features"):
         raise AuditError(
@@ -96,7 +151,8 @@ def load_detector(
             "without reference_features."
         )
     pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
-    target = Target.from_record(carried_target(ckpt), hparams["layers"], trust_factory, **pooling)
+    record = carried_target(ckpt)
+    target = Target.from_record(record, hparams["layers"], trust_factory, trust_factory_args, **pooling)
     options = {"output_features": False} | {k: hparams[k] for k in OPTIONS if k in hparams}  # (older: none)
     detector = Detector(target.shapes, target.num_classes, **options)
     detector.load_state_dict(_strip(state, "detector."))
@@ -104,7 +160,7 @@ def load_detector(
         target.to(device),
         detector.to(device).eval(),
         hparams,
-        ckpt["mint_calibration"],
+        calibration,
         ckpt.get("mint_data", {}),
         {bytes(d.tolist()) for d in ckpt["mint_seen_digests"]} if "mint_seen_digests" in ckpt else None,
         str(path.resolve()),

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from mint.data.images import IMAGE_EXTENSIONS, decode_image, resize_rgb, to_rgb_uint8
+from mint.data.known import class_index
 from mint.data.npz import check_labels, read_npz
 from mint.errors import MintError
 
@@ -96,14 +97,15 @@ def _class_index(name: str, class_names: list[str] | None, num_classes: int) -> 
         if name not in class_names:
             raise MintError(f"class folder {name!r} is not in --class-names ({', '.join(class_names)})")
         return class_names.index(name)
-    if not name.isdigit() or int(name) >= num_classes:
+    index = class_index(name, num_classes)  # (not str.isdigit: '²' is a digit that int() refuses)
+    if index is None:
         raise MintError(
             f"class folder {name!r} is not a class index of this target "
             f"(0..{num_classes - 1}). "
             "Name the subfolders by class index, or give the class names in index order with "
             "--class-names (e.g. --class-names airplane,automobile,...)."
         )
-    return int(name)
+    return index
 
 
 def list_inputs(

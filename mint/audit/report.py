@@ -23,8 +23,34 @@ from mint.files import write_atomic
 LEVELS = ((1e-3, "Strong evidence"), (1e-2, "Evidence"), (5e-2, "Weak evidence"))
 
 
-def verdict(p_value: float, n: int) -> str:
-    """The set-level conclusion in plain words."""
+def auroc_text(calibration: dict) -> str:
+    """The calibration AUROC and its interval ("AUROC 0.555 [0.470, 0.640], 95% DeLong interval")."""
+    text = f"AUROC {calibration['detector_auroc_members_vs_nonmembers']:.3f}"
+    if "detector_auroc_ci" in calibration:  # (a summary of an older mint: no interval)
+        lo, hi = calibration["detector_auroc_ci"]
+        level, method = (calibration[f"detector_auroc_ci_{k}"] for k in ("level", "method"))
+        text += f" [{lo:.3f}, {hi:.3f}], {100 * level:.0f}% {method} interval"
+    return text
+
+
+def verdict(p_value: float, n: int, calibration: dict | None = None) -> str:
+    """The set-level conclusion in plain words.
+
+    Args:
+        p_value: the one-sided Mann-Whitney p-value of the audited set vs the known non-members.
+        n: the number of images audited.
+        calibration: the summary's `calibration` record; when its `detector_separates` is false (the
+            calibration AUROC's interval reaches 0.5), the audit concludes nothing, whatever `p_value`.
+    """
+    if calibration is not None and not calibration.get("detector_separates", True):
+        known = f"{calibration['n_members']} + {calibration['n_nonmembers']}"
+        return (
+            "Cannot conclude: the detector does not separate known members from non-members better than "
+            f"chance ({auroc_text(calibration)} on {known} calibration images), so this audit says nothing "
+            "about whether the set was used to train the model, whatever its p-value "
+            f"(p = {p_value:.2g}, n = {n}). Train a detector that separates them (more epochs, other "
+            "layers, more known images) and audit again."
+        )
     for level, words in LEVELS:
         if p_value < level:
             return (
@@ -45,15 +71,24 @@ def caveats(summary: dict) -> list[str]:
         "set, drawn from the same data as the training set. Images from another distribution (another "
         "camera, compression, resizing, domain) can score differently for that reason alone, in either "
         'direction: a small p-value means "scores higher than unseen images like the training data".',
-        f"The detector separates known members from non-members with AUROC "
-        f"{cal['detector_auroc_members_vs_nonmembers']:.3f} on the calibration images (0.5 = chance). The "
-        "weaker it is, the more images an audit needs, and the wider the fraction's interval.",
+        f"The detector separates known members from non-members with {auroc_text(cal)} on the "
+        "calibration images (0.5 = chance). The weaker it is, the more images an audit needs, and the "
+        "wider the fraction's interval; an interval reaching 0.5 leaves the audit without a conclusion.",
         "The estimated fraction assumes that the audited members and non-members score like the calibration "
         "members and non-members. Clipped to [0, 1] it is biased away from 0 and 1 (a set of non-members "
         "reads a few percent), so the raw estimate is shown beside it: an interval reaching 0 is "
         "consistent with none of the set having been used.",
         "Near-copies of training images (other crops, frames of the same scene) count as members.",
     ]
+    accuracy = cal.get("target_accuracy")
+    if accuracy and accuracy.get("at_chance"):
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        items.append(
+            f"The target classifies the calibration images at chance accuracy ({pct(accuracy['members'])} of "
+            f"the known members, {pct(accuracy['nonmembers'])} of the non-members; chance "
+            f"{pct(accuracy['chance'])}): it learned little, so there is little memorization to detect, and "
+            "its scores say little either way. Check that the target's weights and preprocessing are right."
+        )
     if summary["labels"] == "predicted":
         items.append(
             "The images carried no class labels, so the target's predicted class was fed to the "
@@ -89,6 +124,8 @@ def histogram_figure(audited: Tensor, members: Tensor, nonmembers: Tensor):
 
 def share_text(frac: dict) -> str:
     """The estimated share in words: clipped to [0, 1], the raw estimate beside it, and what it allows."""
+    if frac.get("not_reported"):
+        return f"n/a: {frac['not_reported']}"
     pct = lambda v: "n/a" if v != v else f"{100 * v:.0f}%"  # noqa: E731
     point, lo, hi = frac["raw"]
     text = f"{pct(frac['fraction'])} [{pct(frac['ci_low'])}, {pct(frac['ci_high'])}]"
@@ -138,6 +175,8 @@ def render_html(summary: dict, figure) -> str:
          f"{summary['effect_size_auroc_vs_nonmembers']:.3f}"),
         ("estimated share of the set used in training [95% CI]",
          share_text(summary["member_fraction"])),
+        ("detector on its calibration images: known members vs non-members [CI]",
+         auroc_text(summary["calibration"])),
         ("images audited", summary["n_audited"]),
         ("files skipped", summary["n_skipped"]),
         ("class fed to the detector", summary["labels"]),
@@ -155,6 +194,7 @@ def render_html(summary: dict, figure) -> str:
     text = lambda rows: [(str(k), str(v)) for k, v in rows]  # noqa: E731
     return _template().render(
         verdict=str(summary["verdict"]),
+        conclusive=summary["calibration"].get("detector_separates", True),
         numbers=text(numbers),
         histogram_png=_png_base64(figure),
         caveats=[str(x) for x in caveats(summary)],

@@ -8,7 +8,12 @@ not to be members (calibration non-members held out from the detector's training
 - its effect size is the AUROC of audited set vs non-members (0.5 = no difference);
 - the fraction of the set that was in training follows from a two-component mixture: if a share pi
   of the set are members, AUROC(set, non-members) = pi * AUROC(members, non-members) + (1 - pi) / 2,
-  so pi = (AUROC_set - 0.5) / (AUROC_members - 0.5), with a bootstrap confidence interval.
+  so pi = (AUROC_set - 0.5) / (AUROC_members - 0.5), with a bootstrap confidence interval;
+- whether the detector separates known members from non-members at all: the calibration AUROC with
+  DeLong's confidence interval (`auroc_interval`). An audit whose interval reaches 0.5 concludes nothing.
+
+Every function here refuses NaN or infinite scores (`MintError`): a NaN ranks anywhere, so a p-value
+or a share computed from one is silently wrong.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from mint.errors import check_finite
 
 
 def _average_ranks(values: Tensor) -> tuple[Tensor, Tensor]:
@@ -36,6 +43,8 @@ def mann_whitney_greater(x: Tensor, y: Tensor) -> dict[str, float]:
     nx, ny = len(x), len(y)
     if nx == 0 or ny == 0:
         raise ValueError(f"both samples need scores (got {nx} and {ny})")
+    check_finite("the scores compared (first sample)", x)
+    check_finite("the scores compared (second sample)", y)
     ranks, ties = _average_ranks(torch.cat([x, y]))
     u = float(ranks[:nx].sum()) - nx * (nx + 1) / 2
     n = nx + ny
@@ -64,6 +73,8 @@ def member_fraction_estimate(
         level: confidence level of the interval.
         seed: seed of the resampling.
     """
+    for name, scores in (("audited", audited), ("non-member", nonmembers), ("member", members)):
+        check_finite(f"the {name} scores", scores)  # once here: the bootstrap's resamples hold no others
 
     def estimate(a: Tensor, nm: Tensor, m: Tensor) -> float:
         separation = mann_whitney_greater(m, nm)["auroc"] - 0.5
@@ -105,3 +116,64 @@ def member_fraction_estimate(
         "raw": [point, float(lo), float(hi)],
         "consistent_with_none": bool(lo <= 0),
     }
+
+
+def auroc_interval(members: Tensor, nonmembers: Tensor, level: float = 0.95) -> dict[str, float]:
+    """AUROC of `members` vs `nonmembers` scores with DeLong's confidence interval.
+
+    DeLong et al. (1988): the AUROC is a two-sample U statistic, and its variance follows from each
+    score's share of the other sample it beats (its "placement"), var = s2(V10) / n_m + s2(V01) / n_n.
+    Chosen over a bootstrap (hundreds of sorts, a seed) and Hanley-McNeil (which assumes the scores'
+    distributions, and misstates the variance when they differ): it assumes nothing about the scores,
+    is deterministic and costs one sort of each sample (milliseconds for 10^5 scores). The interval is
+    the normal one, AUROC +- z SE, clipped to [0, 1].
+
+    Args:
+        members: scores of known members.
+        nonmembers: scores of known non-members.
+        level: confidence level of the interval.
+
+    Returns:
+        `auroc`, `ci_low`, `ci_high`, `se`, and `method` ("DeLong").
+    """
+    x, y = members.double().flatten(), nonmembers.double().flatten()
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2:
+        raise ValueError(f"an AUROC interval needs at least 2 scores a side (got {nx} and {ny})")
+    check_finite("the member scores", x)
+    check_finite("the non-member scores", y)
+    combined, _ = _average_ranks(torch.cat([x, y]))
+    # A score's rank among both samples minus its rank within its own: how many of the other sample
+    # lie below it (ties count one half).
+    v10 = (combined[:nx] - _average_ranks(x)[0]) / ny  # share of non-members below each member
+    v01 = 1 - (combined[nx:] - _average_ranks(y)[0]) / nx  # share of members above each non-member
+    auroc = float(v10.mean())
+    se = math.sqrt(float(v10.var()) / nx + float(v01.var()) / ny)
+    z = float(torch.special.ndtri(torch.tensor((1 + level) / 2, dtype=torch.float64)))
+    return {
+        "auroc": auroc,
+        "ci_low": max(auroc - z * se, 0.0),
+        "ci_high": min(auroc + z * se, 1.0),
+        "se": se,
+        "level": level,
+        "method": "DeLong",
+    }
+
+
+def target_accuracy(predicted: Tensor, labels: Tensor, members: Tensor, num_classes: int) -> dict:
+    """The target's accuracy on known members and non-members, and whether it is no better than chance.
+
+    "At chance": the accuracy over both is not above 1 / `num_classes` by a one-sided binomial test at
+    the 5% level (normal approximation). Such a target learned little, so there is little memorization
+    for a detector to find. Images without a label (negative) are left out.
+    """
+    known = labels >= 0
+    correct = (predicted == labels)[known].double()
+    chance = 1 / num_classes
+    n = len(correct)
+    if n == 0:
+        return {"members": None, "nonmembers": None, "chance": chance, "at_chance": None}
+    z = (float(correct.mean()) - chance) / math.sqrt(chance * (1 - chance) / n) if num_classes > 1 else 0.0
+    sides = {name: correct[members[known] == m] for name, m in (("members", 1), ("nonmembers", 0))}
+    accuracy = {name: float(c.mean()) if len(c) else None for name, c in sides.items()}
+    return accuracy | {"chance": chance, "at_chance": z < 1.645}

@@ -13,6 +13,7 @@ is dropped from both and counted, never silently kept on one side.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from mint.data.duplicates import exact_keys
 from mint.data.images import IMAGE_EXTENSIONS, decode_image, resize_rgb, to_rgb_uint8
 from mint.data.npz import check_labels, read_npz
 from mint.errors import MintError
+from mint.files import check_input_file
 
 NO_LABEL = -1  # the target's predicted class is used for images without a label
 
@@ -43,42 +45,84 @@ class KnownData:
     notes: list[str] = field(default_factory=list)
 
 
+def class_index(text: str, num_classes: int) -> int | None:
+    """The class index a folder name or CSV label spells (ASCII digits below `num_classes`), else None.
+
+    Not `str.isdigit`: it accepts '²' or '٣', which `int` then refuses (or reads as another number).
+    """
+    if text.isascii() and text.isdecimal() and int(text) < num_classes:
+        return int(text)
+    return None
+
+
 def _folder(root: Path, num_classes: int) -> list[tuple[Path, int]]:
     subdirs = sorted(d for d in root.iterdir() if d.is_dir())
     if not subdirs:
         return [(f, NO_LABEL) for f in sorted(root.iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
     items = []
     for d in subdirs:
-        if not d.name.isdigit() or int(d.name) >= num_classes:
+        label = class_index(d.name, num_classes)
+        if label is None:
             raise MintError(
-                f"class folder {d} is not a class index of the target (0..{num_classes - 1}); name the "
-                "subfolders by class index, or give a CSV of path,label lines"
+                f"class folder {str(d)!r} is not a class index of the target (0..{num_classes - 1}); name "
+                "the subfolders by class index, or give a CSV of path,label lines"
             )
-        items += [(f, int(d.name)) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
+        items += [(f, label) for f in sorted(d.rglob("*")) if f.suffix.lower() in IMAGE_EXTENSIONS]
     return items
+
+
+def _csv_text(path: Path) -> str:
+    """The CSV's text: UTF-8 (a BOM allowed), no NUL bytes (those mark a binary file)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise MintError(
+            f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}): save "
+            "the CSV as UTF-8 (path,label lines)"
+        ) from err
+    except OSError as err:
+        raise MintError(f"cannot read {path}: {err.strerror or err}") from err
+    if "\0" in text:
+        raise MintError(f"{path} holds NUL bytes: a binary file, not a CSV of path,label lines")
+    return text
 
 
 def _csv(path: Path, num_classes: int) -> list[tuple[Path, int]]:
     items = []
-    with path.open(newline="") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
+    rows = csv.reader(io.StringIO(_csv_text(path), newline=""))
+    try:
+        for number, row in enumerate(rows, start=1):
             if not row or (number == 1 and row[0].strip().lower() in ("path", "image", "file")):
                 continue  # blank lines and a header
+            where = f"{path}, line {number}"
             label = row[1].strip() if len(row) > 1 else ""
-            if label and not (label.isdigit() and int(label) < num_classes):
-                raise MintError(
-                    f"{path}, line {number}: label {label!r} is not a class index 0..{num_classes - 1}"
-                )
-            items.append((path.parent / row[0].strip(), int(label) if label else NO_LABEL))
+            index = class_index(label, num_classes) if label else NO_LABEL
+            if index is None:
+                raise MintError(f"{where}: label {label!r} is not a class index 0..{num_classes - 1}")
+            if not row[0].strip():
+                raise MintError(f"{where}: no image path (lines are path,label)")
+            image = check_input_file(path.parent / row[0].strip(), f"{where}: image file")
+            items.append((image, index))
+    except csv.Error as err:
+        raise MintError(f"{path} is not a readable CSV ({err})") from err
+    if not items:
+        raise MintError(f"{path} lists no images: give one path,label line per image")
     return items
 
 
 def read_known_set(path: str | Path, image_size: int, num_classes: int, notes: list[str]) -> tuple:
     """Images (uint8, resized) and labels of one known set: a folder, an `.npz` or a `.csv`."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise MintError(f"known set not found: {str(path)!r} (give an image folder, an .npz or a .csv)")
-    if path.suffix == ".npz":
+    if not path.is_dir():  # a file: a dangling link, a FIFO, a .png or a .txt are told apart here
+        check_input_file(path, "known set", "give an image folder, an .npz or a .csv of path,label lines")
+        if path.suffix.lower() not in (".npz", ".csv"):
+            raise MintError(
+                f"known set {str(path)!r} is a file but not an .npz or a .csv; give an image folder, an "
+                ".npz (images, optionally labels) or a .csv of path,label lines"
+            )
+    if path.suffix.lower() == ".npz" and not path.is_dir():
         arrays = read_npz(path, ("images",), optional=("labels",))
         images = to_rgb_uint8(arrays["images"], notes)
         n = len(images)
@@ -93,7 +137,7 @@ def read_known_set(path: str | Path, image_size: int, num_classes: int, notes: l
             images = np.stack([resize_rgb(Image.fromarray(im), image_size) for im in images])
             notes.append(f"{path}: resized to {image_size}x{image_size}")
         return images, labels
-    items = _csv(path, num_classes) if path.suffix == ".csv" else _folder(path, num_classes)
+    items = _folder(path, num_classes) if path.is_dir() else _csv(path, num_classes)
     if not items:
         raise MintError(f"{path} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     images = np.stack([decode_image(f, image_size, notes) for f, _ in items])  # names a damaged file

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from mint.data.reference_masks import reference_kept
+from mint.data.reference_masks import check_reference_index, reference_kept
 from mint.data.sources import Source
 from mint.data.split import index_hash
 from mint.data.target_datamodule import TargetDataModule
@@ -81,7 +81,7 @@ class ReferenceDataModule(TargetDataModule):
             source, member_fraction, split_seed, stratify, group_aware, duplicates, augment,
             batch_size, num_workers, persistent_workers, pin_memory, member_eval_size,
         )  # fmt: skip
-        self.index = check_count("index", index, minimum=0)
+        self.index = check_reference_index("index", index)
         self.seed, self.audited = check_count("seed", seed, minimum=0), audited
 
     def training_images(self, data) -> np.ndarray:

@@ -17,9 +17,38 @@ each reference still trains on as many images as the target did, from the rest o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from mint.errors import MintError, check_count
+from mint.files import check_input_file
+
+# The largest reference set mint trains or reads. Each reference is a full training of the target:
+# LiRA's largest published sets have 256 models, RMIA gets by with 1 to 8. A count beyond this is a
+# typo (--count 100000000), and its (K, pool) mask alone would exhaust memory before any training.
+MAX_REFERENCES = 1024
+
+
+def check_reference_count(name: str, value: int, minimum: int = 1) -> int:
+    """Refuse a number of references (or a reference index) outside [minimum, MAX_REFERENCES]."""
+    check_count(name, value, minimum)
+    if value > MAX_REFERENCES:
+        raise MintError(
+            f"{name} {value}: mint trains and reads reference sets of at most {MAX_REFERENCES} models "
+            "(each is a full training of the target; LiRA's largest published sets have 256)"
+        )
+    return value
+
+
+def check_reference_index(name: str, value: int) -> int:
+    """Refuse a reference's number outside 0 ... MAX_REFERENCES - 1."""
+    if not 0 <= value < MAX_REFERENCES:
+        raise MintError(
+            f"{name} {value}: references are numbered 0 ... {MAX_REFERENCES - 1} (mint trains and reads "
+            f"reference sets of at most {MAX_REFERENCES} models)"
+        )
+    return value
 
 
 def reference_kept(
@@ -40,7 +69,7 @@ def reference_kept(
         groups: group id of every image (None: each image its own group); a group is kept whole.
         audited: indices never given to any reference (offline attacks); None for online attacks.
     """
-    check_count("count", count)
+    check_reference_count("the number of references", count)
     groups = np.arange(num_images) if groups is None else np.asarray(groups)
     _, unit, sizes = np.unique(groups, return_inverse=True, return_counts=True)  # (N,), (G,)
     excluded = np.zeros(len(sizes), bool)
@@ -70,3 +99,39 @@ def reference_kept(
             chosen = chosen if window == training_size else ~chosen
         kept_units[k, order[chosen]] = True
     return kept_units[:, unit]  # (K, G) -> (K, N)
+
+
+def read_kept(path: str | Path, num_images: int) -> np.ndarray:
+    """The pool indices a reference trained on (its `kept.npy`), refused unless they can be that.
+
+    A list of distinct pool indices in increasing order, as `ReferenceDataModule` writes it; never
+    unpickled (a `.npy` file can hold Python objects, whose loading runs code).
+    """
+    hint = "it is written by `mint references`; train that reference again"
+    path = check_input_file(path, "reference mask", hint)
+    size = path.stat().st_size
+    if size > 8 * num_images + 4096:  # int64 indices of the pool and a header: no larger
+        raise MintError(
+            f"reference mask {str(path)!r} has {size:,} bytes, more than the indices of a pool of "
+            f"{num_images:,} images take; {hint}"
+        )
+    try:
+        kept = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        pickled = "pickle" in str(err)  # numpy's words for object arrays and pickle files alike
+        what = "holds Python objects (pickled), which mint never loads" if pickled else "is not a .npy file"
+        raise MintError(f"reference mask {str(path)!r} {what}; {hint}") from err
+    except (OSError, EOFError) as err:
+        raise MintError(f"reference mask {str(path)!r} is truncated or unreadable ({err}); {hint}") from err
+    if not isinstance(kept, np.ndarray) or kept.ndim != 1 or not np.issubdtype(kept.dtype, np.integer):
+        shape = f"{kept.dtype} {kept.shape}" if isinstance(kept, np.ndarray) else "an archive"
+        raise MintError(f"reference mask {str(path)!r} holds {shape}, not a list of pool indices; {hint}")
+    if not len(kept) or kept.min() < 0 or kept.max() >= num_images:
+        span = f"{kept.min()} ... {kept.max()}" if len(kept) else "none"
+        raise MintError(
+            f"reference mask {str(path)!r} names pool images {span}, but the pool has images "
+            f"0 ... {num_images - 1}; {hint}"
+        )
+    if (np.diff(kept) <= 0).any():
+        raise MintError(f"reference mask {str(path)!r} repeats images or is out of order; {hint}")
+    return kept.astype(np.int64)

@@ -11,49 +11,65 @@ over the target's pool (`reference_kept`). A reference set lives in
 depends on (the target's recipe and pool, the seed, the audited images), not K: `--count 8` after
 `--count 4` trains references 4 ... 7 beside the first four, and an attack given `count: 4` reads
 the first four. A finished reference (`done.json`) is found again and reused, never retrained; a
-crashed one resumes from its `last.ckpt`. Arguments after `--` go to every `fit` (e.g.
-`--trainer.devices=2`), as for a target.
+crashed one resumes from its `last.ckpt`. Several `mint references` may work on one set at once
+(array jobs): each reference is trained by one of them while the others wait for it. Arguments
+after `--` go to every `fit` (e.g. `--trainer.devices=2`), as for a target; those that change how
+the target was trained (`--trainer.max_epochs=1`) are refused unless `--other-recipe` is given.
+
+The run's `config.yaml` is a file, perhaps from someone else: it may name only mint's, torch.optim's
+and Lightning's classes (LightningCLI imports every class a config names, running its module).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from mint.attacks.reference_loading import DONE, read_done
 from mint.data.reference_datamodule import audited_images, set_key
+from mint.data.reference_masks import check_reference_count
 from mint.data.split import index_hash
-from mint.errors import MintError, check_count
-from mint.files import write_json_atomic
+from mint.errors import MintError, UnwritableError, check_count
+from mint.files import exclusive_lock, file_sha256, read_yaml, write_json_atomic
 from mint.models.target import load_target_checkpoint
+from mint.tasks.preflight import check_writable
+from mint.tasks.trusted_classes import IMPORT_NAME, importing_only, refuse_foreign_config
 
-DONE = "done.json"
 # Trainer settings that change how a model trains (the rest, e.g. devices or logging, do not).
 RECIPE_TRAINER_KEYS = ("max_epochs", "max_steps", "precision", "accumulate_grad_batches", "gradient_clip_val")
 # Extra arguments that decide where and how fast a run goes, not what it learns: left out of the key.
 NOT_RECIPE = ("--trainer.devices", "--trainer.accelerator", "--trainer.strategy", "--trainer.num_nodes",
               "--trainer.enable_", "--trainer.logger", "--data.num_workers", "--data.persistent_workers",
               "--data.pin_memory", "--trainer.callbacks")  # fmt: skip
+_MISSING = object()
+
+
+def typed_names(extra: list[str]) -> list[str]:
+    """Import paths given as values after `--` (`--trainer.callbacks+=pkg.Cb`): the user's own choice."""
+    return [m.group(0) for _, value in _options(extra) if value for m in IMPORT_NAME.finditer(value)]
 
 
 def target_recipe(run: Path) -> tuple[dict, Path, dict]:
     """The target run's config (as saved by LightningCLI), its checkpoint, and its split record."""
     config_path = run / "config.yaml"
     ckpt = run / "checkpoints" / "last.ckpt"
-    if not config_path.is_file() or not ckpt.is_file():
+    if not os.path.lexists(config_path) or not os.path.lexists(ckpt):
         raise MintError(
             f"{run} is not a finished target run: it needs config.yaml and checkpoints/last.ckpt "
             "(give a folder like lightning_logs/classifier_cifar10/version_0)"
         )
-    config = yaml.safe_load(config_path.read_text())
-    if "TargetModule" not in str(config.get("model", {}).get("class_path", "")):
-        raise MintError(
-            f"{run} is not a target run (its model is {config.get('model', {}).get('class_path')})"
-        )
+    config = read_yaml(config_path, "the target run's config")  # a list, binary, a bomb, a FIFO: refused
+    model = config.get("model")
+    class_path = str(model.get("class_path", "")) if isinstance(model, dict) else ""
+    if not (class_path.startswith("mint.") and class_path.endswith(".TargetModule")):
+        raise MintError(f"{run} is not a target run (its model is {class_path or model!r})"[:300])
+    refuse_foreign_config(config, config_path)  # before anything hands the file to LightningCLI
     return config, ckpt, load_target_checkpoint(ckpt).manifest
 
 
@@ -68,64 +84,187 @@ def recipe_of(config: dict) -> dict:
     }
 
 
-def set_folder(
-    save_dir: Path, run: Path, seed: int, audited: str | None, extra: list[str]
-) -> tuple[Path, str]:
+def _options(extra: list[str]) -> list[tuple[str, str | None]]:
+    """(--name, value) of each option in `extra` (`--a=1` or `--a 1`; None for a bare flag)."""
+    options, i = [], 0
+    while i < len(extra):
+        name, eq, value = extra[i].partition("=")
+        i += 1
+        if not name.startswith("--"):
+            continue
+        if not eq and i < len(extra) and not extra[i].startswith("--"):
+            value, eq, i = extra[i], "=", i + 1
+        options.append((name, value if eq else None))
+    return options
+
+
+def _lookup(tree: object, key: str) -> object:
+    """The value at a dotted key of a config, `init_args` optional (`model.width`); _MISSING if unset."""
+    for part in key.split("."):
+        if isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, dict) and isinstance(tree.get("init_args"), dict) and part in tree["init_args"]:
+            tree = tree["init_args"][part]
+        else:
+            return _MISSING
+    return tree
+
+
+def recipe_changes(config: dict, extra: list[str]) -> list[str]:
+    """Arguments after `--` that train otherwise than the target: ["trainer.max_epochs=1 (target: 10)"]."""
+    changes = []
+    for name, value in _options(extra):
+        if name.startswith(NOT_RECIPE):
+            continue
+        try:
+            asked = True if value is None else yaml.safe_load(value)
+        except yaml.YAMLError:
+            asked = value
+        found = _lookup(config, name[2:])
+        if found is _MISSING or found != asked:
+            was = "not set" if found is _MISSING else f"target: {found!r}"[:80]
+            changes.append(f"{name[2:]}={value if value is not None else 'true'} ({was})")
+    return changes
+
+
+@dataclass
+class ReferencePlan:
+    """What every reference of one `mint references` command shares."""
+
+    run: Path
+    config: dict
+    folder: Path
+    key: str
+    count: int
+    seed: int
+    audited: str | None
+    extra: list[str]
+    changes: list[str]  # recipe changes asked for with --other-recipe, recorded in every done.json
+
+
+def set_folder(save_dir: Path, run: Path, config: dict, manifest: dict, seed: int, audited: str | None,
+               extra: list[str]) -> tuple[Path, str]:  # fmt: skip
     """The folder of the reference set, named by the target run and the key of what the set depends on.
 
     The key covers the target's recipe, its pool, the seed, the audited images and the extra
     arguments that change training (not devices, workers or logging).
     """
-    config, _, manifest = target_recipe(run)
     audited_sha = index_hash(sorted(audited_images(audited, manifest))) if audited else None
     recipe = recipe_of(config) | {"extra": [a for a in extra if not a.startswith(NOT_RECIPE)]}
     key = set_key(recipe, manifest, seed, audited_sha)
     return save_dir / "references" / f"{run.parent.name}-{run.name}-{key}", key
 
 
-def train_reference(run: Path, folder: Path, key: str, count: int, index: int, seed: int,
-                    audited: str | None, extra: list[str]) -> dict:  # fmt: skip
+def found_done(plan: ReferencePlan, index: int) -> dict | None:
+    """The record of reference `index` if it is finished; None if not (or its done.json is damaged)."""
+    ref = plan.folder / f"ref_{index}" / "version_0"
+    if not os.path.lexists(ref / DONE):
+        return None
+    try:
+        record = read_done(ref / DONE)
+    except MintError:
+        # mint writes done.json atomically, after the checkpoint: a damaged one is not mint's. The
+        # checkpoint beside it resumes (a finished one ends at once), so training again loses nothing,
+        # where a refusal would leave the file to be deleted by hand.
+        print(f"mint references: {ref / DONE} is damaged; training reference {index} again", flush=True)
+        return None
+    if record.get("key") != plan.key or record["index"] != index:
+        return None
+    return record | {"checkpoint": str((ref / "checkpoints" / "last.ckpt").resolve())}
+
+
+def check_resumable(last: Path, index: int, seed: int) -> None:
+    """Refuse to resume from a `last.ckpt` that is not reference `index`'s (a target's, another's)."""
+    recorded = load_target_checkpoint(last).manifest.get("reference")
+    if not isinstance(recorded, dict) or (recorded.get("index"), recorded.get("seed")) != (index, seed):
+        raise MintError(
+            f"{last} is not a checkpoint of reference {index} (seed {seed}), so it cannot be resumed: "
+            "move it away to train that reference from scratch"
+        )
+
+
+def reference_seed(plan: ReferencePlan, index: int) -> int:
+    """Another initialization and batch order for every reference, as independent models.
+
+    Within Lightning's seeds (0 ... 2^32 - 1) whatever the target's seed and the mask's.
+    """
+    target = plan.config.get("seed_everything")
+    target = target if type(target) is int else 0  # the fit's own seed is given on its command line
+    return (target * 100_003 + plan.seed * 1_009 + index + 1) % 2**32
+
+
+def train_reference(plan: ReferencePlan, index: int) -> dict:
     """Fit reference `index` unless it is done; resume it if a crash left its `last.ckpt`."""
-    ref = folder / f"ref_{index}" / "version_0"
-    if (ref / DONE).is_file():
-        record = json.loads((ref / DONE).read_text())
-        if record.get("key") == key:
-            print(f"mint references: reference {index} of {count} found, reused ({ref})", flush=True)
-            return record | {"checkpoint": str((ref / "checkpoints" / "last.ckpt").resolve())}
+    found = found_done(plan, index)
+    if found is not None:
+        print(f"mint references: reference {index} of {plan.count} found, reused ({found['checkpoint']})")
+        return found
     from mint.cli import main as cli_main  # the CLI imports every module: import it only when running
 
-    config, _, _ = target_recipe(run)
+    ref = plan.folder / f"ref_{index}" / "version_0"
     last = ref / "checkpoints" / "last.ckpt"
+    if os.path.lexists(last):
+        check_resumable(last, index, plan.seed)
     args = [
-        "fit", "--config", str(run / "config.yaml"), "--data=mint.data.ReferenceDataModule",
-        f"--data.init_args.index={index}", f"--data.init_args.seed={seed}",
-        f"--trainer.logger.init_args.save_dir={folder}", f"--trainer.logger.init_args.name=ref_{index}",
+        "fit", "--config", str(plan.run / "config.yaml"), "--data=mint.data.ReferenceDataModule",
+        f"--data.init_args.index={index}", f"--data.init_args.seed={plan.seed}",
+        f"--trainer.logger.init_args.save_dir={plan.folder}", f"--trainer.logger.init_args.name=ref_{index}",
         "--trainer.logger.init_args.version=version_0",
-        # another initialization and batch order for every reference, as independent models
-        f"--seed_everything={int(config.get('seed_everything') or 0) * 100_003 + seed * 1_009 + index + 1}",
-        *([f"--data.init_args.audited={audited}"] if audited else []),
+        f"--seed_everything={reference_seed(plan, index)}",
+        *([f"--data.init_args.audited={plan.audited}"] if plan.audited else []),
         *([f"--ckpt_path={last}"] if last.is_file() else []),
-        *extra,
+        *plan.extra,
     ]  # fmt: skip
-    print(
-        f"mint references: training reference {index} of {count}" + (" (resuming)" if last.is_file() else "")
-    )
+    resuming = " (resuming)" if last.is_file() else ""
+    print(f"mint references: training reference {index} of {plan.count}{resuming}", flush=True)
     start = time.perf_counter()
-    cli = cli_main(args)
+    with importing_only(typed_names(plan.extra)):  # what the run's config names was checked; this enforces it
+        cli = cli_main(args)
+    trained = Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt"
     record = {
-        "key": key,
-        "target_run": str(run),
+        "key": plan.key,
+        "target_run": str(plan.run),
         "index": index,
-        "checkpoint": str((Path(cli.trainer.log_dir) / "checkpoints" / "last.ckpt").resolve()),
+        "checkpoint": str(trained.resolve()),
+        "checkpoint_sha256": file_sha256(trained),
         "seconds": round(time.perf_counter() - start, 1),
         "reference": cli.datamodule.manifest["reference"],
+        "recipe_differences": plan.changes,
     }
     write_json_atomic(ref / DONE, record)
     return record
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Command-line entry point of `mint references`."""
+def _first_rank() -> bool:
+    """Whether this is the first process of a distributed run (or the only one).
+
+    Lightning's DDP launcher runs this command again in each further process, inside rank 0's fit:
+    those must not wait for the lock rank 0 holds (it waits for them), so only rank 0 locks.
+    """
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0 and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def train_locked(plan: ReferencePlan, index: int) -> dict:
+    """`train_reference` holding the reference's lock: another command on the set waits, then reuses it.
+
+    Waiting (rather than training other references first) keeps every command's references in
+    index order, the order a DDP launch's further processes assume.
+    """
+    if not _first_rank():
+        return train_reference(plan, index)
+    lock = plan.folder / f".ref_{index}.lock"
+
+    def waiting() -> None:
+        print(f"mint references: another process is training reference {index} ({lock}); waiting", flush=True)
+
+    with exclusive_lock(lock, on_wait=waiting):
+        return train_reference(plan, index)
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The command line's options, and the arguments after `--` (for every fit)."""
     parser = argparse.ArgumentParser(prog="mint references", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--target-run", required=True, help="the target's run folder (version_N)")
@@ -138,18 +277,44 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--audited", help="offline: a detector checkpoint whose test images no reference sees"
     )
     parser.add_argument("--save-dir", default="lightning_logs", help="where the reference set's folder goes")
-    argv = list(argv if argv is not None else sys.argv[1:])
+    parser.add_argument(
+        "--other-recipe",
+        action="store_true",
+        help="train with arguments after `--` that change the target's recipe (results name the change)",
+    )
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    count = check_count("--count", args.count)
-    indices = args.index if args.index else list(range(count))
+    return parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv), extra
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Command-line entry point of `mint references`."""
+    args, extra = parse(list(argv if argv is not None else sys.argv[1:]))
+    count = check_reference_count("--count", args.count)
+    indices = list(dict.fromkeys(args.index)) if args.index else list(range(count))
     bad = [i for i in indices if not 0 <= i < count]
     if bad:
         raise MintError(f"--index {bad}: references are numbered 0 ... {count - 1}")
-    run = Path(args.target_run)
-    seed = check_count("--seed", args.seed, minimum=0)
-    folder, key = set_folder(Path(args.save_dir), run, seed, args.audited, extra)
-    records = [train_reference(run, folder, key, count, i, args.seed, args.audited, extra) for i in indices]
-    total = sum(r["seconds"] for r in records)
+    run, seed = Path(args.target_run), check_count("--seed", args.seed, minimum=0)
+    config, _, manifest = target_recipe(run)
+    changes = recipe_changes(config, extra)
+    if changes and not args.other_recipe:
+        # A demanding auditor's default: LiRA and RMIA model the target's training, so references
+        # trained otherwise are miscalibrated and compare unfairly with MINT. A study of cheaper
+        # references says so with --other-recipe, and every result built on them names the change.
+        raise MintError(
+            f"the arguments after `--` change how the target was trained: {'; '.join(changes)}. References "
+            "must be trained as the target was (LiRA and RMIA assume it); leave them out, or add "
+            "--other-recipe to train such references anyway (every attack result then names the change)"
+        )
+    if changes:
+        print(f"mint references: WARNING: references NOT trained as the target was: {'; '.join(changes)}",
+              file=sys.stderr)  # fmt: skip
+    folder, key = set_folder(Path(args.save_dir), run, config, manifest, seed, args.audited, extra)
+    check_writable(folder, lambda f, why: UnwritableError(f"cannot write the reference set {f} ({why}); "
+                                                          "choose another --save-dir"))  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = ReferencePlan(run, config, folder, key, count, seed, args.audited, extra, changes)
+    records = [train_locked(plan, i) for i in indices]
+    total = sum(r.get("seconds", 0) for r in records)
     print(f"mint references: {len(records)} of {count} in {folder} ({total:.0f} s of training recorded)")
     return records

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +27,9 @@ class LatestRunLink(Callback):
             return
         run = Path(log_dir)
         link = run.parent / "latest"
+        if link.exists() and not link.is_symlink():  # a copy made with `cp -rL`: not ours to replace
+            warnings.warn(f"{link} is a folder, not a link: left as it is (newest run: {run})", stacklevel=2)
+            return
         tmp = run.parent / f".latest.{os.getpid()}"
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(run.name, target_is_directory=True)

@@ -306,12 +306,14 @@ class DetectorModule(DetectorTesting, MintModule):
         was_training = self.training
         self.eval()
         out: dict[str, list[Tensor]] = {"true_label": [], "predicted_label": [], "members": [], "labels": []}
+        out["predicted_class"] = []  # the target's own class: an audit names a target at chance accuracy
         for batch in loader:
             batch = move_data_to_device(batch, self.device)
             with self.unrounded():
                 acts = self.activations(batch)
                 out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
                 predicted = acts[LOGITS].argmax(1)
+                out["predicted_class"].append(predicted.long().cpu())
                 if self.target.gradients is not None:  # of the true label: read again for the predicted one
                     images = (
                         batch["image"] if "image" in batch else self.trainer.datamodule.images_of(batch["id"])

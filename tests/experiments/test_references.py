@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mint.attacks.reference_set import REFERENCE_ATTACKS, load_reference_set
+from mint.attacks.reference_loading import load_reference_set
+from mint.attacks.reference_set import REFERENCE_ATTACKS
 from mint.errors import MintError
 from mint.experiments.references import main as references
 from mint.models import load_target_checkpoint
