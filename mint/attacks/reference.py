@@ -84,7 +84,9 @@ def lira(
         refs: the references' `logit_confidence`.
         kept: (K, N) bool, True where reference k trained on image n.
         online: use IN and OUT references; offline uses only OUT ones (and must have them).
-        fixed_variance: one std per side for all images (the paper's choice for few references).
+        fixed_variance: one std per side for all images (the paper's choice for few references): the
+            spread of each reference around its own image's median, pooled over images (`_gaussian`),
+            not the reference code's global std of all values, which adds the spread between images.
     """
     target, refs = _with_aug(target.double(), refs.double())
     kept = kept.bool()

@@ -32,8 +32,9 @@ DEFENSES = {
     "early_stopping": "--model.init_args.early_stopping",
     "dp": "--model.init_args.dp_epsilon",
 }
-ATTACKS = ("mint", "loss", "rmia_offline")  # (RMIA with `--references`)
-LABELS = {"mint": "MINT", "loss": "loss attack", "rmia_offline": "RMIA (offline references)"}
+ATTACKS = ("mint", "loss", "attack_model", "rmia_offline")  # (RMIA with `--references`)
+LABELS = {"mint": "MINT", "loss": "loss attack", "attack_model": "attack model (learned, black-box)",
+          "rmia_offline": "RMIA (offline references)"}  # fmt: skip
 
 
 def parse_setting(setting: str) -> tuple[str, str | None]:
@@ -72,7 +73,8 @@ def defense_override(setting: str) -> list[str]:
 def defense_columns(res: dict, target_test_acc: float | None) -> dict:
     """The utility and privacy columns of one audited target."""
     privacy = res["privacy"]
-    reports = {"mint": res["mint"], **res["baselines"], **res.get("reference_attacks", {})}
+    reports = {"mint": res["mint"], **res["baselines"], **res.get("learned_attacks", {})}
+    reports |= res.get("reference_attacks", {})
     row = {"target_test_acc": target_test_acc, "claimed_epsilon": privacy["claimed_epsilon"]}
     for name in (a for a in ATTACKS if a in reports):
         row |= {
@@ -98,7 +100,7 @@ def privacy_utility_figure(rows: list[dict]):
         }
         for xi, pair in zip(x, zip(*ys.values(), strict=True), strict=True):  # one setting: a thin line
             ax.plot([xi, xi], [min(pair), max(pair)], color="lightgrey", lw=1, zorder=0)
-        for (name, y), marker in zip(ys.items(), "os^", strict=False):
+        for (name, y), marker in zip(ys.items(), "osD^", strict=False):
             ax.scatter(x, y, marker=marker, label=LABELS[name])
         for xi, yi, r in zip(x, ys["mint"], rows, strict=True):  # the setting's name, once
             ax.annotate(r["defense"], (xi, yi), fontsize=7, xytext=(4, 3), textcoords="offset points")

@@ -75,6 +75,8 @@ def run_quickstart(
         "target_gap": float(metrics["val/gap"]),
         "mint": results["mint"],
         "loss_attack_auroc": results["baselines"]["loss"]["auroc"],
+        "white_box_gain": results["white_box_gain"],
+        "picked": results["picked"]["scorer"],
         "target_ckpt": target_ckpt,
         "detector_ckpt": best,
         "test_results": str(Path(test.trainer.log_dir) / "test_results.json"),
@@ -107,6 +109,12 @@ def format_summary(s: dict) -> str:
         ("MINT TPR @ 0.1% FPR", _fmt(m["tpr@0.1%fpr"], m["n_nonmembers"], 0.001)),
         ("loss-threshold attack AUROC (same images)", f"{s['loss_attack_auroc']:.3f}"),
     ]
+    gain = s.get("white_box_gain")
+    if gain:  # the strongest black-box attack, and what reading the layers adds to it
+        lo, hi = gain["auroc_ci95"]
+        interval = f"{gain['auroc']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        rows.append((f"MINT - best black-box ({gain['against']}) AUROC", interval))
+        rows.append(("picked on validation (all scorers)", s["picked"]))
     width = max(len(r[0]) for r in rows)
     lines = ["", "mint quickstart: bundled CIFAR-10 sample, PaperCNN target, MINT at layer 7 (per class)"]
     lines += [f"  {k.ljust(width)}  {v}" for k, v in rows]

@@ -183,7 +183,22 @@ def _row(factor: str, value: str, res: dict) -> dict:
         **{f"mint_{k}": v for k, v in scorer_row(m).items()},
         "loss_auroc": loss["auroc"],
         "loss_tpr@1%fpr": loss["tpr@1%fpr"],
+        **_gain_columns(res),
         "n_test": f"{m['n_members']}+{m['n_nonmembers']}",
+    }
+
+
+def _gain_columns(res: dict) -> dict:
+    """The strongest black-box attack on the same images (chosen on test) and MINT's gain over it."""
+    gain = res.get("white_box_gain")
+    if not gain:  # a results file of a mint before the learned attacks
+        return {}
+    reports = res["baselines"] | res.get("learned_attacks", {})
+    return {
+        "best_black_box": gain["against"],
+        "best_black_box_auroc": reports[gain["against"]]["auroc"],
+        "white_box_gain_auroc": gain["auroc"],
+        "white_box_gain_ci95": gain["auroc_ci95"],
     }
 
 

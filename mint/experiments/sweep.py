@@ -6,8 +6,9 @@
 All requested layers are extracted into the activation cache in one forward pass; then one detector
 per layer is trained and tested on the same balanced sets, each with and without the float64
 output features (`--output-features both`, the default), and one that reads the output features
-alone. The variant with the best *validation* AUROC is picked (marked in the table and named above
-it), so the winner is never chosen on the test set. Runs are logged side by side in
+alone. The scorer with the best *validation* AUROC is picked (marked in the table and named above
+it), among the detectors and the black-box attacks (thresholds and learned attacks, the loss attack
+among them), so the winner is never chosen on the test set. Runs are logged side by side in
 TensorBoard (`<save_dir>/sweep_<config>/run_N/<layer>`), and `sweep.csv`, `sweep.md` and
 `sweep_auroc.png` (AUROC versus layer depth, baselines as lines) are written to the run folder.
 Arguments after `--` go to every `fit` / `test` call (any LightningCLI override); with
@@ -100,19 +101,23 @@ def run_sweep(
         args = ["--model.init_args.layers=[]", "--model.init_args.output_features=true"]
         fit, res = timed(["--config", config, *extra, *args], run, "output", timing)
         rows.append(mint_row("MINT output features", "", "3 (float64)", fit, res))
+    refs = first.get("references") or {}
+    validation = first.get("validation_auroc", {})  # the black-box attacks', on the same validation set
+    others = [(f"baseline: {n}", n, r) for n, r in first["baselines"].items()]
+    others += [(f"learned: {n}", n, r) for n, r in first.get("learned_attacks", {}).items()]
+    # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
+    others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", n, r)
+               for n, r in first.get("reference_attacks", {}).items()]  # fmt: skip
+    for scorer, name, report in others:
+        rows.append({"scorer": scorer, "depth": "", "shape": "logits",
+                     "val_auroc": validation.get(name, float("nan")), **scorer_row(report),
+                     "n": f"{report['n_members']}+{report['n_nonmembers']}", "picked": ""})  # fmt: skip
+    # The pick is over every scorer with a validation AUROC, the loss attack among them: a sweep never
+    # reports a detector that the plain loss threshold beat on validation (ties go to the first row).
     scored = [r for r in rows if r["val_auroc"] == r["val_auroc"]] or rows  # (no validation: the first)
     best = max(scored, key=lambda r: r["val_auroc"] if r["val_auroc"] == r["val_auroc"] else 0)
     for r in rows:
         r["picked"] = "yes" if r is best else ""
-    refs = first.get("references") or {}
-    others = [(f"baseline: {n}", r) for n, r in first["baselines"].items()]
-    # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
-    others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", r)
-               for n, r in first.get("reference_attacks", {}).items()]  # fmt: skip
-    for scorer, report in others:
-        rows.append({"scorer": scorer, "depth": "", "shape": "logits", "val_auroc": float("nan"),
-                     **scorer_row(report), "n": f"{report['n_members']}+{report['n_nonmembers']}",
-                     "picked": ""})  # fmt: skip
     timing["total_s"] = time.perf_counter() - start
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
     _write_outputs(run, rows, first["target_on_test_set"], layers, best)
@@ -136,8 +141,10 @@ def timed(args: list[str], run: Path, version: str, timing: dict) -> tuple[objec
 def mint_row(scorer: str, depth, shape: str, fit, res: dict) -> dict:
     """A detector's row: its test report and the validation AUROC of its kept epoch (what picks)."""
     score = fit.trainer.checkpoint_callback.best_model_score
-    return {"scorer": scorer, "depth": depth, "shape": shape,
-            "val_auroc": float(score) if score is not None else float("nan"), **scorer_row(res["mint"]),
+    score = float(score) if score is not None else float("nan")
+    # the test phase's validation AUROC (the same function as the black-box rows'), else the logged one
+    score = res.get("validation_auroc", {}).get("mint", score)
+    return {"scorer": scorer, "depth": depth, "shape": shape, "val_auroc": score, **scorer_row(res["mint"]),
             "n": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}", "picked": ""}  # fmt: skip
 
 
@@ -162,8 +169,11 @@ def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str],
     if grads:  # gradient features at their module's depth
         ax.plot([r["depth"] for r in grads], [r["auroc"] for r in grads], "x", ms=8, label="MINT gradients")
     for r in rows:
-        if r["scorer"].startswith(("baseline", "reference")) or r["scorer"] == "MINT output features":
-            ls = "--" if r["scorer"].startswith("baseline") else ":"
+        if (
+            r["scorer"].startswith(("baseline", "learned", "reference"))
+            or r["scorer"] == "MINT output features"
+        ):
+            ls = {"b": "--", "l": "-."}.get(r["scorer"][0], ":")
             ax.axhline(r["auroc"], ls=ls, lw=0.8 if r["scorer"][0] != "M" else 1.5, label=r["scorer"])
     names = {}  # depth -> the layer (or module) at it, for the ticks
     for layer in layers:

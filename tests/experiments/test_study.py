@@ -99,13 +99,15 @@ def test_defense_study_puts_utility_beside_what_attacks_find_and_prove(tmp_path)
     assert none["claimed_epsilon"] is None and 3.9 <= dp["claimed_epsilon"] <= 4.0
     for r in rows:
         assert 0 < r["target_test_acc"] < 1
-        for attack in ("mint", "loss", "rmia_offline"):
+        for attack in ("mint", "loss", "attack_model", "rmia_offline"):
             assert 0 <= r[f"{attack}_epsilon_lb"] <= r["largest_provable"]
     run = tmp_path / "study_defense" / "run_0"
     res = json.loads((run / "detector" / "defense=dp=4-references" / "test_results.json").read_text())
     assert dp["mint_epsilon_lb"] == res["privacy"]["epsilon_lower_bound"]["mint"]
     assert dp["mint_auroc"] == res["mint"]["auroc"]
     assert dp["rmia_offline_auroc"] == res["reference_attacks"]["rmia_offline"]["auroc"]
+    assert dp["attack_model_auroc"] == res["learned_attacks"]["attack_model"]["auroc"]
+    assert dp["white_box_gain_auroc"] == res["white_box_gain"]["auroc"]
     assert res["references"]["mode"] == "offline" and res["budget"]["reference_models"] == 1
     md = (run / "study.md").read_text()
     # 15 + 15 bounded images cannot test a claim of 4: the table says how many would.

@@ -21,11 +21,16 @@ def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_target):
     scorers = [r["scorer"] for r in rows]
     assert scorers[:5] == ["MINT layer3 (CNN)", "MINT layer3 (CNN) + output", "MINT layer7 (MLP)",
                            "MINT layer7 (MLP) + output", "MINT output features"]  # fmt: skip
-    assert len(scorers) == 9 and all(s.startswith("baseline") for s in scorers[5:])
+    assert len(scorers) == 12 and all(s.startswith("baseline") for s in scorers[5:9])
+    learned = ["class_calibrated_loss", "attack_model", "quantile_regression"]
+    assert scorers[9:] == [f"learned: {n}" for n in sorted(learned)]  # (test_results.json sorts keys)
     assert [r["depth"] for r in rows[:5]] == [3, 3, 7, 7, ""]
-    # The winner is picked by validation AUROC, never by test AUROC.
+    # The winner is picked by validation AUROC, never by test AUROC, the black-box attacks candidates too.
     (picked,) = [r for r in rows if r["picked"]]
-    assert picked["val_auroc"] == max(r["val_auroc"] for r in rows[:5])
+    assert all(r["val_auroc"] == r["val_auroc"] for r in rows)  # every row has its validation AUROC
+    assert picked["val_auroc"] == max(r["val_auroc"] for r in rows)
+    loss = next(r for r in rows if r["scorer"] == "baseline: loss")
+    assert 0 <= loss["val_auroc"] <= 1 and loss["val_auroc"] != loss["auroc"]  # validation's, not test's
     assert (
         f"Picked by validation AUROC ({picked['val_auroc']:.3f}): {picked['scorer']}"
         in (run / "sweep.md").read_text()
