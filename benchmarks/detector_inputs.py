@@ -28,7 +28,8 @@ from mint.tasks.callbacks import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VARIANTS = {  # each names whether it reads the output features (on by default)
-    "layer7": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=false"],
+    "layer7": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=false",
+               "--model.init_args.calibrated_base=false"],  # the paper's MINT: the layer alone
     "output": ["--model.init_args.layers=[]", "--model.init_args.output_features=true"],
     "layer7+output": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=true"],
     "grad": ["--model.init_args.layers=[grad:layer8, gradnorm:all]",
@@ -45,6 +46,9 @@ VARIANTS |= {f"{name}+classstd": [*VARIANTS[name], "--model.init_args.class_stan
 # the same inputs with the class told otherwise, or not at all (few known members per class)
 VARIANTS |= {f"{name}+{how}": [*VARIANTS[name], f"--model.init_args.class_conditioning={how}"]
              for name in ("output", "layer7+output") for how in ("none", "embedding")}  # fmt: skip
+# the same inputs without the class-calibrated base (the default detector before issue 28)
+VARIANTS |= {f"{name}+nobase": [*VARIANTS[name], "--model.init_args.calibrated_base=false"]
+             for name in ("output", "layer7+output", "layer7+output+grad")}  # fmt: skip
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
@@ -98,6 +102,15 @@ def report(name: str, runs: dict[str, dict]) -> None:
         print(f"| {label} | {r['val_auroc']:.3f} | {cell(r['mint'])} | {r['seconds']:.0f} |")
     for attack, r in first["baselines"].items():
         print(f"| {attack} | | {cell(r)} | |")
+    for attack, r in first.get("learned_attacks", {}).items():  # fitted on the same known images
+        print(f"| learned: {attack} | {first['validation_auroc'][attack]:.3f} | {cell(r)} | |")
+    for variant, r in runs.items():
+        g = r["white_box_gain"]
+        lo, hi = g["auroc_ci95"]
+        ratio = "-" if g["tpr@1%fpr_ratio"] is None else f"{g['tpr@1%fpr_ratio']:.2f}x"
+        print(f"\nwhite-box gain of {variant} over {g['against']}: {g['auroc']:+.3f} [{lo:+.3f}, {hi:+.3f}], "
+              f"TPR@1% {ratio}", end="")  # fmt: skip
+    print()
 
 
 def main() -> None:

@@ -240,6 +240,7 @@ def summarize(
         "n_test": f"{results['mint']['n_members']}+{results['mint']['n_nonmembers']}",
         "mint_auroc_ci95": results["mint"]["auroc_ci95"],
         "class_only_auroc": results["controls"]["class_only"]["auroc"],
+        "residual_scale": (results.get("calibrated_base") or {}).get("residual_scale"),
         "auroc": scorers,
         "mint_minus_loss": scorers["mint"] - scorers["baselines.loss"],
         "picked": results.get("picked"),
@@ -270,7 +271,7 @@ def format_summary(s: dict) -> str:
         f"non-members {acc['target_nonmember_acc']:.3f}, gap {acc['target_gap']:.3f}",
         *(f"  AUROC {name:<40} {value:.3f}" for name, value in s["auroc"].items()),
         f"  MINT AUROC 95% CI [{lo:.3f}, {hi:.3f}]; class-only control {s['class_only_auroc']:.3f}; "
-        f"MINT - loss = {s['mint_minus_loss']:+.3f}",
+        f"MINT - loss = {s['mint_minus_loss']:+.3f}; residual scale (calibrated base) {s['residual_scale']}",
         f"detector: fit {fit} s (checkpoint's mint_seconds {s['budget_mint_seconds']}), "
         f"test {s['detector_test_seconds']} s",
         f"learned attacks fit / detector fit: {learned}",

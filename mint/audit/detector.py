@@ -153,7 +153,8 @@ def load_detector(
     pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
     record = carried_target(ckpt)
     target = Target.from_record(record, hparams["layers"], trust_factory, trust_factory_args, **pooling)
-    options = {"output_features": False} | {k: hparams[k] for k in OPTIONS if k in hparams}  # (older: none)
+    older = {"output_features": False, "calibrated_base": False}  # checkpoints from before these options
+    options = older | {k: hparams[k] for k in OPTIONS if k in hparams}
     detector = Detector(target.shapes, target.num_classes, **options)
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(

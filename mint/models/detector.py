@@ -2,7 +2,7 @@
 
 One path per layer (a CNN over activation maps, an MLP over vectors), and optionally one over the
 float64 output features of the image's label (`mint.models.output_features`), concatenated, then a
-head.
+head; by default its score is added to the class-calibrated loss attack's (`calibrated_base`).
 The defaults below are the only ones: the detector's LightningModule exposes the same options.
 """
 
@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import MintError
+from mint.models.calibrated_loss import CalibratedLossBase
 from mint.models.class_standardize import ClassStandardize
 from mint.models.output_features import OUTPUT_FEATURES, output_features
 from mint.models.target import LOGITS
@@ -33,9 +34,11 @@ READ_OUTPUT = True
 # Per-class standardization of the vector inputs: within noise of the default on four targets
 # (docs/results.md, section 13), so off.
 CLASS_STANDARDIZE = False
+# Start from the class-calibrated loss attack's score and learn only what the inputs add to it.
+CALIBRATED_BASE = True
 # The detector's options, as its LightningModule records them among its hyperparameters.
 OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
-           "output_features", "class_standardize")  # fmt: skip
+           "output_features", "class_standardize", "calibrated_base")  # fmt: skip
 OUTPUT = "output:features"  # the output features' path (no layer or gradient request has this name)
 REFERENCE = "reference:scores"  # the reference attacks' scores of the image (`reference_inputs`)
 
@@ -139,6 +142,13 @@ class Detector(nn.Module):
             dense layers, gradients, reference scores) by its class's running mean and standard
             deviation (`ClassStandardize`) before the path; maps read by CNN paths are left as
             they are. Needs class conditioning (it reads the label).
+        calibrated_base: score base + scale * residual, where the base is the class-calibrated loss
+            (`CalibratedLossBase`: a per-class Gaussian likelihood ratio of the float64 logit-scaled
+            confidence, fitted once on the detector's training set before it trains; pooled over
+            classes when `class_conditioning` is `none`) and the residual is what the paths and the
+            head score, the head starting at 0: the untrained detector is that black-box attack,
+            training learns only what the layers and features add to it (gradient boosting's
+            initial score), and the scale in [0, 1] is chosen on the validation set.
     """
 
     def __init__(
@@ -156,6 +166,7 @@ class Detector(nn.Module):
         embedding_dim: int = 16,
         reference_inputs: int = 0,
         class_standardize: bool = CLASS_STANDARDIZE,
+        calibrated_base: bool = CALIBRATED_BASE,
     ) -> None:
         super().__init__()
         if class_standardize and class_conditioning == "none":
@@ -196,9 +207,23 @@ class Detector(nn.Module):
             self.embedding = nn.Embedding(num_classes, embedding_dim)
             features += embedding_dim
         self.head = nn.Linear(features, num_classes if class_conditioning == "per_class" else 1)
+        self.base = None
+        if calibrated_base:
+            self.base = CalibratedLossBase(num_classes, per_class=class_conditioning != "none")
+            nn.init.zeros_(self.head.weight)  # the untrained detector scores exactly as the base does
+            nn.init.zeros_(self.head.bias)
 
     def forward(self, acts: dict[str, Tensor], labels: Tensor) -> Tensor:
-        """Membership logits (B,) from activations {layer: (B, ...), "logits": (B, C)} and labels (B,)."""
+        """Membership logits (B,) from activations {layer: (B, ...), "logits": (B, C)} and labels (B,).
+
+        With a calibrated base: base + scale * residual, in float64 (the base's order is kept where
+        float32 would tie it).
+        """
+        out = self.residual(acts, labels)
+        return out if self.base is None else self.base(acts[LOGITS], labels, out)
+
+    def residual(self, acts: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """What the paths and the head score (B,): the whole detector, less its calibrated base."""
         inputs = {path_key(layer): acts[layer] for layer in self.layers}
         if self.output_features:  # float64 from the logits (standardized in the path)
             inputs[OUTPUT] = output_features(acts[LOGITS], labels)
@@ -208,8 +233,7 @@ class Detector(nn.Module):
         if self.class_conditioning == "embedding":
             feats.append(self.embedding(labels))
         out = self.head(torch.cat(feats, dim=1))  # (B, sum of path features) -> (B, 1 | classes)
-        if self.class_conditioning == "per_class":
-            return out.gather(1, labels[:, None]).squeeze(1)
+        out = out.gather(1, labels[:, None]) if self.class_conditioning == "per_class" else out
         return out.squeeze(1)
 
     def _standardized(self, key: str, x: Tensor, labels: Tensor) -> Tensor:

@@ -8,18 +8,17 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from mint.attacks.reference_set import REFERENCE_ATTACKS, reference_inputs, reference_table
-from mint.data.integrity import refuse_seen
 from mint.errors import MintError, check_count
-from mint.evaluation import MembershipMetrics, ScoreCollector
+from mint.evaluation import ScoreCollector
 from mint.models import LOGITS, Detector, ExternalTarget, Target
 from mint.models.detector import (
+    CALIBRATED_BASE,
     CLASS_CONDITIONING,
     CLASS_STANDARDIZE,
     CNN_FILTERS,
@@ -38,9 +37,10 @@ from mint.models.output_features import check_class_logits
 from mint.models.target import Pool
 from mint.tasks.base import MintModule
 from mint.tasks.detector_test import DetectorTesting
+from mint.tasks.detector_validation import DetectorValidation
 
 
-class DetectorModule(DetectorTesting, MintModule):
+class DetectorModule(DetectorValidation, DetectorTesting, MintModule):
     """Train a detector that tells members of a target's training data from non-members.
 
     The target is mint's own classifier, read from `target_ckpt` once (with `weights_only=True`), or
@@ -102,6 +102,10 @@ class DetectorModule(DetectorTesting, MintModule):
             layers, gradients, reference scores) by the running mean and standard deviation of its
             class in the detector's training set, so that it sees how unusual an image is for its
             class; needs `class_conditioning` other than `none`. Maps read by CNN paths are not.
+        calibrated_base: start from the class-calibrated loss attack (a per-class Gaussian likelihood
+            ratio of the float64 logit-scaled confidence, fitted on the detector's training set
+            before training) and learn only what the layers and features add to its score, so the
+            detector begins where that black-box attack is; `false` is the paper's MINT.
         optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
         lr_scheduler: optional learning-rate scheduler.
         num_classes: classes of the data, when the data module names another source (linked from it);
@@ -138,6 +142,7 @@ class DetectorModule(DetectorTesting, MintModule):
         dropout: float = DROPOUT,
         output_features: bool = READ_OUTPUT,
         class_standardize: bool = CLASS_STANDARDIZE,
+        calibrated_base: bool = CALIBRATED_BASE,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         num_classes: int | None = None,
@@ -180,7 +185,7 @@ class DetectorModule(DetectorTesting, MintModule):
                     f"the data has {name}={value} but the target {self.target.meta['path']} was built "
                     f"for {name}={getattr(self.target, name)}: use the data it was trained on"
                 )
-        if output_features or self.target.gradients is not None:  # both read the loss of a class
+        if output_features or calibrated_base or self.target.gradients is not None:  # a class's loss
             check_class_logits(self.target.output_shape)
         options = {k: self.hparams[k] for k in OPTIONS}
         inputs = 2 * len(REFERENCE_ATTACKS) if reference_features else 0  # scores and missing flags
@@ -188,7 +193,7 @@ class DetectorModule(DetectorTesting, MintModule):
             self.target.shapes, self.target.num_classes, **options, reference_inputs=inputs
         )
         self.speed_up(channels_last, compile, self.detector, self.target, compiled=self.detector)
-        self.val_metrics = MembershipMetrics()
+        self.val_scores = ScoreCollector()  # the base and the residual of each validation image
         self.test_scores = ScoreCollector()
         self.thresholds: dict[str, float] = {}
         self.reference_table: Tensor | None = None  # (rows, attacks) scores of the reference attacks
@@ -248,27 +253,18 @@ class DetectorModule(DetectorTesting, MintModule):
         return torch.autocast(self.device.type, enabled=False)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss = F.binary_cross_entropy_with_logits(self(batch), batch["member"].float())
+        logits = self(batch)
+        loss = F.binary_cross_entropy_with_logits(logits, batch["member"].to(logits.dtype))
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        with self.unrounded():
-            logits = self(batch)
-        self.val_metrics.update(logits, batch["member"], batch["id"])
-        loss = F.binary_cross_entropy_with_logits(logits, batch["member"].float())
-        self.log("val/loss", loss, sync_dist=True)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_summary("val", self.val_metrics.compute(), prog_bar=("auroc",))
-        self.val_metrics.reset()
-
-    def on_validation_start(self) -> None:
-        if self.trainer.state.fn == TrainerFn.VALIDATING:  # `validate` on a trained detector
-            refuse_seen("val", self.trainer.datamodule.held_out_images("val"), self._recorded_sets)
-
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
+        if self.detector.base is not None and "detector.base.params" not in checkpoint.get("state_dict", {}):
+            raise MintError(
+                "this detector checkpoint has no calibrated base (trained before mint had one, or with "
+                "calibrated_base: false): load it with --model.init_args.calibrated_base=false"
+            )
         self._recorded_sets = checkpoint.get("mint_sets", {})
         self._recorded_cost = checkpoint.get("mint_seconds")
 

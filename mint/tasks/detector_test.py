@@ -49,6 +49,7 @@ class DetectorTesting:
     def on_test_start(self) -> None:
         dm = self.trainer.datamodule
         refuse_seen("test", dm.held_out_images("test"), self._recorded_sets)
+        self.fit_base()  # an untrained detector tested as it is (a checkpoint's base is kept)
         if self.hparams.get("references"):  # first: a detector may read the reference scores
             self.load_reference_table()
         # Thresholds are chosen before looking at the test set: MINT's and the learned attacks' on the
@@ -110,7 +111,7 @@ class DetectorTesting:
         log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
         if not self.trainer.is_global_zero:
             return
-        dm = self.trainer.datamodule
+        dm, base = self.trainer.datamodule, self.detector.base
         results = {
             "schema_version": SCHEMA_VERSION,
             "mint_version": mint.__version__,
@@ -131,6 +132,7 @@ class DetectorTesting:
             "path_kind": self.hparams.path_kind,
             "class_conditioning": self.hparams.class_conditioning,
             "output_features": self.hparams.output_features,
+            "calibrated_base": None if base is None else {"residual_scale": float(base.scale)},
             "target_ckpt": self.target_meta["path"],
             "target_sha256": self.target_meta["sha256"],
             "target": self.target.record(),

@@ -49,7 +49,7 @@ def test_before_any_training_inputs_pass_through_and_a_class_free_detector_refus
 
 def test_a_detector_standardizes_its_vector_paths_only_and_keeps_the_moments_in_its_state():
     shapes = {"layer2": (4, 6, 6), "layer7": (8,)}
-    detector = Detector(shapes, 3, class_standardize=True)
+    detector = Detector(shapes, 3, class_standardize=True, calibrated_base=False)
     assert set(detector.standardize) == {"layer7", "output:features"}  # the map's CNN path is left alone
     g = torch.Generator().manual_seed(1)
     acts = {"layer2": torch.randn(20, 4, 6, 6, generator=g), "layer7": torch.randn(20, 8, generator=g) * 50,
@@ -58,7 +58,7 @@ def test_a_detector_standardizes_its_vector_paths_only_and_keeps_the_moments_in_
     detector.train()(acts, labels)
     state = detector.state_dict()
     assert torch.equal(state["standardize.layer7.count"], torch.tensor([7.0, 7.0, 6.0], dtype=torch.float64))
-    again = Detector(shapes, 3, class_standardize=True)
+    again = Detector(shapes, 3, class_standardize=True, calibrated_base=False)
     again.load_state_dict(state)  # strict: an audit rebuilds the same detector from the options
     torch.testing.assert_close(again.eval()(acts, labels), detector.eval()(acts, labels))
     # without the option the state has no standardizers, so checkpoints from before it still load

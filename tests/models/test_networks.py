@@ -62,7 +62,7 @@ def test_detector_paths_and_class_conditioning():
     acts = {name: torch.randn(6, *shape) for name, shape in shapes.items()} | {"logits": torch.randn(6, 3)}
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     for mode in ("none", "embedding", "per_class"):
-        det = Detector(shapes, num_classes=3, class_conditioning=mode)
+        det = Detector(shapes, num_classes=3, class_conditioning=mode, calibrated_base=False)
         assert det(acts, labels).shape == (6,)
     det = Detector(shapes, num_classes=3)
     assert isinstance(det.paths["layer2"], CNNPath)
@@ -72,7 +72,7 @@ def test_detector_paths_and_class_conditioning():
 
 
 def test_per_class_head_reads_the_true_class_unit():
-    det = Detector({"layer7": (4,)}, 3, class_conditioning="per_class", output_features=False).eval()
+    det = Detector({"layer7": (4,)}, 3, output_features=False, calibrated_base=False).eval()
     acts = {"layer7": torch.randn(2, 4)}
     full = det.head(det.paths["layer7"](acts["layer7"]))
     assert torch.allclose(det(acts, torch.tensor([2, 0])), torch.stack([full[0, 2], full[1, 0]]))

@@ -33,7 +33,7 @@ def test_output_features_need_class_logits_and_a_detector_needs_an_input():
         output_features(torch.zeros(4, 1), torch.zeros(4, dtype=torch.long))
     with pytest.raises(MintError, match="nothing to read"):
         Detector({}, 10, output_features=False)
-    detector = Detector({}, 10, output_features=True).eval()
+    detector = Detector({}, 10, output_features=True, calibrated_base=False).eval()
     logits = torch.randn(6, 10)
     out = detector({"logits": logits}, torch.arange(6))
     assert out.shape == (6,) and out.isfinite().all()

@@ -178,3 +178,34 @@ def test_a_class_standardized_detector_carries_its_class_moments_to_the_audit(tm
         assert count.sum() == seen and (count > 0).sum() > 1, count
         assert torch.equal(count, cli.model.detector.standardize[key].count.cpu())
     assert trained.hparams["class_standardize"] is True
+
+
+def test_a_calibrated_base_detector_starts_as_the_class_calibrated_attack_and_audits_with_it(
+    tmp_path, memorizing_target
+):
+    from mint.audit.detector import load_detector
+
+    # lr 0: the head stays at 0, so the detector is its base, fitted on the same training set as the
+    # learned class-calibrated attack: the two must score the test images alike.
+    frozen = [*SIZES, "--data.calibration_size=20", "--data.train_size=230", "--trainer.max_epochs=1",
+              "--model.optimizer.init_args.lr=0"]  # fmt: skip
+    res = fit_and_test(tmp_path, memorizing_target, *frozen)
+    assert res["mint"]["auroc"] == pytest.approx(res["learned_attacks"]["class_calibrated_loss"]["auroc"])
+    assert res["mint"]["auroc"] > res["baselines"]["loss"]["auroc"] - 0.02, res
+    (best,) = tmp_path.glob("mint_layer7/version_0/checkpoints/best.ckpt")
+    base = load_detector(best, torch.device("cpu")).detector.base
+    assert base is not None and base.fitted and base.params.dtype == torch.float64
+    # Without the option the checkpoint cannot be read as one that has it, and says what to do.
+    with pytest.raises(Exception, match="calibrated_base=false"):
+        main(["test", *detector_args(tmp_path / "off", memorizing_target, *frozen,
+                                     "--model.init_args.calibrated_base=true"),
+              f"--ckpt_path={_without_base(best, tmp_path / 'old.ckpt')}"])  # fmt: skip
+
+
+def _without_base(src, dst):
+    """A copy of a detector checkpoint as one trained before the calibrated base existed."""
+    ckpt = torch.load(src, weights_only=True)
+    del ckpt["state_dict"]["detector.base.params"]
+    ckpt["hyper_parameters"].pop("calibrated_base")
+    torch.save(ckpt, dst)
+    return dst
