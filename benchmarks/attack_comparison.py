@@ -76,6 +76,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
     detector = [
         "--config", "configs/mint_layer7.yaml", f"--model.init_args.target_ckpt={run}/checkpoints/last.ckpt",
         "--model.init_args.output_features=false",  # the paper's (more variants: detector_inputs.py)
+        "--model.init_args.calibrated_base=false",
         *quiet, "--data.val_size=100", f"--data.test_size={args.test_size}", "--data.calibration_size=0",
         "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}",
         f"--trainer.logger.init_args.save_dir={out}", "--trainer.logger.init_args.name=mint_layer7",
@@ -83,7 +84,8 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
     best = fit_once(detector, out / "mint_layer7")
     # MINT's best variant: the paper's detector or the default one (layer 7 + float64 output
     # features), whichever has the better validation AUROC; it reads no references: tested once.
-    default = [a for a in detector if "output_features" not in a and "init_args.name=" not in a]
+    paper_only = ("output_features", "calibrated_base", "init_args.name=")
+    default = [a for a in detector if not any(k in a for k in paper_only)]
     default += ["--trainer.logger.init_args.name=mint_default"]
     variants = {"layer 7 + class": (detector, best)}
     variants["layer 7 + output + class"] = (default, fit_once(default, out / "mint_default"))

@@ -4,13 +4,14 @@
     mint sweep --config configs/mint_layer7.yaml --layers layer2 layer5 layer7 -- --trainer.max_epochs=10
 
 All requested layers are extracted into the activation cache in one forward pass; then one detector
-per layer is trained and tested on the same balanced sets, each with and without the float64
-output features (`--output-features both`, the default), and one that reads the output features
-alone. The scorer with the best *validation* AUROC is picked (marked in the table and named above
-it), among the detectors and the black-box attacks (thresholds and learned attacks, the loss attack
-among them), so the winner is never chosen on the test set. Runs are logged side by side in
-TensorBoard (`<save_dir>/sweep_<config>/run_N/<layer>`), and `sweep.csv`, `sweep.md` and
-`sweep_auroc.png` (AUROC versus layer depth, baselines as lines) are written to the run folder.
+per layer is trained and tested on the same balanced sets, each with and without what the detector
+reads from the output (the float64 output features and the calibrated base; `--output-features
+both`, the default), and one that reads the output alone. The scorer with the best *validation*
+AUROC is picked (marked in the table and named above it), among the detectors and the black-box
+attacks (thresholds and learned attacks, the loss attack among them), so the winner is never chosen
+on the test set. Runs are logged side by side in TensorBoard
+(`<save_dir>/sweep_<config>/run_N/<layer>`), and `sweep.csv`, `sweep.md` and `sweep_auroc.png`
+(AUROC versus layer depth, baselines as lines) are written to the run folder.
 Arguments after `--` go to every `fit` / `test` call (any LightningCLI override); with
 `-- --model.init_args.references=SET` (a set from `mint references`), the reference attacks (LiRA,
 RMIA, calibrated loss) join the table and the plot, on the same test images.
@@ -90,6 +91,7 @@ def run_sweep(
                 version = (layer if kind == "auto" else f"{layer}-{kind}") + ("+output" if output else "")
                 args = [f"--model.init_args.layers=[{layer}]"]
                 args += [f"--model.init_args.output_features={str(output).lower()}"]
+                args += [] if output else ["--model.init_args.calibrated_base=false"]  # the layer alone
                 args += [f"--model.init_args.path_kind={kind}"] if kind != "auto" else []
                 fit, res = timed(["--config", config, *extra, *args], run, version, timing)
                 first = first or res

@@ -24,7 +24,7 @@ from mint.errors import MintError
 from mint.models.output_features import logit_confidence
 
 MIN_PER_CLASS = 20  # below this, a class's mean and spread are too noisy to fit on their own
-SCALES = torch.linspace(0, 1, 11, dtype=torch.float64)  # the residual's scales tried on validation
+SCALES = tuple(i / 10 for i in range(11))  # the residual's scales tried on validation: 0, 0.1, ..., 1
 MIN_STD = 1e-6  # a class whose images all share one confidence still has a finite density
 LOG_2PI = math.log(2 * math.pi)
 

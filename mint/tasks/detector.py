@@ -105,7 +105,9 @@ class DetectorModule(DetectorValidation, DetectorTesting, MintModule):
         calibrated_base: start from the class-calibrated loss attack (a per-class Gaussian likelihood
             ratio of the float64 logit-scaled confidence, fitted on the detector's training set
             before training) and learn only what the layers and features add to its score, so the
-            detector begins where that black-box attack is; `false` is the paper's MINT.
+            detector begins where that black-box attack is; the scale of what it adds is chosen on
+            the validation set (`val/residual_scale`). Both this and `output_features` false: the
+            paper's MINT.
         optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
         lr_scheduler: optional learning-rate scheduler.
         num_classes: classes of the data, when the data module names another source (linked from it);

@@ -77,4 +77,4 @@ def choose_scale(base: Tensor, residual: Tensor, members: Tensor) -> float:
     """The scale in `SCALES` with the best AUROC of base + scale * residual (ties: the smaller)."""
     base, residual = base.double().cpu(), residual.double().cpu()
     values = [auroc(base + s * residual, members) for s in SCALES]
-    return float(SCALES[max(range(len(SCALES)), key=lambda i: (values[i], -i))])
+    return SCALES[max(range(len(SCALES)), key=lambda i: (values[i], -i))]

@@ -31,7 +31,7 @@ from mint.errors import MintError
 # defaults: an older checkpoint lacks them, which is no difference when the run leaves them at the default.
 ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None, "output_features": False,
                   "early_stopping": None, "dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0,
-                  "dp_accountant": "rdp", "reference_features": False}  # fmt: skip
+                  "dp_accountant": "rdp", "reference_features": False, "calibrated_base": False}  # fmt: skip
 IGNORED_HPARAMS = {
     "_instantiator",
     "channels_last",
