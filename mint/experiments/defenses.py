@@ -6,7 +6,7 @@ A setting is `name` or `name=value`:
 - `augment[=crop|crop_flip]`: training augmentation (default `crop_flip`);
 - `label_smoothing=S`, `weight_decay=W` (the optimizer's), `dropout=P` (after each `paper_cnn` block);
 - `early_stopping=N`: stop when validation accuracy has not improved for N checks;
-- `dp=EPSILON`: DP-SGD (Opacus) to that epsilon; `mint[dp]`.
+- `dp=EPSILON`: DP-SGD (Opacus) to that epsilon; `mint-audit[dp]`.
 
 Each row gives the target's accuracy on the official test split (utility), its train/test gap, and
 for each attack its AUROC, TPR at 1% FPR and the epsilon its scores prove (`privacy_bound`), beside

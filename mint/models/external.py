@@ -268,7 +268,7 @@ class TorchvisionTarget(WeightsTarget):
 
 
 class TimmTarget(WeightsTarget):
-    """A timm classifier by architecture name (`pip install "mint[timm]"`), with weights trained anywhere.
+    """A timm classifier by architecture name (`pip install "mint-audit[timm]"`), weights from anywhere.
 
     Args:
         arch: a name of `timm.list_models()` (e.g. `resnet18`, `vit_tiny_patch16_224`).
@@ -279,7 +279,7 @@ class TimmTarget(WeightsTarget):
         try:
             import timm
         except ImportError as err:
-            raise MintError('timm targets need the timm package: pip install "mint[timm]"') from err
+            raise MintError('timm targets need the timm package: pip install "mint-audit[timm]"') from err
         _known(arch, timm.list_models(), "timm", "timm.list_models()")
 
     def build(self) -> nn.Module:
