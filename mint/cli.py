@@ -18,6 +18,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
 from mint.errors import MintError, config_error_text
 from mint.files import read_yaml
+from mint.quiet import quiet_lightning
 from mint.tasks.preflight import check_ckpt_path, preflight
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
@@ -150,8 +151,10 @@ def run(args: list[str] | None = None) -> None:
 
     A user's mistake (`MintError`) or a full / read-only disk ends in one message on stderr and exit
     status 2, without a traceback; `MINT_DEBUG=1` shows the traceback. `main`'s return value is
-    dropped: it would become the exit status.
+    dropped: it would become the exit status. Lightning's messages that a mint user need not read
+    are dropped first (`mint.quiet`).
     """
+    quiet_lightning()
     try:
         main(args)
     except Exception as err:

@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from mint.cli import main
-from tests.conftest import CONFIGS, ROOT, SOURCES, quiet, train_target
+from tests.conftest import CONFIGS, ROOT, SOURCES, detector_args, quiet, train_target
 
 SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
@@ -163,3 +163,25 @@ def test_a_users_mistake_ends_in_one_message_without_a_traceback(tmp_path):
     assert out.stderr.strip().splitlines()[-1].startswith(f"mint: {bad} is not a mint target checkpoint")
     debug = os.environ | {"MINT_DEBUG": "1"}  # shows the traceback
     assert "Traceback" in subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=debug).stderr
+
+
+NOISE = ("Tip:", "module(s) in eval mode", "The dirpath has changed", "`weights_only` was not set",
+         "callbacks returned in `LightningModule.configure_callbacks`", "treespec, LeafSpec")  # fmt: skip
+
+
+def test_a_detector_fit_and_test_print_none_of_lightnings_noise(tmp_path, tiny_target):
+    args = detector_args(tmp_path, tiny_target, "--data.val_size=20", "--data.test_size=40",
+                         "--data.calibration_size=0", "--trainer.max_epochs=1")  # fmt: skip
+    command = [sys.executable, "-m", "mint.cli"]
+    fit = subprocess.run([*command, "fit", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    (best,) = tmp_path.glob("mint_layer7/version_0/checkpoints/best.ckpt")
+    test = subprocess.run([*command, "test", *args, f"--ckpt_path={best}"], capture_output=True, text=True)
+    assert test.returncode == 0, test.stderr[-2000:]
+    for out in (fit, test):
+        said = out.stdout + out.stderr
+        assert not [n for n in NOISE if n in said], said[-3000:]
+    assert "test/auroc" in test.stdout  # the run's own output is still there
+    debug = os.environ | {"MINT_DEBUG": "1"}  # nothing is dropped: the noise was there to drop
+    loud = subprocess.run([*command, "fit", *args], capture_output=True, text=True, cwd=tmp_path, env=debug)
+    assert sum(n in loud.stdout + loud.stderr for n in NOISE) >= 2, (loud.stdout + loud.stderr)[-3000:]
