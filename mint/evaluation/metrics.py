@@ -37,7 +37,11 @@ def roc_curve(scores: Tensor, members: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def auroc(scores: Tensor, members: Tensor) -> float:
-    """Area under the ROC (ties count one half, as in the Mann-Whitney U statistic)."""
+    """Area under the ROC, ties counting one half.
+
+    Equal to the Mann-Whitney U statistic over n_members * n_nonmembers and to torchmetrics'
+    `binary_auroc` of the same order (a test checks both).
+    """
     fpr, tpr = roc_curve(scores, members)
     return float(torch.trapezoid(tpr, fpr))
 
