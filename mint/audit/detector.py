@@ -20,6 +20,11 @@ from mint.models.gradients import is_gradient
 from mint.models.target import carried_target
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
+# A config names its data: the hint names every shipped detector config, not only CIFAR-10's.
+OTHER_CONFIGS = (
+    "that config is CIFAR-10's; CIFAR-100: mint_cifar100_layer7.yaml, GTSRB: mint_gtsrb_layer7.yaml, "
+    "a model trained elsewhere: mint_your_model.yaml"
+)
 # Known members and non-members each, at least: the Mann-Whitney test's normal approximation and
 # DeLong's interval of the calibration AUROC hold from about 10 a side (the shipped configs keep 150+).
 MIN_CALIBRATION = 10
@@ -119,7 +124,9 @@ def load_detector(
     """
     path = Path(path)
     if not path.exists():
-        raise AuditError(f"detector checkpoint not found: {str(path)!r} (train one: {DETECTOR_COMMAND})")
+        raise AuditError(
+            f"detector checkpoint not found: {str(path)!r} (train one: {DETECTOR_COMMAND}; {OTHER_CONFIGS})"
+        )
     ckpt, sha256 = read_checkpoint(path)
     state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
     if (
@@ -130,7 +137,7 @@ def load_detector(
         if any(k.startswith("net.") for k in state):
             raise AuditError(
                 f"{path} is a target checkpoint, not a detector. Train a detector on it first: "
-                f"{DETECTOR_COMMAND} --model.init_args.target_ckpt {path}"
+                f"{DETECTOR_COMMAND} --model.init_args.target_ckpt {path} ({OTHER_CONFIGS})"
             )
         raise AuditError(
             f"{path} is not a detector checkpoint carrying its target "

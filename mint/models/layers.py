@@ -53,11 +53,12 @@ def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[di
             out |= create_feature_extractor(net, return_nodes={name: name})(images)
     # Only per-image activations are layers: not masks, flags, sizes or parameters read by the graph.
     shown = [n for n in shown if isinstance(out[n], torch.Tensor) and out[n].dim() and len(out[n]) == 2]
+    last = penultimate(net, shown, out) if not exported else len(shown) - 2
     rows = []
     for i, name in enumerate(shown):
         shape = tuple(out[name].shape[1:])
         values = math.prod(shape)
-        note = "logits" if name == shown[-1] else "penultimate" if i == len(shown) - 2 else ""
+        note = "logits" if name == shown[-1] else "penultimate" if i == last else ""
         if values > LARGE:
             note = "large: pool it, or read a later layer"
         rows.append(
@@ -70,6 +71,28 @@ def layer_table(net: nn.Module, image_size: int, every: bool = False) -> list[di
             }
         )
     return rows
+
+
+def penultimate(net: nn.Module, shown: list[str], out: dict) -> int:
+    """Index of the penultimate layer in `shown` (the logits last).
+
+    The layer before the logits, or the first of the parameter-free layers just before them that
+    only copy one another (ResNet's `avgpool` and `flatten`: the one to read is `avgpool`, as the
+    shipped config does).
+    """
+    modules = dict(net.named_modules())
+
+    def free(name: str) -> bool:  # a layer without parameters (pooling, reshape)
+        return name not in modules or next(modules[name].parameters(), None) is None  # a function node: none
+
+    i = len(shown) - 2
+    while i > 0 and free(shown[i]) and free(shown[i - 1]) and _same_size(out, shown[i], shown[i - 1]):
+        i -= 1
+    return i
+
+
+def _same_size(out: dict, a: str, b: str) -> bool:
+    return out[a].numel() == out[b].numel()
 
 
 def gradient_rows(net: nn.Module) -> list[dict]:

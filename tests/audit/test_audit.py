@@ -111,8 +111,12 @@ def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_target, held
     with pytest.raises(MintError, match="no images to audit"):
         audit(detector, tmp_path / "empty", tmp_path / "o1")
     images = npz(tmp_path / "m.npz", *held_out["member"])
-    with pytest.raises(MintError, match="is a target checkpoint, not a detector"):
+    with pytest.raises(MintError, match="is a target checkpoint, not a detector") as refused:
         audit(memorizing_target, images, tmp_path / "o2")
+    for config in ("mint_layer7", "mint_cifar100_layer7", "mint_gtsrb_layer7", "mint_your_model"):
+        assert config in str(refused.value)  # the hint names every shipped detector config
+    with pytest.raises(MintError, match="not found.*train one.*mint_gtsrb_layer7.yaml"):
+        audit(tmp_path / "missing.ckpt", images, tmp_path / "o4")
     ckpt = torch.load(detector, weights_only=True)
     del ckpt["mint_target"]
     torch.save(ckpt, tmp_path / "headless.ckpt")

@@ -47,7 +47,9 @@ def test_layer_table_of_a_resnet_and_of_a_mint_target(resnet_files, tiny_target,
     rows = {r["layer"]: r for r in layer_table(net, 32)}
     assert [*rows][-6:] == ["layer2", "layer3", "layer4", "avgpool", "flatten", "fc"]
     assert rows["layer4"]["shape"] == (512, 1, 1) and rows["fc"]["shape"] == (10,)
-    assert rows["flatten"]["note"] == "penultimate" and rows["fc"]["note"] == "logits"
+    # avgpool, not flatten (which only reshapes it): the layer README and mint_your_model.yaml read
+    assert rows["avgpool"]["note"] == "penultimate" and rows["fc"]["note"] == "logits"
+    assert rows["flatten"]["note"] == "" and rows["layer4"]["note"] == ""
     big = layer_table(net, 224)  # conv1 at 224 px: 64 x 112 x 112 values, too many to cache whole
     assert big[0]["values"] == 64 * 112 * 112 and big[0]["note"].startswith("large")
     assert len(layer_table(net, 32, every=True)) > 40  # every graph node, e.g. layer1.0.conv1
@@ -164,7 +166,9 @@ def test_a_network_from_the_users_own_factory(tmp_path, monkeypatch, capsys):
     assert torch.equal(loaded(images), built(images)) and len(sha256) == 64
     rows = main(["--factory", "my_nets:small", "--weights", str(tmp_path / "small.pt"), "--image-size", "8"])
     layers = [r for r in rows if not is_gradient(r["layer"])]
-    assert layers[-1]["shape"] == (5,) and layers[-2]["note"] == "penultimate"
+    assert layers[-1]["shape"] == (5,)
+    # the ReLU's map, of which Flatten is a copy (the first of the parameter-free layers before the logits)
+    assert [r["note"] for r in layers[-3:]] == ["penultimate", "", "logits"] and layers[-3]["layer"] == "1"
     for spec, words in (("my_nets.small", "must be 'package.module:function'"),
                         ("no_such_module:f", "cannot import the factory"),
                         ("my_nets:missing", "cannot import the factory"),
