@@ -10,18 +10,18 @@ import logging
 import os
 import warnings
 
-# Warnings (message regex at its start) and why each is noise for a mint command.
-WARNINGS = {
+# Warnings (a regex of the message's start), each with why it is noise for a mint command.
+WARNINGS = (
     # mint's own commands (quickstart, sweep, study, references) run LightningCLI stages with their
     # own argument lists while sys.argv holds the command's.
-    r"LightningCLI's args parameter is intended to run from within Python": "wrapper commands",
+    r"LightningCLI's args parameter is intended to run from within Python",
     # The detector's frozen target is in eval mode by design (its dropout and batch norm must not move).
-    r"Found \d+ module\(s\) in eval mode at the start of training": "the frozen target",
+    r"Found \d+ module\(s\) in eval mode at the start of training",
     # Every `test` writes into a version folder of its own, not the fit's.
-    r"The dirpath has changed from": "a test's own folder",
+    r"The dirpath has changed from",
     # Lightning's own use of a torch API that torch deprecated; nothing a mint user can change.
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated": "Lightning's internals",
-}
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
 # Log lines (their start) of Lightning's loggers: advertisements of other packages; a note that
 # Lightning's own checkpoints hold its callbacks' state (mint reads every checkpoint with
 # weights_only=True regardless); and that mint's modules bring their own checkpoint callback (by design).
