@@ -19,6 +19,9 @@ WARNINGS = (
     r"Found \d+ module\(s\) in eval mode at the start of training",
     # Every `test` writes into a version folder of its own, not the fit's.
     r"The dirpath has changed from",
+    # A run with fewer batches an epoch than the logging interval logs `train/loss` once an epoch
+    # (`MintModule.on_train_start` lowers the interval), so the advice is done.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
     # Lightning's own use of a torch API that torch deprecated; nothing a mint user can change.
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
 )

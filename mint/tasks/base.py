@@ -47,6 +47,13 @@ class MintModule(L.LightningModule):
         for name, value in summary.items():
             self.log(f"{stage}/{name}", float(value), prog_bar=name in prog_bar)
 
+    def on_train_start(self) -> None:
+        # Lightning logs `train/loss` every `log_every_n_steps` batches (50): with fewer batches an
+        # epoch, TensorBoard showed it rarely or never. Log it at least once an epoch.
+        batches = self.trainer.num_training_batches
+        if isinstance(batches, int) and 0 < batches < self.trainer.log_every_n_steps:
+            self.trainer.log_every_n_steps = batches
+
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
         """The optimizer the trainer steps (the target's DP-SGD wraps it; others step it as it is)."""
         return optimizer

@@ -134,6 +134,7 @@ class TargetModule(MintModule):
         return optimizer if self.private is None else self.private.wrap(self.net, optimizer)
 
     def on_train_start(self) -> None:
+        super().on_train_start()
         if self.private is not None:
             self.private.check_loader(self.trainer.train_dataloader)
 

@@ -209,3 +209,15 @@ def _without_base(src, dst):
     ckpt["hyper_parameters"].pop("calibrated_base")
     torch.save(ckpt, dst)
     return dst
+
+
+def test_train_loss_reaches_tensorboard_with_fewer_batches_than_the_logging_interval(tmp_path, tiny_target):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    small = [*SMALL, "--data.calibration_size=0", "--data.batch_size=50", "--trainer.max_epochs=2"]
+    cli, _ = fit(tmp_path, tiny_target, *small)
+    batches = cli.trainer.num_training_batches
+    assert batches < 50  # Lightning's default interval: before, no train/loss in these 2 epochs
+    (events,) = (tmp_path / "mint_layer7" / "version_0").glob("events.out.tfevents.*")
+    logged = EventAccumulator(str(events)).Reload().Scalars("train/loss")
+    assert len(logged) == 2 and [e.step for e in logged] == [batches - 1, 2 * batches - 1]
