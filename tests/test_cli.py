@@ -185,3 +185,16 @@ def test_a_detector_fit_and_test_print_none_of_lightnings_noise(tmp_path, tiny_t
     debug = os.environ | {"MINT_DEBUG": "1"}  # nothing is dropped: the noise was there to drop
     loud = subprocess.run([*command, "fit", *args], capture_output=True, text=True, cwd=tmp_path, env=debug)
     assert sum(n in loud.stdout + loud.stderr for n in NOISE) >= 2, (loud.stdout + loud.stderr)[-3000:]
+
+
+@pytest.mark.parametrize("command", ["quickstart", "sweep", "study", "audit", "layers", "references"])
+def test_every_command_help_shows_its_defaults_and_an_example(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0
+    assert f"\n    mint {command} " in text  # an example command, as the module documents it
+    if command in ("quickstart", "sweep", "study"):
+        assert "(default: " in text
+    if command == "study":  # every factor's values are said
+        assert all(f"`{factor}`" in text for factor in ("classes", "members", "defense", "detector_size"))

@@ -1,4 +1,4 @@
-"""`mint audit`: was this set of images used to train this model?
+r"""`mint audit`: was this set of images used to train this model?
 
     mint audit --ckpt lightning_logs/mint_layer7/latest/checkpoints/best.ckpt --images my_photos/ \
         --output audit_my_photos
@@ -17,7 +17,6 @@ self-contained `report.html`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -38,6 +37,7 @@ from mint.audit.statistics import (
     member_fraction_estimate,
     target_accuracy,
 )
+from mint.commands import command_parser
 from mint.data.images import to_tensor
 from mint.data.integrity import image_digests
 from mint.errors import check_count, check_finite
@@ -267,11 +267,7 @@ def _share(scores: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point of `mint audit`."""
-    parser = argparse.ArgumentParser(
-        prog="mint audit",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("mint audit", __doc__)
     parser.add_argument("--ckpt", required=True, help="detector checkpoint (it carries its target)")
     parser.add_argument("--images", required=True, help="image folder (optionally class subfolders) or .npz")
     parser.add_argument("--output", required=True, help="report folder to create")

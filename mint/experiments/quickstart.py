@@ -13,12 +13,12 @@ Every run gets a new folder `<output>/run_N`, so a second run never overwrites t
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
 
 from mint.cli import main as cli_main
+from mint.commands import command_parser
 from mint.errors import check_count
 from mint.experiments.runs import new_run_dir
 from mint.tasks.callbacks import last_checkpoint
@@ -130,7 +130,7 @@ def format_summary(s: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     """Command-line entry point of `mint quickstart`."""
-    parser = argparse.ArgumentParser(prog="mint quickstart", description=__doc__.split("\n\n")[0])
+    parser = command_parser("mint quickstart", __doc__)
     parser.add_argument(
         "--output", default="lightning_logs/quickstart", help="folder of the runs (run_N inside)"
     )

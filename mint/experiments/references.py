@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from mint.attacks.reference_loading import DONE, read_done
+from mint.commands import command_parser
 from mint.data.reference_datamodule import audited_images, set_key
 from mint.data.reference_masks import check_reference_count
 from mint.data.split import index_hash
@@ -265,8 +266,7 @@ def train_locked(plan: ReferencePlan, index: int) -> dict:
 
 def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """The command line's options, and the arguments after `--` (for every fit)."""
-    parser = argparse.ArgumentParser(prog="mint references", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = command_parser("mint references", __doc__)
     parser.add_argument("--target-run", required=True, help="the target's run folder (version_N)")
     parser.add_argument(
         "--count", type=int, required=True, help="K: references 0 ... K-1 of the set (finished ones reused)"

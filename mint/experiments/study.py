@@ -1,4 +1,4 @@
-"""`mint study`: one factor of the MINT pipeline varied, everything else fixed, one table.
+r"""`mint study`: one factor of the MINT pipeline varied, everything else fixed, one table.
 
     # detector-side factors reuse one trained target:
     mint study --factor detector_size --values 500 2000 8000 --mint-config configs/mint_layer7.yaml \
@@ -31,11 +31,11 @@ TensorBoard runs under `<output>/study_<factor>/run_N/`, which also receives `st
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 from pathlib import Path
 
+from mint.commands import command_parser
 from mint.errors import MintError, check_float
 from mint.evaluation.roc_plot import plt
 from mint.experiments.defenses import (
@@ -231,13 +231,9 @@ def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint study`."""
-    parser = argparse.ArgumentParser(
-        prog="mint study",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = command_parser("mint study", __doc__)
     parser.add_argument("--factor", required=True, choices=[*CLASSIFIER_FACTORS, *MINT_FACTORS])
-    parser.add_argument("--values", nargs="+", required=True, help="the values of the factor")
+    parser.add_argument("--values", nargs="+", required=True, help="the values of the factor (syntax: below)")
     parser.add_argument("--mint-config", required=True, help="MINT config, e.g. configs/mint_layer7.yaml")
     parser.add_argument(
         "--classifier-config", help="config that trains targets, e.g. configs/classifier_cifar10.yaml"

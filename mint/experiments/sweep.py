@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from mint.cli import MintCLI
+from mint.commands import command_parser
 from mint.evaluation.roc_plot import plt
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 from mint.files import write_json_atomic
@@ -190,7 +191,7 @@ def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str],
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint sweep`."""
-    parser = argparse.ArgumentParser(prog="mint sweep", description=__doc__.split("\n\n")[0])
+    parser = command_parser("mint sweep", __doc__)
     parser.add_argument("--config", required=True, help="a MINT config (e.g. configs/mint_layer7.yaml)")
     parser.add_argument("--layers", nargs="+", default=["all"], help="layer names, or `all`")
     parser.add_argument(

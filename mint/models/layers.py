@@ -15,7 +15,6 @@ or TorchScript programs, which have no differentiable path here).
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from mint.commands import command_parser
 from mint.errors import MintError
 from mint.models.build import readable_layers
 from mint.models.exported import ExportedTarget
@@ -148,7 +148,7 @@ def checkpoint_network(path: str) -> tuple[nn.Module, int]:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint layers`."""
-    parser = argparse.ArgumentParser(prog="mint layers", description=__doc__.split("\n\n")[0])
+    parser = command_parser("mint layers", __doc__)
     parser.add_argument("--ckpt", help="a mint target or detector checkpoint")
     parser.add_argument(
         "--program", help="a torch.export program (.pt2) or a TorchScript file (.pt, .ts); with --image-size"
