@@ -21,12 +21,12 @@ The same command scales by config: `-- --trainer.accelerator=gpu --trainer.devic
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from mint.cli import main as mint
 from mint.experiments.references import main as references
+from mint.records.report import TestReport
 
 ROWS = ("loss", "modified_entropy", "lira_online", "lira_offline", "lira_fixed_variance", "rmia_online",
         "rmia_offline", "calibrated_loss", "mint", "mint_best")  # fmt: skip
@@ -92,7 +92,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
     picked = max(variants, key=lambda v: validation_auroc(variants[v][1]))
     args_of, ckpt = variants[picked]
     test = mint(["test", *args_of, f"--ckpt_path={ckpt}"])
-    tested = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    tested = TestReport.read(test.trainer.log_dir).raw
     mint_best = tested["mint"] | {"variant": picked, "seconds": tested["budget"]["mint_seconds"]}
     table = {}
     # One online and one offline set of max(K) references; a budget of K reads the first K of a set
@@ -111,7 +111,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
         for k in counts:
             test = mint(["test", *detector, f"--ckpt_path={best}", f"--model.init_args.references={folder}",
                          f"--model.init_args.reference_count={k}"])  # fmt: skip
-            table[(k, mode)] = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+            table[(k, mode)] = TestReport.read(test.trainer.log_dir).raw
             table[(k, mode)]["mint_best"] = mint_best
     table = dict(sorted(table.items()))
     return table, target_seconds

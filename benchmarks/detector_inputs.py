@@ -16,7 +16,6 @@ variant validation picks (never the test set). Targets are either trained here o
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 from attack_comparison import cell, target_line  # (the benchmarks folder is on the path of a script)
 
 from mint.cli import main as cli
+from mint.records.report import TestReport
 from mint.tasks.callbacks import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -85,7 +85,7 @@ def run_variant(
     seconds = time.perf_counter() - start
     callback = fit.trainer.checkpoint_callback
     test = cli(["test", *args, f"--ckpt_path={callback.best_model_path}"])
-    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    results = TestReport.read(test.trainer.log_dir).raw
     return results | {"val_auroc": float(callback.best_model_score), "seconds": seconds}
 
 

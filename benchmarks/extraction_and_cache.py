@@ -23,7 +23,8 @@ import torch
 
 from mint.data import ActivationCache, DetectorDataModule
 from mint.data.images import to_tensor
-from mint.models import Target, load_target_checkpoint
+from mint.models import Target
+from mint.records import load_target_checkpoint
 from mint.tasks import DetectorModule
 
 

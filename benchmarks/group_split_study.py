@@ -10,10 +10,10 @@ the loss-threshold attack's AUROC and MINT's AUROC on the same held-out images.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from mint.cli import main as cli
+from mint.records.report import TestReport
 from mint.tasks.callbacks import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -45,21 +45,21 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
     ]  # fmt: skip
     det = cli(["fit", *mint])
     test = cli(["test", *mint, f"--ckpt_path={det.trainer.checkpoint_callback.best_model_path}"])
-    res = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
-    split = res["data"]["target_split"]
+    res = TestReport.read(test.trainer.log_dir)
+    split, control = res.target_split, res.raw["controls"]["class_only"]
     return {
         "data": data,
         "protocol": protocol,
         "groups": split["num_groups"],
         "duplicates": split["duplicates"].get("duplicate_images", "-"),
-        "test set": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}",
-        "acc members": res["target_on_test_set"]["target_member_acc"],
-        "acc non-members": res["target_on_test_set"]["target_nonmember_acc"],
-        "gap": res["target_on_test_set"]["target_gap"],
-        "loss AUROC": res["baselines"]["loss"]["auroc"],
-        "MINT AUROC": res["mint"]["auroc"],
+        "test set": f"{res.mint.members}+{res.mint.nonmembers}",
+        "acc members": res.target_gap.member_acc,
+        "acc non-members": res.target_gap.nonmember_acc,
+        "gap": res.target_gap.gap,
+        "loss AUROC": res.baselines["loss"].auroc,
+        "MINT AUROC": res.mint.auroc,
         "class-only AUROC [95% CI]": "{:.3f} [{:.3f}, {:.3f}]".format(
-            res["controls"]["class_only"]["auroc"], *res["controls"]["class_only"]["auroc_ci95"]
+            control["auroc"], *control["auroc_ci95"]
         ),
     }
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from mint.errors import MintError
 from mint.files import write_atomic, write_json_atomic
+from mint.records.report import TestReport
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     test = _cli(["test", *mint, "--trainer.logger.init_args.version=test", f"--ckpt_path={best}"])
     test_seconds = time.perf_counter() - start
-    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    results = TestReport.read(test.trainer.log_dir).raw
     summary = summarize(results, info, fit_seconds, test_seconds, target, best)
     write_json_atomic(run_dir / "summary.json", summary)
     print(format_summary(summary))

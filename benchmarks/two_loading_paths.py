@@ -26,8 +26,9 @@ from safetensors.torch import save_file
 
 from mint.cli import main as mint
 from mint.data.membership import rebuild_membership
-from mint.models import load_target_checkpoint
 from mint.models.paper_cnn import BLOCK_DROPOUT, WIDTH
+from mint.records import load_target_checkpoint
+from mint.records.report import TestReport
 
 
 def export(ckpt: str, out: Path) -> list[str]:
@@ -70,7 +71,7 @@ def fit_and_test(config: str, out: Path, name: str, target: list[str]) -> dict:
     start = time.time()
     cli = mint(["fit", *common])
     test = mint(["test", *common, f"--ckpt_path={cli.trainer.checkpoint_callback.best_model_path}"])
-    results = json.loads(Path(test.trainer.log_dir, "test_results.json").read_text())
+    results = TestReport.read(test.trainer.log_dir).raw
     results["seconds"] = round(time.time() - start)
     return results
 

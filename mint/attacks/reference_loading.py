@@ -20,7 +20,7 @@ from mint.data.reference_masks import check_reference_count, check_reference_ind
 from mint.data.split import index_hash
 from mint.errors import MintError
 from mint.files import check_input_file
-from mint.models.target import load_target_checkpoint
+from mint.records import load_target_checkpoint
 
 
 @dataclass

@@ -26,7 +26,8 @@ from mint.attacks.reference_loading import ReferenceSet, load_reference_set
 from mint.errors import MintError, check_finite
 from mint.models.build import readable_layers
 from mint.models.output_features import logit_confidence
-from mint.models.target import LOGITS, Target, build_network, load_target_checkpoint
+from mint.models.target import LOGITS, Target, build_network
+from mint.records import load_target_checkpoint
 
 REFERENCE_ATTACKS = (
     "lira_online", "lira_offline", "lira_fixed_variance", "rmia_online", "rmia_offline", "calibrated_loss",

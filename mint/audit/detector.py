@@ -17,7 +17,7 @@ from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
 from mint.models.gradients import is_gradient
-from mint.models.target import carried_target
+from mint.records.checkpoint import DetectorRecord, carried_target, carries_target, detector_options
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
 # A config names its data: the hint names every shipped detector config, not only CIFAR-10's.
@@ -129,11 +129,7 @@ def load_detector(
         )
     ckpt, sha256 = read_checkpoint(path)
     state = ckpt.get("state_dict", {}) if isinstance(ckpt, dict) else {}
-    if (
-        not isinstance(ckpt, dict)
-        or "mint_target" not in ckpt
-        or not any(k.startswith("target.") for k in state)
-    ):
+    if not carries_target(ckpt):
         if any(k.startswith("net.") for k in state):
             raise AuditError(
                 f"{path} is a target checkpoint, not a detector. Train a detector on it first: "
@@ -143,13 +139,14 @@ def load_detector(
             f"{path} is not a detector checkpoint carrying its target "
             "(no `mint_target` record or no target weights)"
         )
-    if "mint_calibration" not in ckpt:
+    detector_record = DetectorRecord.read(ckpt)
+    if detector_record.calibration is None:
         raise AuditError(
             f"{path} holds no calibration scores, so an audited set has nothing to be compared with. "
             "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
             "(the shipped mint_*_layer7 configs do)."
         )
-    calibration = check_calibration(ckpt["mint_calibration"], path)
+    calibration = check_calibration(detector_record.calibration, path)
     hparams = ckpt["hyper_parameters"]
     if hparams.get("reference_features"):
         raise AuditError(
@@ -160,17 +157,15 @@ def load_detector(
     pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
     record = carried_target(ckpt)
     target = Target.from_record(record, hparams["layers"], trust_factory, trust_factory_args, **pooling)
-    older = {"output_features": False, "calibrated_base": False}  # checkpoints from before these options
-    options = older | {k: hparams[k] for k in OPTIONS if k in hparams}
-    detector = Detector(target.shapes, target.num_classes, **options)
+    detector = Detector(target.shapes, target.num_classes, **detector_options(hparams, OPTIONS))
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(
         target.to(device),
         detector.to(device).eval(),
         hparams,
         calibration,
-        ckpt.get("mint_data", {}),
-        {bytes(d.tolist()) for d in ckpt["mint_seen_digests"]} if "mint_seen_digests" in ckpt else None,
+        detector_record.data or {},
+        detector_record.seen,
         str(path.resolve()),
         sha256,
     )

@@ -24,15 +24,17 @@ from mint.data.split import index_hash
 from mint.data.target_datamodule import TargetDataModule
 from mint.errors import MintError, check_count
 from mint.files import read_checkpoint, write_json_atomic
+from mint.records import DetectorRecord
 
 
 def audited_images(detector_ckpt: str, manifest: dict) -> np.ndarray:
     """The test images (indices into the target's train split) of a detector of the target of `manifest`."""
     ckpt, _ = read_checkpoint(Path(detector_ckpt))
-    sets = ckpt.get("mint_sets") if isinstance(ckpt, dict) else None
+    record = DetectorRecord.read(ckpt)
+    sets = record.sets if record is not None else None
     if not sets or "test" not in sets:
         raise MintError(f"{detector_ckpt} records no test set (a detector checkpoint written by `mint fit`)")
-    split = (ckpt.get("mint_data") or {}).get("target_split") or {}
+    split = (record.data or {}).get("target_split") or {}
     diff = [k for k in ("train_fingerprint", "members_sha256") if split.get(k) != manifest.get(k)]
     if diff:
         raise MintError(

@@ -7,9 +7,14 @@ tie, and ties make low-FPR numbers meaningless.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from mint.errors import MintError
+from mint.records.scores import read_scores_npz
 
 FPR_LEVELS = (0.1, 0.01, 0.001)
 
@@ -203,3 +208,13 @@ def full_report(
     if labels is not None:
         report["per_class_auroc"] = per_class_auroc(test_scores, test_members, labels)
     return report
+
+
+def auroc_from_file(path: str | Path, scorer: str) -> float:
+    """One scorer's AUROC recomputed from a scores file (what a re-plot starts from)."""
+    data = read_scores_npz(path)
+    names = [str(s) for s in data["scorers"]]
+    if scorer not in names:
+        raise MintError(f"{str(path)!r} has no scorer {scorer!r}; it has {', '.join(names)}")
+    column = data["scores"][:, names.index(scorer)]
+    return auroc(torch.from_numpy(column), torch.from_numpy(data["members"].astype(np.int64)))

@@ -14,7 +14,8 @@ from torch import Tensor
 from mint.evaluation.metrics import auroc, auroc_ci, full_report
 from mint.evaluation.privacy_bound import audit_epsilon, images_needed
 from mint.evaluation.roc_plot import plt, roc_figure
-from mint.files import write_atomic, write_json_atomic
+from mint.files import write_atomic
+from mint.records.report import write_results
 
 
 def target_accuracy(correct: Tensor, members: Tensor) -> dict[str, float]:
@@ -129,7 +130,7 @@ def write_test_report(
     """
     figure = roc_figure(curves)
     if log_dir is not None:
-        write_json_atomic(Path(log_dir) / "test_results.json", results)
+        write_results(log_dir, results)
         write_per_class_csv(Path(log_dir) / "per_class_auroc.csv", reports)
         figure.savefig(Path(log_dir) / "roc_test.png", dpi=120)
     if tensorboard is not None:

@@ -17,11 +17,11 @@ would not) and the detector is tested again with them, adding RMIA (offline) to 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mint.errors import MintError, check_float
 from mint.evaluation.roc_plot import plt
+from mint.records.report import TestReport
 
 DEFENSES = {
     "none": None,
@@ -70,16 +70,15 @@ def defense_override(setting: str) -> list[str]:
     return [] if DEFENSES[name] is None else [f"{DEFENSES[name]}={value}"]
 
 
-def defense_columns(res: dict, target_test_acc: float | None) -> dict:
+def defense_columns(res: TestReport, target_test_acc: float | None) -> dict:
     """The utility and privacy columns of one audited target."""
-    privacy = res["privacy"]
-    reports = {"mint": res["mint"], **res["baselines"], **res.get("learned_attacks", {})}
-    reports |= res.get("reference_attacks", {})
+    privacy = res.raw["privacy"]
+    reports = {"mint": res.mint, **res.attacks}
     row = {"target_test_acc": target_test_acc, "claimed_epsilon": privacy["claimed_epsilon"]}
     for name in (a for a in ATTACKS if a in reports):
         row |= {
-            f"{name}_auroc": reports[name]["auroc"],
-            f"{name}_tpr@1%fpr": reports[name]["tpr@1%fpr"],
+            f"{name}_auroc": reports[name].auroc,
+            f"{name}_tpr@1%fpr": reports[name].tpr_at_1pct_fpr,
             f"{name}_epsilon_lb": privacy["epsilon_lower_bound"][name],
         }
     row["largest_provable"] = privacy["largest_provable"]
@@ -113,7 +112,7 @@ def privacy_utility_figure(rows: list[dict]):
 
 def with_references(
     cli_main, test_args: list[str], best: str, target_run: str, count: int, folder: Path
-) -> dict:
+) -> TestReport:
     """Test results of the detector `best` again, beside `count` offline references of its target."""
     from mint.experiments.references import main as references
 
@@ -122,4 +121,4 @@ def with_references(
     records = references([*asked, "--", *quiet])
     refs = Path(records[0]["checkpoint"]).parents[3]  # <set>/ref_0/version_0/checkpoints/last.ckpt
     test = cli_main(["test", *test_args, f"--ckpt_path={best}", f"--model.init_args.references={refs}"])
-    return json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    return TestReport.read(test.trainer.log_dir)

@@ -21,6 +21,7 @@ from mint.cli import main as cli_main
 from mint.commands import command_parser
 from mint.errors import check_count
 from mint.experiments.runs import new_run_dir
+from mint.records.report import TestReport
 from mint.tasks.callbacks import last_checkpoint
 
 
@@ -67,16 +68,16 @@ def run_quickstart(
     det = cli_main(["fit", *mint_args])
     best = det.trainer.checkpoint_callback.best_model_path
     test = cli_main(["test", *mint_args, f"--ckpt_path={best}"])
-    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
+    report = TestReport.read(test.trainer.log_dir)
     metrics = clf.trainer.callback_metrics
     summary = {
         "target_member_acc": float(metrics["val/member_acc"]),
         "target_test_acc": float(metrics["val/acc"]),
         "target_gap": float(metrics["val/gap"]),
-        "mint": results["mint"],
-        "loss_attack_auroc": results["baselines"]["loss"]["auroc"],
-        "white_box_gain": results["white_box_gain"],
-        "picked": results["picked"]["scorer"],
+        "mint": report.raw["mint"],
+        "loss_attack_auroc": report.baselines["loss"].auroc,
+        "white_box_gain": report.raw["white_box_gain"],
+        "picked": report.picked,
         "target_ckpt": target_ckpt,
         "detector_ckpt": best,
         "test_results": str(Path(test.trainer.log_dir) / "test_results.json"),

@@ -38,9 +38,9 @@ from mint.data.reference_masks import check_reference_count
 from mint.data.split import index_hash
 from mint.errors import MintError, UnwritableError, check_count
 from mint.files import exclusive_lock, file_sha256, read_yaml, write_json_atomic
-from mint.models.target import load_target_checkpoint
+from mint.records import load_target_checkpoint
+from mint.records.trusted import IMPORT_NAME, importing_only, refuse_foreign_config
 from mint.tasks.preflight import check_writable
-from mint.tasks.trusted_classes import IMPORT_NAME, importing_only, refuse_foreign_config
 
 # Trainer settings that change how a model trains (the rest, e.g. devices or logging, do not).
 RECIPE_TRAINER_KEYS = ("max_epochs", "max_steps", "precision", "accumulate_grad_batches", "gradient_clip_val")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from mint.errors import MintError
 from mint.files import write_atomic
+from mint.records.report import ScorerReport, TestReport
 
 
 def new_run_dir(output: str | Path, command: str = "mint") -> Path:
@@ -26,8 +26,8 @@ def new_run_dir(output: str | Path, command: str = "mint") -> Path:
     return run
 
 
-def fit_and_test(args: list[str], save_dir: Path, name: str, version: str) -> tuple[object, dict]:
-    """`fit` then `test` (best checkpoint) one LightningCLI config; return the fit CLI and test results.
+def fit_and_test(args: list[str], save_dir: Path, name: str, version: str) -> tuple[object, TestReport]:
+    """`fit` then `test` (best checkpoint) one LightningCLI config; return the fit CLI and test report.
 
     Both runs are logged under `save_dir/name/` (`version` and `version-test`), so TensorBoard shows
     the runs of one sweep or study side by side.
@@ -40,8 +40,7 @@ def fit_and_test(args: list[str], save_dir: Path, name: str, version: str) -> tu
     test = cli_main(
         ["test", *args, *log, f"--trainer.logger.init_args.version={version}-test", f"--ckpt_path={best}"]
     )
-    results = json.loads((Path(test.trainer.log_dir) / "test_results.json").read_text())
-    return fit, results
+    return fit, TestReport.read(test.trainer.log_dir)
 
 
 def fmt(value) -> str:
@@ -75,13 +74,13 @@ def finish(fig, path: Path, md: str, command: str) -> None:
     print(f"{command}: tables and plot in {path.parent}")
 
 
-def scorer_row(r: dict) -> dict:
+def scorer_row(r: ScorerReport) -> dict:
     """The columns every table shows for one scorer's test report."""
-    lo, hi = r["auroc_ci95"]
+    lo, hi = r.auroc_ci95
     return {
-        "auroc": r["auroc"],
+        "auroc": r.auroc,
         "auroc_ci95": f"[{lo:.3f}, {hi:.3f}]",
-        "balanced_acc": r["balanced_acc_at_threshold"],
-        "tpr@1%fpr": r["tpr@1%fpr"],
-        "tpr@0.1%fpr": r["tpr@0.1%fpr"],
+        "balanced_acc": r.balanced_acc,
+        "tpr@1%fpr": r.tpr_at_1pct_fpr,
+        "tpr@0.1%fpr": r.tpr_at_01pct_fpr,
     }

@@ -46,6 +46,7 @@ from mint.experiments.defenses import (
     with_references,
 )
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
+from mint.records.report import TestReport
 
 CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs", "defense")
 MINT_FACTORS = ("detector_size", "conditioning")
@@ -169,36 +170,35 @@ def run_study(
     return rows
 
 
-def _row(factor: str, value: str, res: dict) -> dict:
-    clf, split = res["target_on_test_set"], res["data"]["target_split"]
-    m, loss = res["mint"], res["baselines"]["loss"]
+def _row(factor: str, value: str, res: TestReport) -> dict:
+    clf, split = res.target_gap, res.target_split
+    m, loss = res.mint, res.baselines["loss"]
     return {
         factor: value,
         "classes": split["num_classes"],
         "target_members": split["num_members"],
-        "target_acc_members": clf["target_member_acc"],
-        "target_acc_nonmembers": clf["target_nonmember_acc"],
-        "gap": clf["target_gap"],
-        "detector_train": res["data"]["sets"]["train"]["members"],
+        "target_acc_members": clf.member_acc,
+        "target_acc_nonmembers": clf.nonmember_acc,
+        "gap": clf.gap,
+        "detector_train": res.data["sets"]["train"]["members"],
         **{f"mint_{k}": v for k, v in scorer_row(m).items()},
-        "loss_auroc": loss["auroc"],
-        "loss_tpr@1%fpr": loss["tpr@1%fpr"],
+        "loss_auroc": loss.auroc,
+        "loss_tpr@1%fpr": loss.tpr_at_1pct_fpr,
         **_gain_columns(res),
-        "n_test": f"{m['n_members']}+{m['n_nonmembers']}",
+        "n_test": f"{m.members}+{m.nonmembers}",
     }
 
 
-def _gain_columns(res: dict) -> dict:
+def _gain_columns(res: TestReport) -> dict:
     """The strongest black-box attack on the same images (chosen on test) and MINT's gain over it."""
-    gain = res.get("white_box_gain")
-    if not gain:  # a results file of a mint before the learned attacks
+    gain = res.white_box_gain
+    if gain is None:  # a results file of a mint before the learned attacks
         return {}
-    reports = res["baselines"] | res.get("learned_attacks", {})
     return {
-        "best_black_box": gain["against"],
-        "best_black_box_auroc": reports[gain["against"]]["auroc"],
-        "white_box_gain_auroc": gain["auroc"],
-        "white_box_gain_ci95": gain["auroc_ci95"],
+        "best_black_box": gain.against,
+        "best_black_box_auroc": res.attacks[gain.against].auroc,
+        "white_box_gain_auroc": gain.auroc,
+        "white_box_gain_ci95": list(gain.auroc_ci95),
     }
 
 

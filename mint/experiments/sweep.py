@@ -30,6 +30,7 @@ from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row,
 from mint.files import write_json_atomic
 from mint.models import PAPER_LAYERS, readable_layers
 from mint.models.gradients import is_gradient
+from mint.records.report import TargetGap, TestReport
 
 
 def _parse(config: str, extra: list[str]) -> MintCLI:
@@ -104,17 +105,17 @@ def run_sweep(
         args = ["--model.init_args.layers=[]", "--model.init_args.output_features=true"]
         fit, res = timed(["--config", config, *extra, *args], run, "output", timing)
         rows.append(mint_row("MINT output features", "", "3 (float64)", fit, res))
-    refs = first.get("references") or {}
-    validation = first.get("validation_auroc", {})  # the black-box attacks', on the same validation set
-    others = [(f"baseline: {n}", n, r) for n, r in first["baselines"].items()]
-    others += [(f"learned: {n}", n, r) for n, r in first.get("learned_attacks", {}).items()]
+    refs = first.references
+    validation = first.validation_auroc  # the black-box attacks', on the same validation set
+    others = [(f"baseline: {n}", n, r) for n, r in first.baselines.items()]
+    others += [(f"learned: {n}", n, r) for n, r in first.learned_attacks.items()]
     # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
     others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", n, r)
-               for n, r in first.get("reference_attacks", {}).items()]  # fmt: skip
+               for n, r in first.reference_attacks.items()]  # fmt: skip
     for scorer, name, report in others:
         rows.append({"scorer": scorer, "depth": "", "shape": "logits",
                      "val_auroc": validation.get(name, float("nan")), **scorer_row(report),
-                     "n": f"{report['n_members']}+{report['n_nonmembers']}", "picked": ""})  # fmt: skip
+                     "n": f"{report.members}+{report.nonmembers}", "picked": ""})  # fmt: skip
     # The pick is over every scorer with a validation AUROC, the loss attack among them: a sweep never
     # reports a detector that the plain loss threshold beat on validation (ties go to the first row).
     scored = [r for r in rows if r["val_auroc"] == r["val_auroc"]] or rows  # (no validation: the first)
@@ -123,7 +124,7 @@ def run_sweep(
         r["picked"] = "yes" if r is best else ""
     timing["total_s"] = time.perf_counter() - start
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
-    _write_outputs(run, rows, first["target_on_test_set"], layers, best)
+    _write_outputs(run, rows, first.target_gap, layers, best)
     return rows
 
 
@@ -133,7 +134,7 @@ def depth_of(layer: str, names: list[str]) -> int | str:
     return names.index(module) + 1 if module in names else ""
 
 
-def timed(args: list[str], run: Path, version: str, timing: dict) -> tuple[object, dict]:
+def timed(args: list[str], run: Path, version: str, timing: dict) -> tuple[object, TestReport]:
     """`fit_and_test` of one variant, its wall time (fit + test, reading the cache) kept in `timing`."""
     t0 = time.perf_counter()
     out = fit_and_test(args, run.parent, run.name, version)
@@ -141,20 +142,20 @@ def timed(args: list[str], run: Path, version: str, timing: dict) -> tuple[objec
     return out
 
 
-def mint_row(scorer: str, depth, shape: str, fit, res: dict) -> dict:
+def mint_row(scorer: str, depth, shape: str, fit, res: TestReport) -> dict:
     """A detector's row: its test report and the validation AUROC of its kept epoch (what picks)."""
     score = fit.trainer.checkpoint_callback.best_model_score
     score = float(score) if score is not None else float("nan")
     # the test phase's validation AUROC (the same function as the black-box rows'), else the logged one
-    score = res.get("validation_auroc", {}).get("mint", score)
-    return {"scorer": scorer, "depth": depth, "shape": shape, "val_auroc": score, **scorer_row(res["mint"]),
-            "n": f"{res['mint']['n_members']}+{res['mint']['n_nonmembers']}", "picked": ""}  # fmt: skip
+    score = res.validation_auroc.get("mint", score)
+    return {"scorer": scorer, "depth": depth, "shape": shape, "val_auroc": score, **scorer_row(res.mint),
+            "n": f"{res.mint.members}+{res.mint.nonmembers}", "picked": ""}  # fmt: skip
 
 
-def _write_outputs(run: Path, rows: list[dict], target: dict, layers: list[str], best: dict) -> None:
+def _write_outputs(run: Path, rows: list[dict], target: TargetGap, layers: list[str], best: dict) -> None:
     header = (
-        f"Target on the test set: members {target['target_member_acc']:.3f}, non-members "
-        f"{target['target_nonmember_acc']:.3f}, gap {target['target_gap']:.3f}. n/r: not resolvable.\n"
+        f"Target on the test set: members {target.member_acc:.3f}, non-members "
+        f"{target.nonmember_acc:.3f}, gap {target.gap:.3f}. n/r: not resolvable.\n"
         f"Picked by validation AUROC ({best['val_auroc']:.3f}): {best['scorer']}, test AUROC "
         f"{best['auroc']:.3f} {best['auroc_ci95']}."
     )

@@ -7,7 +7,7 @@ from mint.models.external import ExternalTarget, TimmTarget, TorchvisionTarget, 
 from mint.models.factory import FactoryTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.scripted import ScriptedNetwork, ScriptTarget
-from mint.models.target import LOGITS, Target, TargetRecord, load_target_checkpoint
+from mint.models.target import LOGITS, Target
 
 __all__ = [
     "LOGITS",
@@ -23,11 +23,9 @@ __all__ = [
     "ScriptTarget",
     "ScriptedNetwork",
     "Target",
-    "TargetRecord",
     "TimmTarget",
     "TorchvisionTarget",
     "WeightsTarget",
     "build_classifier",
-    "load_target_checkpoint",
     "readable_layers",
 ]

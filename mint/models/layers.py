@@ -32,7 +32,8 @@ from mint.models.gradients import ALL, GRAD, GRADNORM
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.preprocessing import check_classes, check_image_size
 from mint.models.scripted import ScriptTarget
-from mint.models.target import Target, build_network, load_target_checkpoint
+from mint.models.target import Target, build_network
+from mint.records import load_target_checkpoint
 
 LARGE = 1 << 16  # values per image above which a map is better pooled than cached whole
 

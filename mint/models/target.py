@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -12,69 +11,15 @@ from torch import Tensor, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError, check_finite
-from mint.files import check_input_file, file_sha256, read_checkpoint
+from mint.files import file_sha256
 from mint.models.build import build_classifier, readable_layers
 from mint.models.external import ExternalTarget, preprocessing_record
 from mint.models.gradients import GradientReader, is_gradient
 from mint.models.kinds import external_from_config
 from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
+from mint.records.checkpoint import TargetRecord, load_target_checkpoint
 
 LOGITS = "logits"  # key under which the target's output is returned beside the requested layers
-TARGET_COMMAND = "python -m mint.cli fit --config configs/classifier_cifar10.yaml"
-# Lightning stores a data module's state under its class name; `ClassifierDataModule` is the name
-# the target's data module had before mint 0.2, kept so earlier targets still load.
-DATA_STATE_KEYS = ("TargetDataModule", "ClassifierDataModule", "ReferenceDataModule")
-
-
-@dataclass
-class TargetRecord:
-    """What a target checkpoint holds that a detector needs: architecture, weights, split, identity."""
-
-    hparams: dict
-    state_dict: dict[str, Tensor]
-    manifest: dict
-    sha256: str
-    path: str
-    extra: dict = field(default_factory=dict)  # a target trained elsewhere: kind, config, preprocessing
-
-    def meta(self) -> dict:
-        """Everything but the weights (which travel in the detector checkpoint's `state_dict`)."""
-        base = {"hparams": self.hparams, "manifest": self.manifest, "sha256": self.sha256, "path": self.path}
-        return self.extra | base
-
-
-def carried_target(ckpt: dict) -> TargetRecord:
-    """The target record a detector checkpoint carries: its `mint_target` meta and `target.*` weights."""
-    meta = dict(ckpt["mint_target"])
-    weights = {k[len("target.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("target.")}
-    base = [meta.pop(k) for k in ("hparams", "manifest", "sha256", "path")]
-    return TargetRecord(*base[:1], weights, *base[1:], extra=meta)
-
-
-def load_target_checkpoint(path: str | Path) -> TargetRecord:
-    """Read a target checkpoint once (`weights_only=True`), with errors that say what to do.
-
-    A detector checkpoint is accepted too: it carries its target's weights, architecture, split
-    and sha256, so a detector can be tested or used for audits from its checkpoint alone.
-    """
-    hint = f"train the target first, e.g. `{TARGET_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`"
-    path = check_input_file(path, "target checkpoint", hint)
-    ckpt, sha256 = read_checkpoint(path)
-    if isinstance(ckpt, dict) and "mint_target" in ckpt:  # a detector checkpoint carries its target
-        return carried_target(ckpt)
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    state = next((ckpt[k] for k in DATA_STATE_KEYS if k in ckpt), {}) if isinstance(ckpt, dict) else {}
-    manifest = state.get("manifest")
-    if "arch" not in hparams or manifest is None or "state_dict" not in ckpt:
-        kind = hparams.get("_class_path", "no LightningModule") if hparams else "not a Lightning checkpoint"
-        raise MintError(
-            f"{path} is not a mint target checkpoint ({kind}; it lacks the target's architecture "
-            f"or its membership split). Use a checkpoint written by `{TARGET_COMMAND}`."
-        )
-    # A DP-SGD target's claim (epsilon spent, delta, noise), which audits test against what they find.
-    claim = {k: v for k, v in ckpt["dp_sgd"].items() if k != "history"} if "dp_sgd" in ckpt else None
-    extra = {"dp_sgd": claim} if claim else {}
-    return TargetRecord(hparams, ckpt["state_dict"], manifest, sha256, str(path.resolve()), extra)
 
 
 def build_network(hparams: dict) -> nn.Module:

@@ -35,6 +35,7 @@ from mint.models.detector import (
 from mint.models.kinds import external_from_config
 from mint.models.output_features import check_class_logits
 from mint.models.target import Pool
+from mint.records import DetectorRecord
 from mint.tasks.base import MintModule
 from mint.tasks.detector_test import DetectorTesting
 from mint.tasks.detector_validation import DetectorValidation
@@ -267,32 +268,31 @@ class DetectorModule(DetectorValidation, DetectorTesting, MintModule):
                 "this detector checkpoint has no calibrated base (trained before mint had one, or with "
                 "calibrated_base: false): load it with --model.init_args.calibrated_base=false"
             )
-        self._recorded_sets = checkpoint.get("mint_sets", {})
-        self._recorded_cost = checkpoint.get("mint_seconds")
+        record = DetectorRecord.read(checkpoint) or DetectorRecord(target={})
+        self._recorded_sets, self._recorded_cost = record.sets or {}, record.seconds
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the target's architecture, split and hash beside its weights (in `state_dict`).
+        """Keep the target's record beside its weights (in `state_dict`), and what the detector saw.
 
         With a calibration set (`data.calibration_size > 0`), the detector's scores of those known
         members and non-members, made with the weights being saved, go in too: `mint audit`
         compares an audited set's scores with them.
         """
-        checkpoint["mint_target"] = self.target_meta
         # Wall time of this run so far: extraction and training (the detector's cost beside an attack's)
         earlier = self._recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
-        checkpoint["mint_seconds"] = round(earlier + time.perf_counter() - self._started, 1)
+        record = DetectorRecord(self.target_meta, round(earlier + time.perf_counter() - self._started, 1))
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not hasattr(dm, "datasets"):
-            return
-        checkpoint["mint_data"] = dm.manifest()
-        checkpoint["mint_sets"] = dm.set_indices()  # which images it learned from: later tests must differ
-        checkpoint["mint_seen_digests"] = dm.seen_digests  # the same, by content, for audits
-        if len(dm.datasets.get("calibration", ())):
-            if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
-                with isolate_rng():  # its loader draws a seed: saving must not change the training run
-                    scores = self.calibration_scores(dm.eval_loader("calibration"))
-                self._calibration = (self.global_step, scores)
-            checkpoint["mint_calibration"] = self._calibration[1]
+        if dm is not None and hasattr(dm, "datasets"):
+            record.data = dm.manifest()
+            record.sets = dm.set_indices()  # which images it learned from: later tests must differ
+            record.seen_digests = dm.seen_digests  # the same, by content, for audits
+            if len(dm.datasets.get("calibration", ())):
+                if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
+                    with isolate_rng():  # its loader draws a seed: saving must not change the training run
+                        scores = self.calibration_scores(dm.eval_loader("calibration"))
+                    self._calibration = (self.global_step, scores)
+                record.calibration = self._calibration[1]
+        record.write(checkpoint)
 
     @torch.no_grad()
     def calibration_scores(self, loader: DataLoader) -> dict[str, Tensor]:

@@ -28,7 +28,6 @@ from mint.attacks.reference_set import budget, with_reference_columns
 from mint.data.integrity import refuse_seen
 from mint.evaluation import best_threshold
 from mint.evaluation.metrics import auroc
-from mint.evaluation.score_export import SCHEMA_VERSION, SCORES_FILE, write_scores_npz
 from mint.evaluation.test_report import (
     ClassOnlyControl,
     empirical_privacy,
@@ -39,6 +38,8 @@ from mint.evaluation.test_report import (
 )
 from mint.evaluation.white_box_gain import white_box_gain
 from mint.models import LOGITS
+from mint.records.checkpoint import DP_KEY
+from mint.records.scores import SCHEMA_VERSION, SCORES_FILE, write_scores_npz
 
 SCORED = (*SCORERS, *LEARNED_ATTACKS)  # the score columns of a test batch, before reference attacks
 
@@ -141,7 +142,7 @@ class DetectorTesting:
         data = results["data"]  # a mint target records its split; one trained elsewhere, its known sets
         trained = data["target_split"]["num_members"] if "target_split" in data else None
         known = data.get("known", {}).get("members") or int(dm.plan["members"].sum())
-        claim = self.target_meta.get("dp_sgd")
+        claim = self.target_meta.get(DP_KEY)
         results["privacy"] = empirical_privacy(scores, members, names, claim, trained, known)
         curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
         tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None

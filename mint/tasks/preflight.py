@@ -21,6 +21,8 @@ from mint.data.activation_cache import unwritable
 from mint.errors import MintError, UnwritableError
 from mint.files import file_sha256, read_checkpoint
 from mint.models.kinds import json_args, shown_args
+from mint.records.checkpoint import recorded_target_sha256
+from mint.records.trusted import refuse_foreign_classes
 from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
 # Below this a run cannot even write its first checkpoints (a PaperCNN checkpoint is ~2 MB, an
@@ -87,43 +89,6 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
         )
 
 
-# What a checkpoint's hyperparameters may name: LightningCLI imports every class path in them (the
-# model's, its optimizer's) when it reads `--ckpt_path`, so a file naming another module would have it run.
-MODULE_CLASSES = ("TargetModule", "DetectorModule")
-IMPORTABLE = ("mint.", "torch.optim.", "lightning.pytorch.cli.")
-
-
-def _import_paths(value: Any, key: str = ""):
-    """Every import path named in hyperparameters: class paths, and callables given by name."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k in ("class_path", "_class_path") and isinstance(v, str):
-                yield k, v
-            else:
-                yield from _import_paths(v, k)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _import_paths(v, key)
-    elif isinstance(value, str) and key in ("optimizer", "lr_scheduler"):
-        yield key, value
-
-
-def refuse_foreign_classes(hparams: dict, ckpt_path: str) -> None:
-    """Refuse a checkpoint whose hyperparameters name a class outside mint, torch.optim and Lightning."""
-    for key, path in _import_paths(hparams):
-        name = path.rsplit(".", 1)[-1]  # mint.DetectorModule, mint.tasks.detector.DetectorModule, ...
-        if key == "_class_path" and not (name in MODULE_CLASSES and path.startswith("mint.")):
-            bad = path
-        elif key != "_class_path" and not path.startswith(IMPORTABLE):
-            bad = path
-        else:
-            continue
-        raise MintError(
-            f"{ckpt_path} names the class {bad[:200]!r}, which is not mint's, torch.optim's or Lightning's; "
-            "mint does not import classes named by a file. Use a checkpoint written by mint"
-        )
-
-
 def refuse_named_code(hparams: dict, config: Any, ckpt_path: str) -> None:
     """Refuse a checkpoint whose target is code or a program the config does not name.
 
@@ -173,7 +138,7 @@ def refuse_changed_model(requested: Any, ckpt_path: str) -> None:
         diff["model"] = (saved["_class_path"], requested.get("model.class_path"))
     if "target_ckpt" in asked:  # a target is the same by content, whatever its path
         old, new = saved.pop("target_ckpt"), asked.pop("target_ckpt")
-        old_sha = ckpt.get("mint_target", {}).get("sha256")
+        old_sha = recorded_target_sha256(ckpt)
         if new != old and old_sha and Path(new).is_file() and file_sha256(new) != old_sha:
             diff["target_ckpt"] = (
                 f"{old} (sha256 {old_sha[:12]})",

@@ -24,14 +24,10 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from mint.errors import MintError
+from mint.records.checkpoint import ADDED_DEFAULTS, recorded_target_sha256
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
-# Options added to the detector (and the target) after checkpoints were written with it, and their
-# defaults: an older checkpoint lacks them, which is no difference when the run leaves them at the default.
-ADDED_DEFAULTS = {"pool": "none", "pool_size": 4, "target": None, "output_features": False,
-                  "early_stopping": None, "dp_epsilon": None, "dp_delta": None, "dp_max_grad_norm": 1.0,
-                  "dp_accountant": "rdp", "reference_features": False, "calibrated_base": False}  # fmt: skip
 IGNORED_HPARAMS = {
     "_instantiator",
     "channels_last",
@@ -138,7 +134,7 @@ def refuse_other_hparams(module: L.LightningModule, checkpoint: dict) -> None:
     saved, now = dict(checkpoint.get("hyper_parameters", {})), dict(module.hparams)
     # A target read by a detector is identified by its content: a moved or re-linked checkpoint
     # file is the same target, a retrained one behind the same path is not.
-    saved_target = checkpoint.get("mint_target", {}).get("sha256")
+    saved_target = recorded_target_sha256(checkpoint)
     now_target = getattr(module, "target_meta", {}).get("sha256")
     if saved_target and now_target:
         saved.pop("target_ckpt", None), now.pop("target_ckpt", None)

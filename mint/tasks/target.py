@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -12,9 +11,10 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from mint.errors import MintError, check_count
-from mint.files import write_json_atomic
 from mint.models import build_classifier
 from mint.models.paper_cnn import BLOCK_DROPOUT, IMAGE_SIZE, WIDTH
+from mint.records.checkpoint import read_dp_state, write_dp_state
+from mint.records.report import write_results
 from mint.tasks.base import MintModule
 from mint.tasks.dp_sgd import PrivateTraining, check_settings, resolve_delta
 
@@ -144,12 +144,13 @@ class TargetModule(MintModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.private is not None:
-            checkpoint["dp_sgd"] = self.private.state()
+            write_dp_state(checkpoint, self.private.state())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        if self.private is not None and "dp_sgd" in checkpoint:  # a resumed DP-SGD fit: steps already spent
-            self.private.load(checkpoint["dp_sgd"])
+        state = read_dp_state(checkpoint)
+        if self.private is not None and state is not None:  # a resumed DP-SGD fit: steps already spent
+            self.private.load(state)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -194,7 +195,7 @@ class TargetModule(MintModule):
         results = self._log_accuracies("test")
         log_dir = self.trainer.log_dir  # a collective call (broadcast): every rank must make it
         if self.trainer.is_global_zero and log_dir:
-            write_json_atomic(Path(log_dir) / "test_results.json", results)
+            write_results(log_dir, results)
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         return self(batch[0]).softmax(-1)

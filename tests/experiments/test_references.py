@@ -13,7 +13,7 @@ from mint.attacks.reference_loading import load_reference_set
 from mint.attacks.reference_set import REFERENCE_ATTACKS
 from mint.errors import MintError
 from mint.experiments.references import main as references
-from mint.models import load_target_checkpoint
+from mint.records import load_target_checkpoint
 
 QUIET = ["--", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 

@@ -25,7 +25,7 @@ from mint.attacks.reference_loading import load_reference_set
 from mint.data.membership import rebuild_membership
 from mint.errors import MintError
 from mint.experiments import references as refs_module
-from mint.models import load_target_checkpoint
+from mint.records import load_target_checkpoint
 from tests.conftest import detector_args
 
 # Two short references: the target's recipe but two batches a run (a recipe change, so named).

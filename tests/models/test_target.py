@@ -8,7 +8,8 @@ import torch
 
 from mint.cli import main
 from mint.errors import MintError
-from mint.models import Target, load_target_checkpoint
+from mint.models import Target
+from mint.records import load_target_checkpoint
 from tests.conftest import detector_args
 
 OPENED: list[str] = []  # files opened while `watching` holds a path

@@ -14,8 +14,9 @@ from mint.cli import main
 from mint.data.images import to_tensor
 from mint.errors import MintError
 from mint.evaluation.privacy_bound import audit_epsilon
-from mint.models import LOGITS, Target, load_target_checkpoint
+from mint.models import LOGITS, Target
 from mint.models.dp_compatible import make_dp_compatible
+from mint.records import load_target_checkpoint
 from mint.tasks.callbacks import last_checkpoint
 from mint.tasks.dp_sgd import PrivateTraining, resolve_delta, sample_rate
 from tests.conftest import fit_args

@@ -1,4 +1,4 @@
-"""The one allow-list of classes a run's config may make LightningCLI import, walked and enforced.
+"""The one allow-list of classes a checkpoint or a run's config may make LightningCLI import, enforced.
 
 A config handed to LightningCLI imports every `class_path` in it (and plain strings naming a class,
 inline YAML, nested config files): a run folder given to `mint references` must name nothing but
@@ -21,7 +21,43 @@ import yaml
 
 from mint.errors import MintError
 from mint.files import MAX_YAML_BYTES, read_yaml
-from mint.tasks.preflight import IMPORTABLE
+
+# What a checkpoint's hyperparameters may name: LightningCLI imports every class path in them (the
+# model's, its optimizer's) when it reads `--ckpt_path`, so a file naming another module would have it run.
+MODULE_CLASSES = ("TargetModule", "DetectorModule")
+IMPORTABLE = ("mint.", "torch.optim.", "lightning.pytorch.cli.")
+
+
+def _import_paths(value: Any, key: str = ""):
+    """Every import path named in hyperparameters: class paths, and callables given by name."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in ("class_path", "_class_path") and isinstance(v, str):
+                yield k, v
+            else:
+                yield from _import_paths(v, k)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _import_paths(v, key)
+    elif isinstance(value, str) and key in ("optimizer", "lr_scheduler"):
+        yield key, value
+
+
+def refuse_foreign_classes(hparams: dict, ckpt_path: str) -> None:
+    """Refuse a checkpoint whose hyperparameters name a class outside mint, torch.optim and Lightning."""
+    for key, path in _import_paths(hparams):
+        name = path.rsplit(".", 1)[-1]  # mint.DetectorModule, mint.tasks.detector.DetectorModule, ...
+        if key == "_class_path" and not (name in MODULE_CLASSES and path.startswith("mint.")):
+            bad = path
+        elif key != "_class_path" and not path.startswith(IMPORTABLE):
+            bad = path
+        else:
+            continue
+        raise MintError(
+            f"{ckpt_path} names the class {bad[:200]!r}, which is not mint's, torch.optim's or Lightning's; "
+            "mint does not import classes named by a file. Use a checkpoint written by mint"
+        )
+
 
 # What a run's config may make LightningCLI import: mint's classes, torch's optimizers and schedulers,
 # Lightning's callbacks, loggers, plugins and strategies (`--ckpt_path`'s allow-list, and Lightning).

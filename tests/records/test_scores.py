@@ -9,10 +9,11 @@ import torch
 
 from mint.cli import main
 from mint.errors import MintError
-from mint.evaluation.score_export import (
+from mint.evaluation.metrics import auroc_from_file
+from mint.records.report import TestReport
+from mint.records.scores import (
     KEYS,
     SCHEMA_VERSION,
-    auroc_from_file,
     read_scores_npz,
     schema_path,
     validate_results,
@@ -112,6 +113,12 @@ def test_a_test_run_writes_scores_that_reproduce_its_report(tmp_path, tiny_targe
         validate_results(results | {"learned_attacks": {}})
     with pytest.raises(jsonschema.ValidationError, match="Additional properties"):
         validate_results(results | {"mint": results["mint"] | {"auroc_typo": 0.5}})
+    report = TestReport.read(run)  # what experiments read: the same numbers, typed
+    assert report.mint.auroc == results["mint"]["auroc"] and report.mint.members == 40
+    assert report.mint.tpr_at_1pct_fpr != report.mint.tpr_at_1pct_fpr  # 40 non-members resolve no 1%
+    assert list(report.attacks) == [*results["baselines"], *results["learned_attacks"]]
+    assert report.picked == results["picked"]["scorer"] and report.white_box_gain.against in report.attacks
+    assert report.target_gap.gap == results["target_on_test_set"]["target_gap"]
     data = read_scores_npz(run / results["scores_file"])
     names = [str(s) for s in data["scorers"]]
     assert names[:2] == ["mint", "loss"] and {"attack_model", "quantile_regression"} <= set(names)

@@ -13,11 +13,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from mint.errors import MintError
-from mint.evaluation.metrics import auroc
 from mint.files import check_input_file, write_atomic
 
 SCHEMA_VERSION = 1
@@ -100,16 +98,6 @@ def read_scores_npz(path: str | Path) -> dict[str, np.ndarray]:
     if any(r != n for r in rows.values()) or data["scores"].shape[1:] != data["scorers"].shape:
         raise MintError(f"{str(path)!r} is damaged: its arrays have different lengths ({rows}, ids {n})")
     return data
-
-
-def auroc_from_file(path: str | Path, scorer: str) -> float:
-    """One scorer's AUROC recomputed from a scores file (what a re-plot starts from)."""
-    data = read_scores_npz(path)
-    names = [str(s) for s in data["scorers"]]
-    if scorer not in names:
-        raise MintError(f"{str(path)!r} has no scorer {scorer!r}; it has {', '.join(names)}")
-    column = data["scores"][:, names.index(scorer)]
-    return auroc(torch.from_numpy(column), torch.from_numpy(data["members"].astype(np.int64)))
 
 
 def validate_results(results: dict) -> None:
