@@ -30,6 +30,7 @@ from torch import Tensor
 
 from mint.errors import MintError
 from mint.evaluation.metrics import auroc
+from mint.models.output_features import logit_confidence
 
 LOG_2PI = 1.8378770664093453
 MIN_STD = 1e-30  # as the reference code: a std of 0 (identical references) stays finite
@@ -197,3 +198,77 @@ def calibrated_loss(target_logits: Tensor, ref_logits: Tensor, kept: Tensor, lab
     if int(out.sum(0).min()) == 0:
         raise MintError("the calibrated loss needs, for every image, a reference that did not train on it")
     return (refs * out).sum(0) / out.sum(0) - target
+
+
+def _offline_a(
+    rmia_a: float | None, count: int, p_r: Tensor, kept: Tensor, offline: Tensor, zs: slice, notes: list[str]
+) -> float:
+    """Offline RMIA's `a`: given, fitted on the references (one playing the target), or the paper's 0.3."""
+    if rmia_a is None and count > 1 and len(offline) > 0:
+        return fit_offline_a(p_r[:, offline], kept[:, offline], p_r[:, zs], kept[:, zs])
+    if rmia_a is not None:
+        notes.append(f"RMIA's offline a given: {rmia_a}")
+        return rmia_a
+    notes.append(
+        "RMIA's offline a set to 0.3 (the paper's CIFAR-10 value), not fitted: it needs 2 references"
+    )
+    return 0.3
+
+
+def attack_scores(
+    target_all: Tensor,
+    ref_all: Tensor,
+    kept: Tensor,
+    y: Tensor,
+    n: int,
+    online_form: bool,
+    rmia_a: float | None,
+    notes: list[str],
+) -> tuple[dict[str, Tensor], float]:
+    """Every reference attack's scores (n,) of the first `n` images (the rest: RMIA's population), and `a`.
+
+    From the float64 logits (N, queries, C) of the target and (K, N, queries, C) of the references,
+    `kept` (K, N) (which reference trained on which image) and the labels `y` (N,); LiRA's fixed
+    variance in its online form when `online_form`; offline RMIA's `a` as given, or fitted (None).
+    What the attacks say about themselves is appended to `notes`.
+    """
+    target_logits, ref_logits = target_all[:, 0], ref_all[:, :, 0]  # the images themselves
+    y_q = y[:, None].expand(-1, target_all.shape[1])  # one label per query
+    phi_t, phi_r = logit_confidence(target_all, y_q), logit_confidence(ref_all, y_q)  # (N, Q), (K, N, Q)
+    p_t, p_r = true_class_probability(target_logits, y), true_class_probability(ref_logits, y)
+    zs = slice(n, None)
+    has_in, has_out = kept[:, :n].any(0), (~kept[:, :n]).any(0)
+    # Online attacks score the images with IN and OUT references, offline ones those with OUT ones;
+    # the others stay NaN (an online set of one reference has half its images IN it, none OUT).
+    rows = {
+        "online": torch.nonzero(has_in & has_out).squeeze(1),
+        "offline": torch.nonzero(has_out).squeeze(1),
+    }
+
+    def on(kind: str, score) -> Tensor:
+        r = rows[kind]
+        out = torch.full((n,), float("nan"), dtype=torch.float64)
+        if len(r):
+            out[r] = score(r)
+        return out
+
+    def lira_on(r, online, fixed=False):
+        values, note = lira(phi_t[r], phi_r[:, r], kept[:, r], online, fixed)
+        notes.extend(text for text in note if text not in notes)
+        return values
+
+    z_args = (p_t[zs], p_r[:, zs], kept[:, zs])
+    a = _offline_a(rmia_a, len(kept), p_r, kept, rows["offline"], zs, notes)
+    scores = {
+        "lira_online": on("online", lambda r: lira_on(r, True)),
+        "lira_offline": on("offline", lambda r: lira_on(r, False)),
+        "lira_fixed_variance": on(
+            "online" if online_form else "offline", lambda r: lira_on(r, online_form, True)
+        ),
+        "rmia_online": on("online", lambda r: rmia(p_t[r], p_r[:, r], kept[:, r], *z_args)),
+        "rmia_offline": on("offline", lambda r: rmia(p_t[r], p_r[:, r], kept[:, r], *z_args, a=a)),
+        "calibrated_loss": on(
+            "offline", lambda r: calibrated_loss(target_logits[r], ref_logits[:, r], kept[:, r], y[r])
+        ),
+    }
+    return scores, a

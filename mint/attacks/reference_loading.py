@@ -183,6 +183,41 @@ def load_reference_set(
     if count is not None:
         check_reference_count("the number of references to use", count)
     count = count or max(records) + 1
+    _refuse_missing(folder, records, count)
+    records = [records[i] for i in range(count)]
+    kept = np.zeros((count, manifest["num_train"]), bool)
+    shas, refs = [], []
+    for r in records:
+        sha, ref, indices = _check_reference(r, folder, manifest, recipe, target_sha256)
+        if sha in shas:
+            raise MintError(f"references {shas.index(sha)} and {r['index']} in {folder} are the same file")
+        kept[r["index"], indices] = True
+        shas.append(sha)
+        refs.append(ref)
+    notes = _check_set(folder, records, refs, kept, data, audited)
+    differences = _recipe_differences(folder, records, notes)
+    return ReferenceSet(
+        folder, [r["checkpoint"] for r in records], kept, sum(r.get("seconds", 0) for r in records),
+        refs[0]["mode"], shas, differences, notes,
+    )  # fmt: skip
+
+
+def _recipe_differences(folder: Path, records: list[dict], notes: list[str]) -> list[str] | None:
+    """How the references' recipe differs from the target's (warned of); None, noted, if not recorded."""
+    differences = _differences(records)
+    if differences is None:
+        notes.append("references trained before mint recorded their recipe: not compared with the target's")
+    elif differences:
+        warnings.warn(
+            f"the references in {folder} were not trained as the target was: {'; '.join(differences)}. "
+            "LiRA / RMIA assume they were; their results are named with this (recipe_differences)",
+            stacklevel=3,
+        )
+    return differences
+
+
+def _refuse_missing(folder: Path, records: dict[int, dict], count: int) -> None:
+    """Refuse a set whose references 0 ... count-1 are not all finished, with the command that trains them."""
     missing = sorted(set(range(count)) - set(records))
     if missing:
         known = next(iter(records.values()))
@@ -195,30 +230,6 @@ def load_reference_set(
             f"--seed {ref.get('seed', 0)}{audited_arg} --save-dir {folder.parent.parent} (and after `--` the "
             "arguments the set was trained with, if any)"
         )
-    records = [records[i] for i in range(count)]
-    kept = np.zeros((count, manifest["num_train"]), bool)
-    shas, refs = [], []
-    for r in records:
-        sha, ref, indices = _check_reference(r, folder, manifest, recipe, target_sha256)
-        if sha in shas:
-            raise MintError(f"references {shas.index(sha)} and {r['index']} in {folder} are the same file")
-        kept[r["index"], indices] = True
-        shas.append(sha)
-        refs.append(ref)
-    notes = _check_set(folder, records, refs, kept, data, audited)
-    differences = _differences(records)
-    if differences is None:
-        notes.append("references trained before mint recorded their recipe: not compared with the target's")
-    elif differences:
-        warnings.warn(
-            f"the references in {folder} were not trained as the target was: {'; '.join(differences)}. "
-            "LiRA / RMIA assume they were; their results are named with this (recipe_differences)",
-            stacklevel=2,
-        )
-    return ReferenceSet(
-        folder, [r["checkpoint"] for r in records], kept, sum(r.get("seconds", 0) for r in records),
-        refs[0]["mode"], shas, differences, notes,
-    )  # fmt: skip
 
 
 def _check_set(folder: Path, records: list[dict], refs: list[dict], kept: np.ndarray,

@@ -15,17 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mint.attacks.reference import (
-    calibrated_loss,
-    fit_offline_a,
-    lira,
-    rmia,
-    true_class_probability,
-)
+from mint.attacks.reference import attack_scores
 from mint.attacks.reference_loading import ReferenceSet, load_reference_set
 from mint.errors import MintError, check_finite
 from mint.models.build import readable_layers
-from mint.models.output_features import logit_confidence
 from mint.models.target import LOGITS, Target, build_network
 from mint.records import load_target_checkpoint
 
@@ -69,6 +62,22 @@ def _logits(model: Target, images: np.ndarray, device, batch_size: int, queries:
     return torch.cat(out)
 
 
+def _reference_logits(
+    refs: ReferenceSet, images: np.ndarray, device, batch_size: int, queries: int, hint: str
+) -> Tensor:
+    """Float64 logits (K, N, queries, C) of every reference model, each read once from its checkpoint."""
+    ref_logits = []
+    for i, path in enumerate(refs.checkpoints):
+        record = load_target_checkpoint(path)
+        if refs.sha256 and record.sha256 != refs.sha256[i]:  # replaced since the set was checked
+            raise MintError(f"{path} changed while the reference set was being read: run again")
+        last = readable_layers(build_network(record.hparams))[-1]
+        model = Target.from_record(record, [last]).to(device)
+        logits = _logits(model, images, device, batch_size, queries)
+        ref_logits.append(check_finite(f"reference {i}'s logits", logits, hint))
+    return torch.stack(ref_logits)
+
+
 def reference_scores(
     refs: ReferenceSet,
     target: Target,
@@ -96,79 +105,18 @@ def reference_scores(
     """
     device = next(target.buffers()).device
     both = np.concatenate([x, z])
-    y = torch.from_numpy(labels[both])
     if queries not in (1, 2, 18):
         raise MintError(f"reference attacks query each image 1, 2 or 18 times, not {queries}")
     # A NaN logit would make a score NaN, which reads as "attack not applicable": refused instead.
     hint = "a model with NaN or infinite outputs cannot calibrate an attack"
     target_all = _logits(target, images[both], device, batch_size, queries)  # (N, queries, C)
     check_finite("the audited target's logits", target_all, hint)
-    ref_logits = []
-    for i, path in enumerate(refs.checkpoints):
-        record = load_target_checkpoint(path)
-        if refs.sha256 and record.sha256 != refs.sha256[i]:  # replaced since the set was checked
-            raise MintError(f"{path} changed while the reference set was being read: run again")
-        last = readable_layers(build_network(record.hparams))[-1]
-        model = Target.from_record(record, [last]).to(device)
-        ref_logits.append(
-            check_finite(
-                f"reference {i}'s logits", _logits(model, images[both], device, batch_size, queries), hint
-            )
-        )
-    ref_all = torch.stack(ref_logits)  # (K, len(x) + len(z), queries, C)
-    target_logits, ref_logits = target_all[:, 0], ref_all[:, :, 0]  # the images themselves
+    ref_all = _reference_logits(refs, images[both], device, batch_size, queries, hint)  # (K, N, queries, C)
     kept = torch.from_numpy(refs.kept[:, both])
-    n = len(x)
-    y_q = y[:, None].expand(-1, queries)  # one label per query
-    phi_t, phi_r = logit_confidence(target_all, y_q), logit_confidence(ref_all, y_q)  # (N, Q), (K, N, Q)
-    p_t, p_r = true_class_probability(target_logits, y), true_class_probability(ref_logits, y)
-    zs = slice(n, None)
-    has_in, has_out = kept[:, :n].any(0), (~kept[:, :n]).any(0)
-    # Online attacks score the images with IN and OUT references, offline ones those with OUT ones;
-    # the others stay NaN (an online set of one reference has half its images IN it, none OUT).
-    rows = {
-        "online": torch.nonzero(has_in & has_out).squeeze(1),
-        "offline": torch.nonzero(has_out).squeeze(1),
-    }
     online_form = refs.mode == "online" and len(refs.checkpoints) > 1
     notes: list[str] = []
-
-    def on(kind: str, score) -> Tensor:
-        r = rows[kind]
-        out = torch.full((n,), float("nan"), dtype=torch.float64)
-        if len(r):
-            out[r] = score(r)
-        return out
-
-    def lira_on(r, online, fixed=False):
-        values, note = lira(phi_t[r], phi_r[:, r], kept[:, r], online, fixed)
-        notes.extend(text for text in note if text not in notes)
-        return values
-
-    z_args = (p_t[zs], p_r[:, zs], kept[:, zs])
-    fitted = rmia_a is None and len(refs.checkpoints) > 1 and len(rows["offline"]) > 0
-    if fitted:
-        a = fit_offline_a(p_r[:, rows["offline"]], kept[:, rows["offline"]], p_r[:, zs], kept[:, zs])
-    elif rmia_a is not None:
-        a = rmia_a
-        notes.append(f"RMIA's offline a given: {a}")
-    else:
-        a = 0.3
-        notes.append(
-            "RMIA's offline a set to 0.3 (the paper's CIFAR-10 value), not fitted: it needs 2 references"
-        )
-    scores = {
-        "lira_online": on("online", lambda r: lira_on(r, True)),
-        "lira_offline": on("offline", lambda r: lira_on(r, False)),
-        "lira_fixed_variance": on(
-            "online" if online_form else "offline", lambda r: lira_on(r, online_form, True)
-        ),
-        "rmia_online": on("online", lambda r: rmia(p_t[r], p_r[:, r], kept[:, r], *z_args)),
-        "rmia_offline": on("offline", lambda r: rmia(p_t[r], p_r[:, r], kept[:, r], *z_args, a=a)),
-        "calibrated_loss": on(
-            "offline", lambda r: calibrated_loss(target_logits[r], ref_logits[:, r], kept[:, r], y[r])
-        ),
-    }
+    y = torch.from_numpy(labels[both])
+    scores, a = attack_scores(target_all, ref_all, kept, y, len(x), online_form, rmia_a, notes)
     if refs.differences:
         notes.insert(0, f"references NOT trained as the target was: {'; '.join(refs.differences)}")
     record = {

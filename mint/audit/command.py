@@ -32,10 +32,9 @@ from mint.audit.detector import AuditError, TrainedDetector, load_detector, read
 from mint.audit.inputs import AuditInputs, list_inputs
 from mint.audit.report import histogram_figure, verdict, write_html
 from mint.audit.statistics import (
-    auroc_interval,
+    calibration_summary,
     mann_whitney_greater,
-    member_fraction_estimate,
-    target_accuracy,
+    member_share,
 )
 from mint.commands import command_parser
 from mint.data.images import to_tensor
@@ -191,13 +190,13 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
     key = "predicted_label" if labels == "predicted" and conditioned else "true_label"
     members, nonmembers = cal[key][cal["members"] == 1], cal[key][cal["members"] == 0]
     test = mann_whitney_greater(scores, nonmembers)
-    calibration = _calibration(trained, members, nonmembers)
+    calibration = calibration_summary(trained.calibration, trained.target.num_classes, members, nonmembers)
     summary = {
         "verdict": verdict(test["p_value"], len(scores), calibration),
         "p_value": test["p_value"],
         "effect_size_auroc_vs_nonmembers": test["auroc"],
         "z": test["z"],
-        "member_fraction": _share(scores, members, nonmembers, calibration),
+        "member_fraction": member_share(scores, members, nonmembers, calibration),
         "n_audited": len(scores),
         "n_skipped": len(inputs.skipped),
         "skipped": inputs.skipped,
@@ -226,43 +225,6 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
     write_html(tmp / "report.html", summary, figure)
     plt.close(figure)
     return summary
-
-
-def _calibration(trained: TrainedDetector, members: torch.Tensor, nonmembers: torch.Tensor) -> dict:
-    """How well the detector separates its known members from non-members, and how good the target is."""
-    interval = auroc_interval(members, nonmembers)
-    cal = trained.calibration
-    accuracy = None  # recorded only by checkpoints that keep the target's predicted classes
-    if "predicted_class" in cal and "labels" in cal:
-        accuracy = target_accuracy(
-            cal["predicted_class"], cal["labels"], cal["members"], trained.target.num_classes
-        )
-    return {
-        "n_members": len(members),
-        "n_nonmembers": len(nonmembers),
-        "detector_auroc_members_vs_nonmembers": interval["auroc"],
-        "detector_auroc_ci": [interval["ci_low"], interval["ci_high"]],
-        "detector_auroc_ci_level": interval["level"],
-        "detector_auroc_ci_method": interval["method"],
-        # The verdict's guard: a detector no better than chance on known images concludes nothing.
-        "detector_separates": interval["ci_low"] > 0.5,
-        "target_accuracy": accuracy,
-    }
-
-
-def _share(scores: torch.Tensor, members: torch.Tensor, nonmembers: torch.Tensor, calibration: dict) -> dict:
-    """The estimated share of the set used in training, or why there is none (a detector at chance)."""
-    if calibration["detector_separates"]:
-        return member_fraction_estimate(scores, nonmembers, members)
-    # The share divides by (calibration AUROC - 0.5): near 0, any number would be noise (it read 100%).
-    return {
-        "fraction": None,
-        "ci_low": None,
-        "ci_high": None,
-        "raw": None,
-        "consistent_with_none": None,
-        "not_reported": "the detector does not separate known members from non-members better than chance",
-    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -126,50 +126,56 @@ def list_inputs(
         raise MintError(f"{str(path)!r} does not exist (give an image folder or an .npz file)")
     inputs = AuditInputs(path, image_size)
     if path.is_file():
-        if path.suffix != ".npz":
-            raise MintError(f"{path} is a file but not an .npz; give an image folder or an .npz file")
-        wanted = ("labels",) if use_labels else ()
-        arrays = read_npz(path, ("images",), optional=wanted, header_only=("images",))
-        shape, labelled = arrays["images"][0], "labels" in arrays
-        if len(shape) not in (3, 4):
-            raise MintError(f"{path}: images must have shape (N, H, W[, C]), got {shape}")
-        n = shape[0]
-        labels = check_labels(arrays["labels"], n, num_classes, path) if labelled else np.full(n, NO_LABEL)
-        inputs.npz, inputs.items = path, [(f"index {i}", int(lab)) for i, lab in enumerate(labels)]
-        note = "labels from the npz" if labelled else "the npz has no labels"
-        inputs.label_note = note if use_labels else "labels not read (--labels predicted)"
+        _list_npz(inputs, path, num_classes, use_labels)
     else:
-        subdirs = sorted(d for d in path.iterdir() if d.is_dir())
-        files = sorted(p for p in path.iterdir() if not p.is_dir())
-        if subdirs:
-            for d in subdirs:
-                label = _class_index(d.name, class_names, num_classes)
-                inputs.items += [(str(f), label) for f in sorted(d.rglob("*")) if not f.is_dir()]
-            inputs.skipped += [(str(f), "not in a class subfolder") for f in files]
-            inputs.label_note = "labels from the class subfolders"
-        else:
-            inputs.items = [(str(f), NO_LABEL) for f in files]
-            inputs.label_note = "no class subfolders: images unlabelled"
-        keep = []
-        for name, label in inputs.items:
-            if Path(name).name.startswith("."):
-                continue  # hidden files (.DS_Store, ...) are not part of the set
-            if not Path(name).exists():
-                inputs.skipped.append((name, "a link to nothing (dangling symbolic link)"))
-            elif not Path(name).is_file():  # reading a FIFO would wait forever
-                inputs.skipped.append((name, "not a regular file (a FIFO, socket or device)"))
-            elif Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                keep.append((name, label))
-            else:
-                inputs.skipped.append((name, f"not an image file ({', '.join(IMAGE_EXTENSIONS)})"))
-        inputs.items = keep
+        _list_folder(inputs, path, num_classes, class_names)
     if not inputs.items:
-        raise MintError(
-            f"no images to audit in {path}"
-            + (
-                f" ({len(inputs.skipped)} files skipped: e.g. {inputs.skipped[0][1]})"
-                if inputs.skipped
-                else ""
-            )
+        skipped = (
+            f" ({len(inputs.skipped)} files skipped: e.g. {inputs.skipped[0][1]})" if inputs.skipped else ""
         )
+        raise MintError(f"no images to audit in {path}{skipped}")
     return inputs
+
+
+def _list_npz(inputs: AuditInputs, path: Path, num_classes: int, use_labels: bool) -> None:
+    """The images of an `.npz` (read lazily later), with its labels when it has them and they are used."""
+    if path.suffix != ".npz":
+        raise MintError(f"{path} is a file but not an .npz; give an image folder or an .npz file")
+    wanted = ("labels",) if use_labels else ()
+    arrays = read_npz(path, ("images",), optional=wanted, header_only=("images",))
+    shape, labelled = arrays["images"][0], "labels" in arrays
+    if len(shape) not in (3, 4):
+        raise MintError(f"{path}: images must have shape (N, H, W[, C]), got {shape}")
+    n = shape[0]
+    labels = check_labels(arrays["labels"], n, num_classes, path) if labelled else np.full(n, NO_LABEL)
+    inputs.npz, inputs.items = path, [(f"index {i}", int(lab)) for i, lab in enumerate(labels)]
+    note = "labels from the npz" if labelled else "the npz has no labels"
+    inputs.label_note = note if use_labels else "labels not read (--labels predicted)"
+
+
+def _list_folder(inputs: AuditInputs, path: Path, num_classes: int, class_names: list[str] | None) -> None:
+    """The image files of a folder (class subfolders give labels); every other file is skipped, with why."""
+    subdirs = sorted(d for d in path.iterdir() if d.is_dir())
+    files = sorted(p for p in path.iterdir() if not p.is_dir())
+    if subdirs:
+        for d in subdirs:
+            label = _class_index(d.name, class_names, num_classes)
+            inputs.items += [(str(f), label) for f in sorted(d.rglob("*")) if not f.is_dir()]
+        inputs.skipped += [(str(f), "not in a class subfolder") for f in files]
+        inputs.label_note = "labels from the class subfolders"
+    else:
+        inputs.items = [(str(f), NO_LABEL) for f in files]
+        inputs.label_note = "no class subfolders: images unlabelled"
+    keep = []
+    for name, label in inputs.items:
+        if Path(name).name.startswith("."):
+            continue  # hidden files (.DS_Store, ...) are not part of the set
+        if not Path(name).exists():
+            inputs.skipped.append((name, "a link to nothing (dangling symbolic link)"))
+        elif not Path(name).is_file():  # reading a FIFO would wait forever
+            inputs.skipped.append((name, "not a regular file (a FIFO, socket or device)"))
+        elif Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            keep.append((name, label))
+        else:
+            inputs.skipped.append((name, f"not an image file ({', '.join(IMAGE_EXTENSIONS)})"))
+    inputs.items = keep

@@ -92,7 +92,11 @@ def member_fraction_estimate(
     boots = torch.tensor(
         [estimate(resample(audited), resample(nonmembers), resample(members)) for _ in range(n_boot)]
     )
-    boots = boots[~boots.isnan()]
+    return _fraction_record(point, boots[~boots.isnan()], level)
+
+
+def _fraction_record(point: float, boots: Tensor, level: float) -> dict[str, float]:
+    """The estimate `point` with the `level` interval of its bootstrap values `boots` (NaNs dropped)."""
     if len(boots) == 0:
         nan = float("nan")
         return {
@@ -178,3 +182,39 @@ def target_accuracy(predicted: Tensor, labels: Tensor, members: Tensor, num_clas
     sides = {name: correct[members[known] == m] for name, m in (("members", 1), ("nonmembers", 0))}
     accuracy = {name: float(c.mean()) if len(c) else None for name, c in sides.items()}
     return accuracy | {"chance": chance, "at_chance": z < 1.645}
+
+
+def calibration_summary(
+    cal: dict[str, Tensor], num_classes: int, members: Tensor, nonmembers: Tensor
+) -> dict:
+    """How well the detector separates its known members from non-members, and how good the target is."""
+    interval = auroc_interval(members, nonmembers)
+    accuracy = None  # recorded only by checkpoints that keep the target's predicted classes
+    if "predicted_class" in cal and "labels" in cal:
+        accuracy = target_accuracy(cal["predicted_class"], cal["labels"], cal["members"], num_classes)
+    return {
+        "n_members": len(members),
+        "n_nonmembers": len(nonmembers),
+        "detector_auroc_members_vs_nonmembers": interval["auroc"],
+        "detector_auroc_ci": [interval["ci_low"], interval["ci_high"]],
+        "detector_auroc_ci_level": interval["level"],
+        "detector_auroc_ci_method": interval["method"],
+        # The verdict's guard: a detector no better than chance on known images concludes nothing.
+        "detector_separates": interval["ci_low"] > 0.5,
+        "target_accuracy": accuracy,
+    }
+
+
+def member_share(scores: Tensor, members: Tensor, nonmembers: Tensor, calibration: dict) -> dict:
+    """The estimated share of the set used in training, or why there is none (a detector at chance)."""
+    if calibration["detector_separates"]:
+        return member_fraction_estimate(scores, nonmembers, members)
+    # The share divides by (calibration AUROC - 0.5): near 0, any number would be noise (it read 100%).
+    return {
+        "fraction": None,
+        "ci_low": None,
+        "ci_high": None,
+        "raw": None,
+        "consistent_with_none": None,
+        "not_reported": "the detector does not separate known members from non-members better than chance",
+    }

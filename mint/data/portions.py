@@ -57,20 +57,9 @@ def draw_portions(found: Candidates, sizes: dict, balance: str, seed: int) -> di
     groups = found.groups  # source groups and duplicate clusters: never split across sets
     labels = found.labels
     pools = {"member": found.members, "nonmember": found.nonmembers}
-    fixed = sizes["val"] + sizes["calibration"] + sizes["test"]
-    available = min(len(p) for p in pools.values())
-    train = sizes["train"] if sizes["train"] is not None else available - fixed
-    if train < 1 or train + fixed > available:
-        asked = sizes["train"] if sizes["train"] is not None else "at least 1"
-        raise MintError(
-            f"not enough images for the requested sets: {asked} train + {sizes['val']} val + "
-            f"{sizes['calibration']} calibration + {sizes['test']} test per side, but only "
-            f"{len(pools['member'])} members and {len(pools['nonmember'])} non-members exist. "
-            "Lower train_size / val_size / calibration_size / test_size."
-        )
     # Drawn in the order test, calibration, val, train: the test set does not change with
     # train_size, so detectors trained on different amounts of data are compared on the same images.
-    order = [sizes["test"], sizes["calibration"], sizes["val"], train]
+    order = [sizes["test"], sizes["calibration"], sizes["val"], train_size(pools, sizes)]
     stratify = balance == "per_class"
     drawn = {
         side: partition(pool, labels, order, seed + k, stratify, groups)[::-1]  # -> PORTIONS order
@@ -84,7 +73,27 @@ def draw_portions(found: Candidates, sizes: dict, balance: str, seed: int) -> di
             rng = np.random.default_rng([seed, p])
             member, nonmember = balanced(drawn["member"][p], drawn["nonmember"][p], labels, stratify, rng)
             drawn["member"][p], drawn["nonmember"][p] = member, nonmember
-    # The cache holds one row per image, in PORTIONS order (members, then non-members, in each).
+    return cache_rows(drawn, labels)
+
+
+def train_size(pools: dict[str, np.ndarray], sizes: dict) -> int:
+    """Members (and as many non-members) of the training set: as asked, or all that remain."""
+    fixed = sizes["val"] + sizes["calibration"] + sizes["test"]
+    available = min(len(p) for p in pools.values())
+    train = sizes["train"] if sizes["train"] is not None else available - fixed
+    if train < 1 or train + fixed > available:
+        asked = sizes["train"] if sizes["train"] is not None else "at least 1"
+        raise MintError(
+            f"not enough images for the requested sets: {asked} train + {sizes['val']} val + "
+            f"{sizes['calibration']} calibration + {sizes['test']} test per side, but only "
+            f"{len(pools['member'])} members and {len(pools['nonmember'])} non-members exist. "
+            "Lower train_size / val_size / calibration_size / test_size."
+        )
+    return train
+
+
+def cache_rows(drawn: dict[str, list[np.ndarray]], labels: np.ndarray) -> dict:
+    """The cache's rows: one per image, in PORTIONS order (members, then non-members, in each)."""
     pool, members, portions, start = [], [], {}, 0
     for p, name in enumerate(PORTIONS):
         for side in ("member", "nonmember"):

@@ -105,17 +105,7 @@ def run_sweep(
         args = ["--model.init_args.layers=[]", "--model.init_args.output_features=true"]
         fit, res = timed(["--config", config, *extra, *args], run, "output", timing)
         rows.append(mint_row("MINT output features", "", "3 (float64)", fit, res))
-    refs = first.references
-    validation = first.validation_auroc  # the black-box attacks', on the same validation set
-    others = [(f"baseline: {n}", n, r) for n, r in first.baselines.items()]
-    others += [(f"learned: {n}", n, r) for n, r in first.learned_attacks.items()]
-    # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
-    others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", n, r)
-               for n, r in first.reference_attacks.items()]  # fmt: skip
-    for scorer, name, report in others:
-        rows.append({"scorer": scorer, "depth": "", "shape": "logits",
-                     "val_auroc": validation.get(name, float("nan")), **scorer_row(report),
-                     "n": f"{report.members}+{report.nonmembers}", "picked": ""})  # fmt: skip
+    rows += attack_rows(first)
     # The pick is over every scorer with a validation AUROC, the loss attack among them: a sweep never
     # reports a detector that the plain loss threshold beat on validation (ties go to the first row).
     scored = [r for r in rows if r["val_auroc"] == r["val_auroc"]] or rows  # (no validation: the first)
@@ -126,6 +116,20 @@ def run_sweep(
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
     _write_outputs(run, rows, first.target_gap, layers, best)
     return rows
+
+
+def attack_rows(first: TestReport) -> list[dict]:
+    """The rows of every attack, from the first detector's test (the same images as every detector's)."""
+    refs = first.references
+    validation = first.validation_auroc  # the black-box attacks', on the same validation set
+    others = [(f"baseline: {n}", n, r) for n, r in first.baselines.items()]
+    others += [(f"learned: {n}", n, r) for n, r in first.learned_attacks.items()]
+    # With `-- --model.init_args.references=SET`, the reference attacks on the same images (K models).
+    others += [(f"reference ({refs.get('count')}, {refs.get('mode')}): {n}", n, r)
+               for n, r in first.reference_attacks.items()]  # fmt: skip
+    return [{"scorer": scorer, "depth": "", "shape": "logits", "val_auroc": validation.get(n, float("nan")),
+             **scorer_row(report), "n": f"{report.members}+{report.nonmembers}", "picked": ""}
+            for scorer, n, report in others]  # fmt: skip
 
 
 def depth_of(layer: str, names: list[str]) -> int | str:

@@ -202,12 +202,20 @@ def batched_gradients(
         return None
     grads: dict[str, Tensor] = {}
     for name, module in owners.items():
-        a, d = inputs[name][0], slots[name][0]
         wanted = {p.rpartition(".")[2] for p in full if p.rpartition(".")[0] == name}
-        rows = _rows(module, a, d, "weight" in wanted)
-        parts = [_layer(module, a[i : i + rows], d[i : i + rows], wanted) for i in range(0, len(a), rows)]
-        for leaf in parts[0]:
-            if getattr(module, leaf, None) is not None:  # (a layer built without bias has none)
-                values = [part[leaf] for part in parts]
-                grads[f"{name}.{leaf}"] = values[0] if len(values) == 1 else torch.cat(values)
+        grads |= _module_gradients(name, module, inputs[name][0], slots[name][0], wanted)
     return {k: v.detach() for k, v in out.items()}, grads, scale
+
+
+def _module_gradients(
+    name: str, module: nn.Module, a: Tensor, d: Tensor, wanted: set[str]
+) -> dict[str, Tensor]:
+    """{parameter: per-image gradients or norms} of one layer, from its input `a` and output gradient `d`."""
+    grads = {}
+    rows = _rows(module, a, d, "weight" in wanted)
+    parts = [_layer(module, a[i : i + rows], d[i : i + rows], wanted) for i in range(0, len(a), rows)]
+    for leaf in parts[0]:
+        if getattr(module, leaf, None) is not None:  # (a layer built without bias has none)
+            values = [part[leaf] for part in parts]
+            grads[f"{name}.{leaf}"] = values[0] if len(values) == 1 else torch.cat(values)
+    return grads

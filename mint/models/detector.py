@@ -118,6 +118,15 @@ def path_key(layer: str) -> str:
     return layer.replace(".", "__")
 
 
+def path_kind_of(layer: str, shape: tuple[int, ...], path_kind: PathKind) -> str:
+    """`cnn` or `mlp`: the path over a layer of this shape (`auto`: a CNN for maps larger than 1 x 1)."""
+    is_map = len(shape) == 3 and shape[1] * shape[2] > 1
+    use_cnn = path_kind == "cnn" or (path_kind == "auto" and is_map)
+    if use_cnn and len(shape) != 3:
+        raise MintError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
+    return "cnn" if use_cnn else "mlp"
+
+
 class Detector(nn.Module):
     """One path per layer (CNN for maps, MLP for vectors), concatenated, then a membership head.
 
@@ -177,14 +186,10 @@ class Detector(nn.Module):
         self.paths = nn.ModuleDict()
         self.kinds: dict[str, str] = {}  # layer -> "cnn" | "mlp", `auto` resolved
         for layer, shape in layer_shapes.items():
-            is_map = len(shape) == 3 and shape[1] * shape[2] > 1
-            use_cnn = path_kind == "cnn" or (path_kind == "auto" and is_map)
-            if use_cnn and len(shape) != 3:
-                raise MintError(f"a CNN path needs a (C, H, W) map; layer {layer!r} has shape {shape}")
-            self.kinds[layer] = "cnn" if use_cnn else "mlp"
+            self.kinds[layer] = path_kind_of(layer, shape, path_kind)
             self.paths[path_key(layer)] = (
                 CNNPath(shape, cnn_filters, cnn_kernel, cnn_hidden, dropout)
-                if use_cnn
+                if self.kinds[layer] == "cnn"
                 else MLPPath(math.prod(shape), mlp_hidden, dropout)
             )
         if output_features:

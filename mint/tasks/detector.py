@@ -8,15 +8,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import move_data_to_device
-from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from mint.attacks.reference_set import REFERENCE_ATTACKS, reference_inputs, reference_table
 from mint.errors import MintError, check_count
 from mint.evaluation import ScoreCollector
-from mint.models import LOGITS, Detector, ExternalTarget, Target
+from mint.models import Detector, ExternalTarget, Target
 from mint.models.detector import (
     CALIBRATED_BASE,
     CLASS_CONDITIONING,
@@ -35,13 +32,56 @@ from mint.models.detector import (
 from mint.models.kinds import external_from_config
 from mint.models.output_features import check_class_logits
 from mint.models.target import Pool
-from mint.records import DetectorRecord
 from mint.tasks.base import MintModule
+from mint.tasks.detector_checkpoint import DetectorCheckpointing
 from mint.tasks.detector_test import DetectorTesting
 from mint.tasks.detector_validation import DetectorValidation
 
 
-class DetectorModule(DetectorValidation, DetectorTesting, MintModule):
+def check_reference_options(
+    references: str | None, count: int | None, rmia_offline_a: float | None, reference_features: bool
+) -> None:
+    """Refuse reference options that cannot work, before anything is built."""
+    if count is not None:
+        check_count("reference_count", count)
+    if rmia_offline_a is not None and not 0 <= rmia_offline_a <= 1:
+        raise MintError(f"rmia_offline_a must be in [0, 1] (or null: fitted), not {rmia_offline_a}")
+    if reference_features and not references:
+        raise MintError(
+            "reference_features reads the scores of a reference set: give `references` (a folder "
+            "written by `mint references` for this target)"
+        )
+
+
+def build_target(
+    target_ckpt: str | None,
+    kind: ExternalTarget | None,
+    layers: list[str],
+    pooling: dict,
+    num_classes: int | None,
+    image_size: int | None,
+) -> Target:
+    """The frozen target (a mint checkpoint, or a kind trained elsewhere), checked against the data."""
+    if (target_ckpt is None) == (kind is None):
+        raise MintError(
+            "name the target once: `target_ckpt` (a mint classifier checkpoint) or `target` (a "
+            "classifier trained elsewhere, e.g. class_path: mint.models.TorchvisionTarget)"
+        )
+    target = (
+        Target.from_external(kind, layers, **pooling)
+        if kind is not None
+        else Target.load(target_ckpt, layers, **pooling)
+    )
+    for name, value in (("num_classes", num_classes), ("image_size", image_size)):
+        if value is not None and value != getattr(target, name):
+            raise MintError(
+                f"the data has {name}={value} but the target {target.meta['path']} was built "
+                f"for {name}={getattr(target, name)}: use the data it was trained on"
+            )
+    return target
+
+
+class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing, MintModule):
     """Train a detector that tells members of a target's training data from non-members.
 
     The target is mint's own classifier, read from `target_ckpt` once (with `weights_only=True`), or
@@ -157,37 +197,15 @@ class DetectorModule(DetectorValidation, DetectorTesting, MintModule):
         super().__init__(optimizer, lr_scheduler)
         layers = ["layer7"] if layers is None else list(layers)
         check_count("early_stopping", early_stopping)
-        if reference_count is not None:
-            check_count("reference_count", reference_count)
-        if rmia_offline_a is not None and not 0 <= rmia_offline_a <= 1:
-            raise MintError(f"rmia_offline_a must be in [0, 1] (or null: fitted), not {rmia_offline_a}")
-        if reference_features and not references:
-            raise MintError(
-                "reference_features reads the scores of a reference set: give `references` (a folder "
-                "written by `mint references` for this target)"
-            )
+        check_reference_options(references, reference_count, rmia_offline_a, reference_features)
         # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
         # kinds, which refuses a factory: code named by a file never runs.
         kind = external_from_config(target, "these hyperparameters") if isinstance(target, dict) else target
         if isinstance(target, ExternalTarget):  # recorded as its config, never as a pickled object
             target = target.config()  # (save_hyperparameters reads this frame's arguments)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        if (target_ckpt is None) == (target is None):
-            raise MintError(
-                "name the target once: `target_ckpt` (a mint classifier checkpoint) or `target` (a "
-                "classifier trained elsewhere, e.g. class_path: mint.models.TorchvisionTarget)"
-            )
         pooling = {"pool": pool, "pool_size": check_count("pool_size", pool_size)}
-        if kind is not None:
-            self.target = Target.from_external(kind, layers, **pooling)
-        else:
-            self.target = Target.load(target_ckpt, layers, **pooling)
-        for name, value in (("num_classes", num_classes), ("image_size", image_size)):
-            if value is not None and value != getattr(self.target, name):
-                raise MintError(
-                    f"the data has {name}={value} but the target {self.target.meta['path']} was built "
-                    f"for {name}={getattr(self.target, name)}: use the data it was trained on"
-                )
+        self.target = build_target(target_ckpt, kind, layers, pooling, num_classes, image_size)
         if output_features or calibrated_base or self.target.gradients is not None:  # a class's loss
             check_class_logits(self.target.output_shape)
         options = {k: self.hparams[k] for k in OPTIONS}
@@ -260,65 +278,3 @@ class DetectorModule(DetectorValidation, DetectorTesting, MintModule):
         loss = F.binary_cross_entropy_with_logits(logits, batch["member"].to(logits.dtype))
         self.log("train/loss", loss, prog_bar=True)
         return loss
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        if self.detector.base is not None and "detector.base.params" not in checkpoint.get("state_dict", {}):
-            raise MintError(
-                "this detector checkpoint has no calibrated base (trained before mint had one, or with "
-                "calibrated_base: false): load it with --model.init_args.calibrated_base=false"
-            )
-        record = DetectorRecord.read(checkpoint) or DetectorRecord(target={})
-        self._recorded_sets, self._recorded_cost = record.sets or {}, record.seconds
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the target's record beside its weights (in `state_dict`), and what the detector saw.
-
-        With a calibration set (`data.calibration_size > 0`), the detector's scores of those known
-        members and non-members, made with the weights being saved, go in too: `mint audit`
-        compares an audited set's scores with them.
-        """
-        # Wall time of this run so far: extraction and training (the detector's cost beside an attack's)
-        earlier = self._recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
-        record = DetectorRecord(self.target_meta, round(earlier + time.perf_counter() - self._started, 1))
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "datasets"):
-            record.data = dm.manifest()
-            record.sets = dm.set_indices()  # which images it learned from: later tests must differ
-            record.seen_digests = dm.seen_digests  # the same, by content, for audits
-            if len(dm.datasets.get("calibration", ())):
-                if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
-                    with isolate_rng():  # its loader draws a seed: saving must not change the training run
-                        scores = self.calibration_scores(dm.eval_loader("calibration"))
-                    self._calibration = (self.global_step, scores)
-                record.calibration = self._calibration[1]
-        record.write(checkpoint)
-
-    @torch.no_grad()
-    def calibration_scores(self, loader: DataLoader) -> dict[str, Tensor]:
-        """Scores (float64 logits) of a labelled member / non-member set, in eval mode.
-
-        Scored twice: with the true class, and with the target's predicted class, which is what an
-        audit of unlabelled images has to use.
-        """
-        was_training = self.training
-        self.eval()
-        out: dict[str, list[Tensor]] = {"true_label": [], "predicted_label": [], "members": [], "labels": []}
-        out["predicted_class"] = []  # the target's own class: an audit names a target at chance accuracy
-        for batch in loader:
-            batch = move_data_to_device(batch, self.device)
-            with self.unrounded():
-                acts = self.activations(batch)
-                out["true_label"].append(self.detector(acts, batch["label"]).double().cpu())
-                predicted = acts[LOGITS].argmax(1)
-                out["predicted_class"].append(predicted.long().cpu())
-                if self.target.gradients is not None:  # of the true label: read again for the predicted one
-                    images = (
-                        batch["image"] if "image" in batch else self.trainer.datamodule.images_of(batch["id"])
-                    )
-                    acts = self.target(images, predicted)
-                out["predicted_label"].append(self.detector(acts, predicted).double().cpu())
-            out["members"].append(batch["member"].long().cpu())
-            out["labels"].append(batch["label"].long().cpu())
-        self.train(was_training)
-        return {k: torch.cat(v) for k, v in out.items()}
