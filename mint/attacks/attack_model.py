@@ -39,6 +39,7 @@ class AttackModel:
     """
 
     name = "attack_model"
+    notes: tuple[str, ...] = ()  # it always fits
 
     def __init__(self, num_classes: int, seed: int = 0, hidden: int = 64) -> None:
         self.num_classes, self.seed, self.hidden = num_classes, seed, hidden
@@ -72,7 +73,7 @@ class AttackModel:
         return self
 
     @torch.no_grad()
-    def score(self, logits: Tensor, labels: Tensor) -> Tensor:
-        """The attack model's logit (B,) as float64: higher = more member-like."""
+    def score(self, logits: Tensor, labels: Tensor, images: Tensor | None = None) -> Tensor:
+        """The attack model's logit (B,) as float64: higher = more member-like (the images are not read)."""
         net = self.net.to(logits.device)
         return net(self._inputs(logits, labels).to(logits.device)).squeeze(1).double()

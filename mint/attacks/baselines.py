@@ -55,20 +55,3 @@ def modified_entropy_score(logits: Tensor, labels: Tensor) -> Tensor:
     term_true = -(1.0 - p) * log_p  # -(1 - p_y) log p_y, only at the true class
     term_other = -p * log_1mp  # -p_i log(1 - p_i), at the other classes
     return -torch.where(true, term_true, term_other).sum(dim=1)
-
-
-BASELINES = {
-    "loss": loss_score,
-    "confidence": confidence_score,
-    "entropy": entropy_score,
-    "modified_entropy": modified_entropy_score,
-}
-
-
-def baseline_scores(logits: Tensor, labels: Tensor) -> dict[str, Tensor]:
-    """Every baseline's scores for a batch; raises if the target gives no logits."""
-    if logits is None or logits.ndim != 2:
-        raise ValueError(
-            "the black-box baselines need the target's logits (B, classes); this target has none"
-        )
-    return {name: fn(logits, labels) for name, fn in BASELINES.items()}

@@ -20,11 +20,7 @@ import time
 import torch
 from torch import Tensor
 
-from mint.attacks.attack_model import AttackModel
-from mint.attacks.class_calibrated import ClassCalibratedLoss
-from mint.attacks.quantile import QuantileRegression
-
-LEARNED_ATTACKS = ("class_calibrated_loss", "attack_model", "quantile_regression")
+from mint.attacks.registry import BY_NAME, LEARNED_ATTACKS
 
 
 class LearnedAttacks:
@@ -36,9 +32,7 @@ class LearnedAttacks:
     """
 
     def __init__(self, num_classes: int, seed: int = 0) -> None:
-        self.calibrated = ClassCalibratedLoss(num_classes)
-        self.model = AttackModel(num_classes, seed)
-        self.quantile = QuantileRegression(num_classes, seed)
+        self.attacks = {name: BY_NAME[name].make(num_classes, seed) for name in LEARNED_ATTACKS}
         self.seconds = 0.0
 
     def fit(self, train: dict[str, Tensor], val: dict[str, Tensor]) -> LearnedAttacks:
@@ -48,28 +42,19 @@ class LearnedAttacks:
         # on, and the inputs copied out of inference mode (its tensors cannot be saved for backward).
         with torch.inference_mode(False), torch.enable_grad():
             train, val = ({k: v.clone() for k, v in part.items()} for part in (train, val))
-            self.calibrated.fit(train["logits"], train["labels"], train["members"])
-            self.model.fit(train, val)
-            self.quantile.fit(train, val)
+            for attack in self.attacks.values():
+                attack.fit(train, val)
         self.seconds = time.perf_counter() - start
         return self
 
     def scores(self, logits: Tensor, labels: Tensor, images: Tensor | None) -> Tensor:
-        """(B, 3) float64 scores, higher = more member-like."""
-        return torch.stack(
-            [
-                self.calibrated.score(logits, labels),
-                self.model.score(logits, labels),
-                self.quantile.score(images, logits, labels),
-            ],
-            dim=1,
-        )
+        """(B, len(LEARNED_ATTACKS)) float64 scores in registry order, higher = more member-like."""
+        return torch.stack([attack.score(logits, labels, images) for attack in self.attacks.values()], dim=1)
 
     def record(self) -> dict:
         """What the report says of the fits: their time, fallbacks, the classes fitted pooled."""
-        notes = [n for n in (self.calibrated.note(), *self.quantile.notes) if n]
         return {
             "fit_seconds": round(self.seconds, 2),
-            "notes": notes,
-            "pooled_classes": list(self.calibrated.pooled_classes),
+            "notes": [note for attack in self.attacks.values() for note in attack.notes],
+            "pooled_classes": list(self.attacks["class_calibrated_loss"].pooled_classes),
         }

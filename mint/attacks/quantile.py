@@ -134,7 +134,7 @@ class QuantileRegression:
         return self
 
     @torch.no_grad()
-    def score(self, images: Tensor | None, logits: Tensor, labels: Tensor) -> Tensor:
+    def score(self, logits: Tensor, labels: Tensor, images: Tensor | None) -> Tensor:
         """Standardized residual (B,) in float64: how far above the expected score an image's is."""
         z = (logit_confidence(logits, labels) - self.phi_mean.to(logits.device)) / self.phi_std.to(
             logits.device

@@ -17,14 +17,11 @@ from torch import Tensor
 
 from mint.attacks.reference import attack_scores
 from mint.attacks.reference_loading import ReferenceSet, load_reference_set
+from mint.attacks.registry import REFERENCE_ATTACKS
 from mint.errors import MintError, check_finite
 from mint.models.build import readable_layers
 from mint.models.target import LOGITS, Target, build_network
 from mint.records import load_target_checkpoint
-
-REFERENCE_ATTACKS = (
-    "lira_online", "lira_offline", "lira_fixed_variance", "rmia_online", "rmia_offline", "calibrated_loss",
-)  # fmt: skip
 
 
 def _queries(count: int) -> list[tuple[bool, int, int]]:

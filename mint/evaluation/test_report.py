@@ -116,7 +116,13 @@ def write_per_class_csv(path: str | Path, reports: dict[str, dict]) -> None:
 
 
 def write_test_report(
-    log_dir: str | Path | None, results: dict, reports: dict, curves: dict, tensorboard=None, step: int = 0
+    log_dir: str | Path | None,
+    results: dict,
+    reports: dict,
+    curves: dict,
+    tensorboard=None,
+    step: int = 0,
+    figure_args: dict | None = None,
 ) -> None:
     """Write the report files into `log_dir` (when set) and the ROC figure to TensorBoard (when given).
 
@@ -127,8 +133,9 @@ def write_test_report(
         curves: {name: (scores, members)} for the ROC figure.
         tensorboard: a TensorBoard `SummaryWriter`, or None.
         step: the global step the figure is logged at.
+        figure_args: `roc_figure`'s title, styles and bands.
     """
-    figure = roc_figure(curves)
+    figure = roc_figure(curves, **(figure_args or {}))
     if log_dir is not None:
         write_results(log_dir, results)
         write_per_class_csv(Path(log_dir) / "per_class_auroc.csv", reports)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mint.attacks.registry import BY_NAME
 from mint.errors import MintError, check_float
 from mint.evaluation.roc_plot import plt
 from mint.records.report import TestReport
@@ -32,9 +33,9 @@ DEFENSES = {
     "early_stopping": "--model.init_args.early_stopping",
     "dp": "--model.init_args.dp_epsilon",
 }
-ATTACKS = ("mint", "loss", "attack_model", "rmia_offline")  # (RMIA with `--references`)
-LABELS = {"mint": "MINT", "loss": "loss attack", "attack_model": "attack model (learned, black-box)",
-          "rmia_offline": "RMIA (offline references)"}  # fmt: skip
+# The detector beside the plain threshold, the learned black-box attack and RMIA (with `--references`).
+ATTACKS = ("mint", "loss", "attack_model", "rmia_offline")
+LABELS = {"mint": "MINT"} | {n: f"{BY_NAME[n].label} ({BY_NAME[n].family})" for n in ATTACKS[1:]}
 
 
 def parse_setting(setting: str) -> tuple[str, str | None]:

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
-from mint.attacks.reference_set import REFERENCE_ATTACKS, reference_inputs, reference_table
+from mint.attacks.reference_set import reference_inputs, reference_table
+from mint.attacks.registry import REFERENCE_ATTACKS
 from mint.errors import MintError, check_count
 from mint.evaluation import ScoreCollector
 from mint.models import Detector, ExternalTarget, Target

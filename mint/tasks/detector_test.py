@@ -21,10 +21,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 import mint
-from mint.attacks import BASELINES, SCORERS, score_batch
-from mint.attacks.learned import LEARNED_ATTACKS, LearnedAttacks
+from mint.attacks import SCORERS, score_batch
+from mint.attacks.learned import LearnedAttacks
 from mint.attacks.quantile import small_images
 from mint.attacks.reference_set import budget, with_reference_columns
+from mint.attacks.registry import BLACK_BOX, BY_NAME, LEARNED_ATTACKS, curve_style, report_families
 from mint.data.integrity import refuse_seen
 from mint.evaluation import best_threshold
 from mint.evaluation.metrics import auroc
@@ -63,13 +64,20 @@ class DetectorTesting:
             part["scores"] = torch.cat([part["scores"], learned.cpu()], dim=1)
         self.thresholds = {}
         for j, name in enumerate(SCORED):
-            fitted_on = val if name == "mint" or name in LEARNED_ATTACKS else train
+            fitted_on = val if name == "mint" or BY_NAME[name].threshold_set == "val" else train
             self.thresholds[name] = best_threshold(fitted_on["scores"][:, j], fitted_on["members"])
         # What an auditor picks before the test set: the scorer with the best validation AUROC, the
         # loss attack among the candidates (ties go to the simpler attack: listed first).
         self.validation_auroc = {n: auroc(val["scores"][:, j], val["members"]) for j, n in enumerate(SCORED)}
         self.class_only = ClassOnlyControl(train["labels"], train["members"], self.target.num_classes)
         self.thresholds |= self.reference_thresholds
+
+    def figure_args(self, names: tuple[str, ...], best_black_box: str, members: Tensor) -> dict:
+        """The ROC figure's title, a style per curve (the registry's), bands for MINT and the best attack."""
+        hp = self.hparams
+        title = figure_title(self.target.record(), hp.layers, hp.output_features, members)
+        styles = {("MINT" if n == "mint" else n): curve_style(n) for n in names}
+        return {"title": title, "styles": styles, "bands": ("MINT", best_black_box)}
 
     def _images(self, batch: dict) -> Tensor:
         """The batch's images (averaged down), which the quantile-regression attack reads."""
@@ -118,13 +126,11 @@ class DetectorTesting:
             "mint_version": mint.__version__,
             "scores_file": SCORES_FILE,
             "mint": reports["mint"],
-            "baselines": {n: reports[n] for n in BASELINES},
-            "learned_attacks": {n: reports[n] for n in LEARNED_ATTACKS},
+            **report_families(reports),  # baselines, learned_attacks, reference_attacks
             "learned": self.learned.record(),
-            "reference_attacks": {n: reports[n] for n in names[len(SCORED) :]},
             "validation_auroc": self.validation_auroc,
             "picked": picked(self.validation_auroc, reports),
-            "white_box_gain": white_box_gain(scores, members, names, (*BASELINES, *LEARNED_ATTACKS)),
+            "white_box_gain": white_box_gain(scores, members, names, BLACK_BOX),
             "budget": budget(self._recorded_cost, self.reference_record),
             "references": self.reference_record,
             "target_on_test_set": target,
@@ -146,16 +152,25 @@ class DetectorTesting:
         results["privacy"] = empirical_privacy(scores, members, names, claim, trained, known)
         curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
         tensorboard = self.logger.experiment if isinstance(self.logger, TensorBoardLogger) else None
-        write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step)
+        figure = self.figure_args(names, results["white_box_gain"]["against"], members)
+        write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step, figure)
         if log_dir is not None:  # every image's every score, for re-plotting and merging with other tools
             write_scores_npz(Path(log_dir) / SCORES_FILE, ids=ids, image_index=dm.plan["pool"][ids.numpy()],
                              labels=labels, members=members, correct=columns[:, -1].bool(), scores=scores,
                              names=names)  # fmt: skip
 
 
+def figure_title(record: dict, layers: list[str], output_features: bool, members: Tensor) -> str:
+    """What the ROC figure shows: the target, what the detector reads, the test set."""
+    read = [*layers, *(["output features"] if output_features else [])]
+    target = f"{record.get('arch') or record.get('kind')} ({Path(record.get('path') or '?').name})"
+    sides = f"{int((members == 1).sum()):,} + {int((members == 0).sum()):,} test images"
+    return f"Membership ROC, target {target}\nMINT reads {', '.join(read) or 'nothing'}; {sides}"
+
+
 def picked(validation_auroc: dict[str, float], reports: dict[str, dict]) -> dict:
     """The scorer with the best validation AUROC (the first on ties) and its test numbers."""
-    candidates = (*BASELINES, *LEARNED_ATTACKS, "mint")
+    candidates = (*BLACK_BOX, "mint")
     order = [n for n in candidates if validation_auroc.get(n) == validation_auroc.get(n)]  # not NaN
     best = max(order, key=lambda n: validation_auroc[n]) if order else "mint"
     return {

@@ -5,8 +5,9 @@ import torch
 
 from mint.attacks.attack_model import AttackModel
 from mint.attacks.class_calibrated import ClassCalibratedLoss
-from mint.attacks.learned import LEARNED_ATTACKS, LearnedAttacks
+from mint.attacks.learned import LearnedAttacks
 from mint.attacks.quantile import QuantileRegression
+from mint.attacks.registry import LEARNED_ATTACKS
 from mint.evaluation import auroc
 from mint.evaluation.white_box_gain import white_box_gain
 from mint.models.output_features import logit_confidence
@@ -30,13 +31,13 @@ def easy_and_hard_classes(n: int, seed: int):
 
 def test_calibrated_loss_beats_the_loss_threshold_when_classes_differ_in_confidence():
     train, test = easy_and_hard_classes(2000, 0), easy_and_hard_classes(2000, 1)
-    attack = ClassCalibratedLoss(2).fit(*train)
+    attack = ClassCalibratedLoss(2).fit(dict(zip(("logits", "labels", "members"), train, strict=True)))
     logits, labels, members = test
     calibrated = auroc(attack.score(logits, labels), members)
     plain = auroc(logit_confidence(logits, labels), members)  # the loss attack's order
     assert calibrated > plain + 0.05, (calibrated, plain)
     assert 0.72 < calibrated < 0.80  # one sd apart within each class: AUROC Phi(1/sqrt 2) = 0.76
-    assert attack.pooled_classes == [] and attack.note() is None
+    assert attack.pooled_classes == [] and attack.notes == []
 
 
 def test_a_class_with_few_known_images_gets_the_pooled_fit_and_the_report_says_so():
@@ -44,9 +45,10 @@ def test_a_class_with_few_known_images_gets_the_pooled_fit_and_the_report_says_s
     labels = labels.clone()
     labels[:30] = 2  # class 2: 30 images, about 15 per side, below the 20 a class needs
     logits = torch.cat([logits, torch.zeros(len(logits), 1, dtype=torch.float64)], dim=1)
-    attack = ClassCalibratedLoss(4).fit(logits, labels, members)  # class 3 has no image at all
+    known = {"logits": logits, "labels": labels, "members": members}
+    attack = ClassCalibratedLoss(4).fit(known)  # class 3 has no image at all
     assert attack.pooled_classes == [2]
-    assert "1 classes (2) have fewer than 20" in attack.note()
+    assert "1 classes (2) have fewer than 20" in attack.notes[0]
     assert torch.equal(attack.params[2], attack.params[3])  # both pooled, only 2 named
 
 
@@ -65,7 +67,7 @@ def test_quantile_regression_judges_each_image_against_its_own_expectation():
     train, val, test = (images_with_difficulty(n, s) for n, s in ((1200, 0), (400, 1), (1000, 2)))
     attack = QuantileRegression(2, seed=0).fit(train, val)
     assert attack.net is not None and attack.notes == []
-    score = attack.score(test["images"], test["logits"], test["labels"])
+    score = attack.score(test["logits"], test["labels"], test["images"])
     plain = auroc(logit_confidence(test["logits"], test["labels"]), test["members"])
     learned = auroc(score, test["members"])
     assert plain < 0.65 and learned > 0.85, (plain, learned)  # difficulty hides membership from a threshold
@@ -75,7 +77,7 @@ def test_quantile_regression_with_few_non_members_falls_back_class_wise_and_says
     train, val = images_with_difficulty(300, 0), images_with_difficulty(100, 1)  # 150 non-members
     attack = QuantileRegression(2, seed=0).fit(train, val)
     assert attack.net is None and "only 150 known non-members" in attack.notes[0]
-    score = attack.score(None, train["logits"], train["labels"])
+    score = attack.score(train["logits"], train["labels"], None)
     assert torch.isfinite(score).all()
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mint.attacks.reference_loading import load_reference_set
-from mint.attacks.reference_set import REFERENCE_ATTACKS
+from mint.attacks.registry import REFERENCE_ATTACKS
 from mint.errors import MintError
 from mint.experiments.references import main as references
 from mint.records import load_target_checkpoint

@@ -24,6 +24,7 @@ import yaml
 from mint.attacks.reference_loading import load_reference_set
 from mint.data.membership import rebuild_membership
 from mint.errors import MintError
+from mint.experiments import reference_recipe
 from mint.experiments import references as refs_module
 from mint.records import load_target_checkpoint
 from tests.conftest import detector_args
@@ -118,7 +119,7 @@ def test_jsonargparse_imports_only_allowed_classes_even_past_the_config_check(
     (tmp_path / "evilcb.py").write_text(EVIL)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(refs_module, "refuse_foreign_config", lambda config, where: None)
+    monkeypatch.setattr(reference_recipe, "refuse_foreign_config", lambda config, where: None)
     run = copied_run(tiny_target, tmp_path, setting("trainer.callbacks", [{"class_path": "evilcb.Evil"}]))
     refused(["references", "--target-run", run, "--count", "1", "--save-dir", tmp_path / "out", "--", *QUIET],
             "evilcb.Evil", "not allowed")  # fmt: skip

@@ -24,7 +24,7 @@ def known_images(n: int, seed: int, classes: int = 3):
 
 def test_an_untrained_detector_scores_exactly_as_the_class_calibrated_attack():
     logits, labels, members = known_images(600, 0)
-    attack = ClassCalibratedLoss(3).fit(logits, labels, members)
+    attack = ClassCalibratedLoss(3).fit({"logits": logits, "labels": labels, "members": members})
     detector = Detector({"layer7": (8,)}, 3)  # the defaults: per-class head, output features, base
     assert not detector.base.fitted
     with pytest.raises(MintError, match="calibrated base is not fitted"):
