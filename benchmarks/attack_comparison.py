@@ -65,7 +65,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
     start = time.perf_counter()
     if not (run / "checkpoints" / "last.ckpt").is_file():  # a rerun reuses the target (and references)
         mint([
-            "fit", "--config", "configs/classifier_cifar10.yaml", *source, *quiet,
+            "fit", "--config", "configs/target_cifar10.yaml", *source, *quiet,
             f"--seed_everything={seed}", f"--data.split_seed={seed}",
             f"--data.member_fraction={args.members}", "--model.width=0.5",
             "--model.block_dropout=0", "--data.batch_size=50", f"--trainer.max_epochs={args.epochs}",

@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="target epochs (samples)")
     parser.add_argument("--target-args", default="", help="overrides of the sample targets' recipe")
     parser.add_argument("--target-tag", default="", help="suffix naming targets trained with them")
-    parser.add_argument("--mint-epochs", type=int, default=20)
+    parser.add_argument("--detector-epochs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("/tmp/detector_inputs"))
     args = parser.parse_args()
     recipe = shlex.split(args.target_args)
@@ -140,7 +140,8 @@ def main() -> None:
     extra = shlex.split(args.detector_args)
     for name, ckpt in targets.items():
         runs = {
-            v: run_variant(ckpt, name, v, extra, args.mint_epochs, args.out, args.seed) for v in args.variants
+            v: run_variant(ckpt, name, v, extra, args.detector_epochs, args.out, args.seed)
+            for v in args.variants
         }
         report(name, runs)
 

@@ -4,7 +4,7 @@ Prints ratios measured in one run (targets from the MINT issue: extraction >= 0.
 plain forward pass; an epoch from the cache >= 5x faster than extracting on the fly).
 
     python benchmarks/extraction_and_cache.py \
-        --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
+        --target-ckpt lightning_logs/target_cifar10/latest/checkpoints/best.ckpt
 
 The MINT epochs take the speed options of the configs: `--precision bf16-mixed`, `--channels-last`,
 `--compile`, `--num-workers N` (with persistent workers), `--pin-memory`.
@@ -71,9 +71,7 @@ def epoch_seconds(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--target-ckpt", default="lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt"
-    )
+    parser.add_argument("--target-ckpt", default="lightning_logs/target_cifar10/latest/checkpoints/best.ckpt")
     parser.add_argument("--images", type=int, default=10000, help="images for the throughput test")
     parser.add_argument("--train-size", type=int, default=5000, help="members (and non-members) per epoch")
     parser.add_argument("--batch", type=int, default=512)

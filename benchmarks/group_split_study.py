@@ -23,7 +23,7 @@ PROTOCOLS = {
 }
 
 
-def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) -> dict:
+def run_arm(data: str, protocol: str, epochs: int, detector_epochs: int, out: Path) -> dict:
     name = f"{data}_{protocol}"
     log = [f"--trainer.logger.save_dir={out}", "--trainer.enable_progress_bar=false"]
     clf = cli([
@@ -40,7 +40,8 @@ def run_arm(data: str, protocol: str, epochs: int, mint_epochs: int, out: Path) 
         "--model=mint.DetectorModule", f"--model.target_ckpt={ckpt}", "--model.layers=[layer7]",
         "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",
         "--data.test_size=250", "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}",
-        f"--trainer.max_epochs={mint_epochs}", "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.max_epochs={detector_epochs}",
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
         f"--trainer.logger.name={name}_mint", *log,
     ]  # fmt: skip
     det = cli(["fit", *mint])
@@ -68,10 +69,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", nargs="+", default=["gtsrb", "cifar10"])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--mint-epochs", type=int, default=20)
+    parser.add_argument("--detector-epochs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("lightning_logs/group_split_study"))
     args = parser.parse_args()
-    rows = [run_arm(d, p, args.epochs, args.mint_epochs, args.out) for d in args.data for p in PROTOCOLS]
+    rows = [run_arm(d, p, args.epochs, args.detector_epochs, args.out) for d in args.data for p in PROTOCOLS]
     cols = list(rows[0])
     print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
     for r in rows:

@@ -11,10 +11,10 @@ the sample's 1,055 tracks become groups of ~38 frames that a group-aware split k
         --out lightning_logs/grouped_gtsrb
     # a small run (minutes on 2 cores):
     python benchmarks/grouped_gtsrb.py make --out /tmp/grouped_small.npz --copies 4
-    python benchmarks/grouped_gtsrb.py run --data /tmp/grouped_small.npz --epochs 1 --mint-epochs 2 \
+    python benchmarks/grouped_gtsrb.py run --data /tmp/grouped_small.npz --epochs 1 --detector-epochs 2 \
         --test-size 500 --val-size 300 --calibration-size 200
 
-`run` trains the target with `configs/classifier_gtsrb.yaml` (its source replaced by an `NpzSource` of
+`run` trains the target with `configs/target_gtsrb.yaml` (its source replaced by an `NpzSource` of
 the file; the official test images of the sample are its validation data), then fits and tests the
 shipped `configs/mint_gtsrb_layer7.yaml` detector on it, and prints the target's accuracy on the test
 set's members and non-members, every scorer's AUROC in `test_results.json` and the wall times.
@@ -159,8 +159,8 @@ def train_target(args: argparse.Namespace, run: Path) -> tuple[str, dict]:
     source = {"class_path": "mint.data.NpzSource", "init_args": {"train": args.data, "test": args.test}}
     start = time.perf_counter()
     clf = _cli([
-        "fit", "--config", str(ROOT / "configs/classifier_gtsrb.yaml"), f"--data.source={json.dumps(source)}",
-        f"--trainer.max_epochs={args.epochs}", *_log(run, "target"), *shlex.split(args.classifier_args),
+        "fit", "--config", str(ROOT / "configs/target_gtsrb.yaml"), f"--data.source={json.dumps(source)}",
+        f"--trainer.max_epochs={args.epochs}", *_log(run, "target"), *shlex.split(args.target_args),
     ])  # fmt: skip
     seconds = time.perf_counter() - start
     dm, metrics = clf.datamodule, clf.trainer.callback_metrics
@@ -190,11 +190,11 @@ def detector_args(args: argparse.Namespace, target: str, run: Path) -> list[str]
     sizes = {"test_size": args.test_size, "val_size": args.val_size}
     sizes |= {"calibration_size": args.calibration_size, "train_size": args.train_size}
     over = [f"--data.{k}={v}" for k, v in sizes.items() if v is not None]
-    if args.mint_epochs is not None:
-        over.append(f"--trainer.max_epochs={args.mint_epochs}")
+    if args.detector_epochs is not None:
+        over.append(f"--trainer.max_epochs={args.detector_epochs}")
     return [
         "--config", str(ROOT / "configs/mint_gtsrb_layer7.yaml"), f"--model.init_args.target_ckpt={target}",
-        f"--data.cache_dir={run / 'cache'}", *over, *_log(run, "detector"), *shlex.split(args.mint_args),
+        f"--data.cache_dir={run / 'cache'}", *over, *_log(run, "detector"), *shlex.split(args.detector_args),
     ]  # fmt: skip
 
 
@@ -304,15 +304,17 @@ def main(argv: list[str] | None = None) -> None:
     rn.add_argument("--data", required=True, help="npz written by `make`")
     rn.add_argument("--test", default=str(SHARED / "gtsrb_mini_test.npz"), help="the target's validation npz")
     rn.add_argument("--epochs", type=int, default=4, help="target epochs")
-    rn.add_argument("--mint-epochs", type=int, default=None, help="detector epochs (default: the config's)")
+    rn.add_argument(
+        "--detector-epochs", type=int, default=None, help="detector epochs (default: the config's)"
+    )
     rn.add_argument("--out", default="lightning_logs/grouped_gtsrb", help="folder of the runs (run_N)")
     for size in ("test", "val", "calibration", "train"):
         rn.add_argument(f"--{size}-size", type=int, default=None, help=f"detector {size}_size (per side)")
     rn.add_argument("--target-ckpt", choices=["best", "last"], default="best", help="which target checkpoint")
     rn.add_argument("--reuse-target", default=None, help="an earlier run's target ckpt")
     rn.add_argument("--reuse-target-summary", default=None, help="that run's summary.json")
-    rn.add_argument("--classifier-args", default="", help="further LightningCLI overrides of the target")
-    rn.add_argument("--mint-args", default="", help="further LightningCLI overrides of the detector")
+    rn.add_argument("--target-args", default="", help="further LightningCLI overrides of the target")
+    rn.add_argument("--detector-args", default="", help="further LightningCLI overrides of the detector")
     args = parser.parse_args(argv)
     make(args) if args.command == "make" else run(args)
 

@@ -8,7 +8,7 @@ images themselves (uint8, 150 MB for CIFAR-10's 50k train images) are loaded who
 are the same for both sizes.
 
     python benchmarks/memory_layer1.py \
-        --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
+        --target-ckpt lightning_logs/target_cifar10/latest/checkpoints/best.ckpt
 
 Needs about 64 KB x the largest size of free disk under `--cache-dir` (deleted afterwards).
 """
@@ -89,9 +89,7 @@ def run_phase(args: argparse.Namespace, phase: str, size: int, cache_dir: str) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--target-ckpt", default="lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt"
-    )
+    parser.add_argument("--target-ckpt", default="lightning_logs/target_cifar10/latest/checkpoints/best.ckpt")
     parser.add_argument("--layer", default="layer1")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 50000])
     parser.add_argument("--batch-size", type=int, default=128)

@@ -6,7 +6,7 @@ all layers, then one detector per layer reading it). Prints both wall times, the
 sweep's time went (`timing.json`).
 
     python benchmarks/sweep_timing.py \
-        --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt \
+        --target-ckpt lightning_logs/target_cifar10/latest/checkpoints/best.ckpt \
         --layers layer3 layer5 layer7 --out /tmp/sweep_timing
 """
 

@@ -11,7 +11,7 @@ both runs also test on the same images as a run on the recorded split (`mint fit
 as shipped): compare with its `test_results.json`.
 
     python benchmarks/two_loading_paths.py \
-        --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt --out /tmp/two_paths
+        --target-ckpt lightning_logs/target_cifar10/latest/checkpoints/best.ckpt --out /tmp/two_paths
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The `mint` command: LightningCLI over every mint model and data module.
 
-python -m mint.cli fit --config configs/classifier_cifar10.yaml
+python -m mint.cli fit --config configs/target_cifar10.yaml
 python -m mint.cli fit --config configs/mint_layer7.yaml
 """
 

@@ -78,9 +78,7 @@ def quiet(save_dir: Path) -> list[str]:
     ]
 
 
-def fit_args(
-    save_dir: Path, *extra: str, config: str = "classifier_cifar10.yaml", data: str = "cifar10"
-) -> list:
+def fit_args(save_dir: Path, *extra: str, config: str = "target_cifar10.yaml", data: str = "cifar10") -> list:
     """`fit` arguments of a target config on test data, logging into `save_dir`."""
     return ["fit", "--config", str(CONFIGS / config), *SOURCES[data], *quiet(save_dir), *extra]
 
@@ -112,7 +110,7 @@ def tiny_target(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny_target")
     return train_target(
         tmp,
-        "classifier_cifar10.yaml",
+        "target_cifar10.yaml",
         "cifar10",
         "--trainer.max_epochs=2",
         "--model.width=0.25",
@@ -126,7 +124,7 @@ def memorizing_target(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("memorizing_target")
     return train_target(
         tmp,
-        "classifier_cifar10.yaml",
+        "target_cifar10.yaml",
         "cifar10",
         "--trainer.max_epochs=40",
         "--model.width=0.5",
@@ -143,7 +141,7 @@ def tiny_grouped_target(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("tiny_grouped")
     return train_target(
         tmp,
-        "classifier_gtsrb.yaml",
+        "target_gtsrb.yaml",
         "gtsrb",
         "--trainer.max_epochs=1",
         "--model.width=0.25",

@@ -37,10 +37,8 @@ def test_help_shows_the_docstrings(capsys):
     assert "tell the detector the true class" in " ".join(capsys.readouterr().out.split())
 
 
-@pytest.mark.parametrize(
-    "config", [c for c in SHIPPED if c.stem.startswith("classifier")], ids=lambda c: c.stem
-)
-def test_classifier_configs_run(config, tmp_path):
+@pytest.mark.parametrize("config", [c for c in SHIPPED if c.stem.startswith("target")], ids=lambda c: c.stem)
+def test_target_configs_run(config, tmp_path):
     cli = main(
         [
             "fit",
@@ -58,7 +56,7 @@ def test_classifier_configs_run(config, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def classifiers(tmp_path_factory):
+def targets(tmp_path_factory):
     """One tiny trained target per data set, for the detector configs."""
     cache = {}
 
@@ -67,7 +65,7 @@ def classifiers(tmp_path_factory):
             tmp = tmp_path_factory.mktemp(f"clf_{name}")
             cache[name] = train_target(
                 tmp,
-                f"classifier_{name}.yaml",
+                f"target_{name}.yaml",
                 name,
                 "--trainer.max_epochs=1",
                 "--trainer.limit_train_batches=2",
@@ -85,8 +83,8 @@ OWN_TARGET = [c for c in SHIPPED if c.stem.startswith("mint") and c.stem != "min
 
 
 @pytest.mark.parametrize("config", OWN_TARGET, ids=lambda c: c.stem)
-def test_mint_configs_run(config, tmp_path, classifiers):
-    ckpt = classifiers(dataset_of(config))
+def test_mint_configs_run(config, tmp_path, targets):
+    ckpt = targets(dataset_of(config))
     cli = main(
         [
             "fit",
@@ -129,7 +127,7 @@ def test_source_can_be_overridden_by_a_second_config(tmp_path):
         [
             "fit",
             "--config",
-            str(CONFIGS / "classifier_cifar10.yaml"),
+            str(CONFIGS / "target_cifar10.yaml"),
             "--config",
             str(overlay),
             *quiet(tmp_path),

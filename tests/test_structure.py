@@ -9,10 +9,11 @@ PACKAGE = Path(mint.__file__).parent
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60  # docstring included
 # Low to high: a module imports only from its own level or below. The frozen target (`models`) sits
-# below the data modules that run it; `records` (what goes on disk) below everything that writes it.
+# below the data modules that run it; `records` (what goes on disk) below everything that writes it,
+# `signals` (float64 scores of the target's output) below every score.
 LEVELS = [
-    ("errors",), ("files",), ("quiet", "commands"), ("records",), ("evaluation",), ("models",), ("data",),
-    ("attacks",), ("tasks",), ("cli",), ("audit", "experiments"), ("__init__", "__main__"),
+    ("errors",), ("files",), ("quiet", "commands"), ("records", "signals"), ("evaluation",), ("models",),
+    ("data",), ("attacks",), ("tasks",), ("cli",), ("audit", "experiments"), ("__init__", "__main__"),
 ]  # fmt: skip
 LEVEL = {name: i for i, names in enumerate(LEVELS) for name in names}
 

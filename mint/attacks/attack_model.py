@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mint.attacks.fitting import fit_network, seeded, standardizer
-from mint.models.output_features import output_features
+from mint.signals import output_features
 
 LOG_P_FLOOR = -100.0  # log-probabilities below this carry no more information, only scale
 

@@ -18,16 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mint.models.output_features import log_probability
-
-
-def _log_probs(logits: Tensor) -> Tensor:
-    return torch.log_softmax(logits.double(), dim=1)
-
-
-def _log1m_exp(log_p: Tensor) -> Tensor:
-    """log(1 - exp(log_p)) without cancellation: exact also where p rounds to 1."""
-    return torch.where(log_p > -0.693, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+from mint.signals import log1m_exp, log_probabilities, log_probability
 
 
 def loss_score(logits: Tensor, labels: Tensor) -> Tensor:
@@ -42,16 +33,16 @@ def confidence_score(logits: Tensor, labels: Tensor) -> Tensor:
 
 def entropy_score(logits: Tensor, labels: Tensor) -> Tensor:
     """Minus the entropy of the predicted distribution (the label is not used)."""
-    log_p = _log_probs(logits)
+    log_p = log_probabilities(logits)
     return (log_p.exp() * log_p).sum(dim=1)
 
 
 def modified_entropy_score(logits: Tensor, labels: Tensor) -> Tensor:
     """Minus Song & Mittal's modified entropy, which is low for confident, correct predictions."""
-    log_p = _log_probs(logits)
+    log_p = log_probabilities(logits)
     p = log_p.exp()
     true = torch.nn.functional.one_hot(labels.long(), log_p.shape[1]).bool()
-    log_1mp = _log1m_exp(log_p)
+    log_1mp = log1m_exp(log_p)
     term_true = -(1.0 - p) * log_p  # -(1 - p_y) log p_y, only at the true class
     term_other = -p * log_1mp  # -p_i log(1 - p_i), at the other classes
     return -torch.where(true, term_true, term_other).sum(dim=1)

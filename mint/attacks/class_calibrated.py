@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from mint.models.calibrated_loss import MIN_PER_CLASS, fit_class_gaussians, log_likelihood_ratio
-from mint.models.output_features import logit_confidence
+from mint.signals import logit_confidence
 
 
 class ClassCalibratedLoss:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mint.attacks.fitting import fit_network, seeded, standardizer
-from mint.models.output_features import logit_confidence
+from mint.signals import logit_confidence
 
 MIN_NONMEMBERS = 200  # fewer known non-members than this fit a class-wise mean and spread instead
 SIDE = 16

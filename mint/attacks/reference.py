@@ -30,16 +30,10 @@ from torch import Tensor
 
 from mint.errors import MintError
 from mint.evaluation.metrics import auroc
-from mint.models.output_features import logit_confidence
+from mint.signals import logit_confidence, true_class_probability
 
 LOG_2PI = 1.8378770664093453
 MIN_STD = 1e-30  # as the reference code: a std of 0 (identical references) stays finite
-
-
-def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
-    """Softmax probability of the true class, float64: RMIA's Pr(x | model). Logits (..., C)."""
-    y = labels.long().expand(logits.shape[:-1]).unsqueeze(-1)
-    return torch.softmax(logits.double(), dim=-1).gather(-1, y).squeeze(-1)
 
 
 def _masked(values: Tensor, mask: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """`mint quickstart`: the whole MINT pipeline on the bundled CIFAR-10 sample, offline, in minutes.
 
     mint quickstart                      # or: python -m mint quickstart
-    mint quickstart --classifier-epochs 5 --mint-epochs 3 --output /tmp/mint_runs
+    mint quickstart --target-epochs 5 --detector-epochs 3 --output /tmp/mint_runs
 
 1. trains a small `PaperCNN` target on 1,000 member images of the bundled sample until it memorizes;
 2. trains the detector on its layer 7 (class-conditioned) with balanced members / non-members;
@@ -39,37 +39,39 @@ def _trainer_args(run: Path, name: str, epochs: int, seed: int) -> list[str]:
 
 def run_quickstart(
     output: str | Path = "lightning_logs/quickstart",
-    classifier_epochs: int = 30,
-    mint_epochs: int = 20,
+    target_epochs: int = 30,
+    detector_epochs: int = 20,
     seed: int = 0,
     progress_bar: bool = True,
 ) -> dict:
     """Run the pipeline; return a summary (also written to `<run>/summary.json`)."""
-    check_count("--classifier-epochs", classifier_epochs)  # Lightning reads -1 as "train forever"
-    check_count("--mint-epochs", mint_epochs)
+    check_count("--target-epochs", target_epochs)  # Lightning reads -1 as "train forever"
+    check_count("--detector-epochs", detector_epochs)
     check_count("--seed", seed, minimum=0)
     run = new_run_dir(output, "mint quickstart")
     bar = [f"--trainer.enable_progress_bar={str(progress_bar).lower()}"]
-    clf = cli_main([
-        "fit", *_trainer_args(run, "target", classifier_epochs, seed), *bar,
+    target_fit = cli_main([
+        "fit", *_trainer_args(run, "target", target_epochs, seed), *bar,
         "--model=mint.TargetModule", "--model.width=0.5", "--model.block_dropout=0",
         "--data=mint.TargetDataModule", "--data.source=mint.data.SampleSource", "--data.batch_size=50",
         "--trainer.check_val_every_n_epoch=5",
     ])  # fmt: skip
-    target_ckpt = last_checkpoint(clf.trainer)  # the memorized end state
-    clf.trainer.validate(clf.model, datamodule=clf.datamodule, verbose=False)  # measure that end state
-    mint_args = [
-        *_trainer_args(run, "mint_layer7", mint_epochs, seed), *bar,
+    target_ckpt = last_checkpoint(target_fit.trainer)  # the memorized end state
+    target_fit.trainer.validate(
+        target_fit.model, datamodule=target_fit.datamodule, verbose=False
+    )  # measure that end state
+    detector_args = [
+        *_trainer_args(run, "mint_layer7", detector_epochs, seed), *bar,
         "--model=mint.DetectorModule", f"--model.target_ckpt={target_ckpt}", "--model.layers=[layer7]",
         "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",
         "--data.test_size=250", "--data.calibration_size=100", "--data.batch_size=50",
         f"--data.cache_dir={run / 'activation_cache'}",
     ]  # fmt: skip
-    det = cli_main(["fit", *mint_args])
+    det = cli_main(["fit", *detector_args])
     best = det.trainer.checkpoint_callback.best_model_path
-    test = cli_main(["test", *mint_args, f"--ckpt_path={best}"])
+    test = cli_main(["test", *detector_args, f"--ckpt_path={best}"])
     report = TestReport.read(test.trainer.log_dir)
-    metrics = clf.trainer.callback_metrics
+    metrics = target_fit.trainer.callback_metrics
     summary = {
         "target_member_acc": float(metrics["val/member_acc"]),
         "target_test_acc": float(metrics["val/acc"]),
@@ -135,13 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--output", default="lightning_logs/quickstart", help="folder of the runs (run_N inside)"
     )
-    parser.add_argument("--classifier-epochs", type=int, default=30, help="epochs of the target")
-    parser.add_argument("--mint-epochs", type=int, default=20, help="epochs of the detector")
+    parser.add_argument("--target-epochs", type=int, default=30, help="epochs of the target")
+    parser.add_argument("--detector-epochs", type=int, default=20, help="epochs of the detector")
     parser.add_argument("--seed", type=int, default=0, help="seed of everything")
     parser.add_argument("--no-progress-bar", action="store_true", help="hide progress bars")
     args = parser.parse_args(argv)
     return run_quickstart(
-        args.output, args.classifier_epochs, args.mint_epochs, args.seed, not args.no_progress_bar
+        args.output, args.target_epochs, args.detector_epochs, args.seed, not args.no_progress_bar
     )
 
 

@@ -37,7 +37,7 @@ def target_recipe(run: Path) -> tuple[dict, Path, dict]:
     if not os.path.lexists(config_path) or not os.path.lexists(ckpt):
         raise MintError(
             f"{run} is not a finished target run: it needs config.yaml and checkpoints/last.ckpt "
-            "(give a folder like lightning_logs/classifier_cifar10/version_0)"
+            "(give a folder like lightning_logs/target_cifar10/version_0)"
         )
     config = read_yaml(config_path, "the target run's config")  # a list, binary, a bomb, a FIFO: refused
     model = config.get("model")

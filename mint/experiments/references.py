@@ -1,6 +1,6 @@
 """`mint references`: train (or find) the reference models of a target, with the target's own recipe.
 
-    mint references --target-run lightning_logs/classifier_cifar10/version_0 --count 8
+    mint references --target-run lightning_logs/target_cifar10/version_0 --count 8
     mint references --target-run RUN --count 64 --index $SLURM_ARRAY_TASK_ID      # one per array job
     mint references --target-run RUN --count 4 --audited DETECTOR_CKPT            # offline references
 

@@ -1,21 +1,21 @@
 r"""`mint study`: one factor of the MINT pipeline varied, everything else fixed, one table.
 
     # detector-side factors reuse one trained target:
-    mint study --factor detector_size --values 500 2000 8000 --mint-config configs/mint_layer7.yaml \
-        --target-ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
-    mint study --factor conditioning --values none embedding per_class --mint-config ... --target-ckpt ...
+    mint study --factor detector_size --values 500 2000 8000 --detector-config configs/mint_layer7.yaml \
+        --target-ckpt lightning_logs/target_cifar10/latest/checkpoints/best.ckpt
+    mint study --factor conditioning --values none embedding per_class --detector-config ... --target-ckpt ...
     # target-side factors train one target per value, then a detector on each:
-    mint study --factor classes --values 10 20 50 100 --classifier-config configs/classifier_cifar100.yaml \
-        --mint-config configs/mint_cifar100_layer7.yaml
+    mint study --factor classes --values 10 20 50 100 --target-config configs/target_cifar100.yaml \
+        --detector-config configs/mint_cifar100_layer7.yaml
     mint study --factor members --values 0.1 0.3 0.5 ...      # member_fraction of the train split
-    mint study --factor classifier_epochs --values 5 10 20 40 ...
+    mint study --factor target_epochs --values 5 10 20 40 ...
     mint study --factor defense --values none augment label_smoothing=0.1 weight_decay=5e-4 dp=8 ...
 
 Factors (the paper's factor analysis, plus the ones the field asks about):
 
 - `classes`: keep the first k classes of the target's source (`mint.data.ClassSubset`);
 - `members`: `member_fraction`, the share of the train split the target is trained on;
-- `classifier_epochs`: how long the target trains (its train/test gap grows with it);
+- `target_epochs`: how long the target trains (its train/test gap grows with it);
 - `defense`: one target per defense setting (`none`, `augment`, `label_smoothing=0.1`,
   `weight_decay=5e-4`, `dropout=0.3`, `early_stopping=3`, `dp=8`; see `mint.experiments.defenses`),
   with a privacy / utility figure and the epsilon each attack proves;
@@ -23,8 +23,8 @@ Factors (the paper's factor analysis, plus the ones the field asks about):
   the test set is drawn first, so every value is tested on the same images;
 - `conditioning`: whether the detector is told the true class (`none`, `embedding`, `per_class`).
 
-`--classifier-args` / `--mint-args` pass further LightingCLI overrides to every target / detector run
-(quoted, e.g. `--mint-args "--data.test_size=500 --trainer.max_epochs=10"`). Every value gets its
+`--target-args` / `--detector-args` pass further LightingCLI overrides to every target / detector run
+(quoted, e.g. `--detector-args "--data.test_size=500 --trainer.max_epochs=10"`). Every value gets its
 TensorBoard runs under `<output>/study_<factor>/run_N/`, which also receives `study.csv`,
 `study.md` and `study.png` (MINT and loss-attack AUROC, and the target's gap, versus the value).
 """
@@ -48,11 +48,11 @@ from mint.experiments.defenses import (
 from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 from mint.records.report import TestReport
 
-CLASSIFIER_FACTORS = ("classes", "members", "classifier_epochs", "defense")
+TARGET_FACTORS = ("classes", "members", "target_epochs", "defense")
 MINT_FACTORS = ("detector_size", "conditioning")
 
 
-def _classifier_override(factor: str, value: str, source: dict) -> list[str]:
+def _target_override(factor: str, value: str, source: dict) -> list[str]:
     if factor == "classes":
         subset = {
             "class_path": "mint.data.ClassSubset",
@@ -66,7 +66,7 @@ def _classifier_override(factor: str, value: str, source: dict) -> list[str]:
     return [f"--trainer.max_epochs={int(value)}"]
 
 
-def _mint_override(factor: str, value: str) -> list[str]:
+def _detector_override(factor: str, value: str) -> list[str]:
     if factor == "detector_size":
         return [f"--data.train_size={int(value)}"]
     if factor == "conditioning":
@@ -74,12 +74,12 @@ def _mint_override(factor: str, value: str) -> list[str]:
     return []
 
 
-def _source_config(classifier_config: str, classifier_args: list[str]) -> dict:
+def _source_config(target_config: str, target_args: list[str]) -> dict:
     """The target config's source as a plain `class_path` / `init_args` dict (to wrap it)."""
     from mint.cli import MintCLI
 
     cli = MintCLI(
-        args=["--config", classifier_config, *classifier_args],
+        args=["--config", target_config, *target_args],
         run=False,
         subclass_mode_model=True,
         subclass_mode_data=True,
@@ -90,7 +90,7 @@ def _source_config(classifier_config: str, classifier_args: list[str]) -> dict:
 
 def check_values(factor: str, values: list[str]) -> None:
     """Fail before any training on values that cannot be used for `factor`."""
-    kinds = {"classes": int, "members": float, "classifier_epochs": int, "detector_size": int}
+    kinds = {"classes": int, "members": float, "target_epochs": int, "detector_size": int}
     if factor == "defense":
         for v in values:
             parse_setting(v)
@@ -104,7 +104,7 @@ def check_values(factor: str, values: list[str]) -> None:
             check_float(f"--factor {factor} value", number)  # NaN passes every comparison below
         if factor == "members" and not 0 < number < 1:
             raise MintError(f"--factor members takes member fractions in (0, 1), got {v}")
-        if factor in ("classes", "classifier_epochs", "detector_size") and number < 1:
+        if factor in ("classes", "target_epochs", "detector_size") and number < 1:
             raise MintError(f"--factor {factor} needs positive values, got {v}")
         if factor == "conditioning" and v not in ("none", "embedding", "per_class"):
             raise MintError(f"conditioning values are none, embedding, per_class; got {v!r}")
@@ -113,13 +113,13 @@ def check_values(factor: str, values: list[str]) -> None:
 def run_study(
     factor: str,
     values: list[str],
-    mint_config: str,
-    classifier_config: str | None = None,
+    detector_config: str,
+    target_config: str | None = None,
     target_ckpt: str | None = None,
-    classifier_args: list[str] | None = None,
-    mint_args: list[str] | None = None,
+    target_args: list[str] | None = None,
+    detector_args: list[str] | None = None,
     output: str = "lightning_logs",
-    classifier_ckpt: str = "last",
+    target_checkpoint: str = "last",
     references: int = 0,
 ) -> list[dict]:
     """Run the study; return its rows (also written to `<output>/study_<factor>/run_N/`)."""
@@ -128,41 +128,43 @@ def run_study(
         raise MintError(f"--references counts reference models per target: 0 or more, not {references}")
     if references and factor != "defense":
         raise MintError("--references (offline reference models per target) goes with --factor defense")
-    classifier_args, mint_args = classifier_args or [], mint_args or []
-    needs_classifier = factor in CLASSIFIER_FACTORS or target_ckpt is None
-    if needs_classifier and classifier_config is None:
-        raise MintError(f"--factor {factor} trains targets: give --classifier-config")
+    target_args, detector_args = target_args or [], detector_args or []
+    needs_target = factor in TARGET_FACTORS or target_ckpt is None
+    if needs_target and target_config is None:
+        raise MintError(f"--factor {factor} trains targets: give --target-config")
     if target_ckpt is not None and not Path(target_ckpt).is_file():
         raise MintError(f"--target-ckpt {target_ckpt!r} is not a file")
     run = new_run_dir(Path(output) / f"study_{factor}", "mint study")
-    source = _source_config(classifier_config, classifier_args) if factor == "classes" else None
+    source = _source_config(target_config, target_args) if factor == "classes" else None
     rows, shared_target, test_acc = [], target_ckpt, None
     for value in values:
         target = shared_target
-        if factor in CLASSIFIER_FACTORS or target is None:
+        if factor in TARGET_FACTORS or target is None:
             from mint.cli import main as cli_main
             from mint.tasks.callbacks import last_checkpoint
 
-            clf_over = _classifier_override(factor, value, source) if factor in CLASSIFIER_FACTORS else []
-            clf = cli_main([
-                "fit", "--config", classifier_config, *classifier_args, *clf_over,
+            target_over = _target_override(factor, value, source) if factor in TARGET_FACTORS else []
+            target_fit = cli_main([
+                "fit", "--config", target_config, *target_args, *target_over,
                 f"--trainer.logger.init_args.save_dir={run}", "--trainer.logger.init_args.name=target",
                 f"--trainer.logger.init_args.version={factor}={value}",
             ])  # fmt: skip
-            ckpt = clf.trainer.checkpoint_callback
-            target = last_checkpoint(clf.trainer) if classifier_ckpt == "last" else ckpt.best_model_path
+            ckpt = target_fit.trainer.checkpoint_callback
+            target = (
+                last_checkpoint(target_fit.trainer) if target_checkpoint == "last" else ckpt.best_model_path
+            )
             # The last validation's accuracy on the official test split: the target's utility.
-            test_acc = float(clf.trainer.callback_metrics.get("val/acc", float("nan")))
-            if factor not in CLASSIFIER_FACTORS:
+            test_acc = float(target_fit.trainer.callback_metrics.get("val/acc", float("nan")))
+            if factor not in TARGET_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
-        args = ["--config", mint_config, f"--model.init_args.target_ckpt={target}", *mint_args]
-        fit, res = fit_and_test([*args, *_mint_override(factor, value)], run, "detector", f"{factor}={value}")
+        args = ["--config", detector_config, f"--model.init_args.target_ckpt={target}", *detector_args]
+        fit, res = fit_and_test([*args, *_detector_override(factor, value)], run, "detector", f"{factor}={value}")
         if references:  # the same detector tested again, beside offline references of its target
             log = [f"--trainer.logger.init_args.save_dir={run}", "--trainer.logger.init_args.name=detector",
                    f"--trainer.logger.init_args.version={factor}={value}-references"]  # fmt: skip
             best = fit.trainer.checkpoint_callback.best_model_path
             res = with_references(
-                cli_main, [*args, *log], best, clf.trainer.log_dir, references, run / "references"
+                cli_main, [*args, *log], best, target_fit.trainer.log_dir, references, run / "references"
             )
         row = _row(factor, value, res)
         rows.append(row | defense_columns(res, test_acc) if factor == "defense" else row)
@@ -171,15 +173,15 @@ def run_study(
 
 
 def _row(factor: str, value: str, res: TestReport) -> dict:
-    clf, split = res.target_gap, res.target_split
+    gap, split = res.target_gap, res.target_split
     m, loss = res.mint, res.baselines["loss"]
     return {
         factor: value,
         "classes": split["num_classes"],
         "target_members": split["num_members"],
-        "target_acc_members": clf.member_acc,
-        "target_acc_nonmembers": clf.nonmember_acc,
-        "gap": clf.gap,
+        "target_acc_members": gap.member_acc,
+        "target_acc_nonmembers": gap.nonmember_acc,
+        "gap": gap.gap,
         "detector_train": res.data["sets"]["train"]["members"],
         **{f"mint_{k}": v for k, v in scorer_row(m).items()},
         "loss_auroc": loss.auroc,
@@ -232,18 +234,18 @@ def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     """Command-line entry point of `mint study`."""
     parser = command_parser("mint study", __doc__)
-    parser.add_argument("--factor", required=True, choices=[*CLASSIFIER_FACTORS, *MINT_FACTORS])
+    parser.add_argument("--factor", required=True, choices=[*TARGET_FACTORS, *MINT_FACTORS])
     parser.add_argument("--values", nargs="+", required=True, help="the values of the factor (syntax: below)")
-    parser.add_argument("--mint-config", required=True, help="MINT config, e.g. configs/mint_layer7.yaml")
+    parser.add_argument("--detector-config", required=True, help="MINT config, e.g. configs/mint_layer7.yaml")
     parser.add_argument(
-        "--classifier-config", help="config that trains targets, e.g. configs/classifier_cifar10.yaml"
+        "--target-config", help="config that trains targets, e.g. configs/target_cifar10.yaml"
     )
     parser.add_argument("--target-ckpt", help="an already trained target (detector-side factors)")
-    parser.add_argument("--classifier-args", default="", help="LightningCLI overrides for every target run")
-    parser.add_argument("--mint-args", default="", help="LightningCLI overrides for every MINT run")
+    parser.add_argument("--target-args", default="", help="LightningCLI overrides for every target run")
+    parser.add_argument("--detector-args", default="", help="LightningCLI overrides for every MINT run")
     parser.add_argument("--output", default="lightning_logs", help="folder receiving study_<factor>/run_N")
     parser.add_argument(
-        "--classifier-ckpt", choices=["last", "best"], default="last",
+        "--target-checkpoint", choices=["last", "best"], default="last",
         help="which checkpoint of each trained target to audit (last: its end state)",
     )  # fmt: skip
     parser.add_argument(
@@ -252,8 +254,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )  # fmt: skip
     args = parser.parse_args(argv)
     return run_study(
-        args.factor, args.values, args.mint_config, args.classifier_config, args.target_ckpt,
-        shlex.split(args.classifier_args), shlex.split(args.mint_args), args.output, args.classifier_ckpt,
+        args.factor, args.values, args.detector_config, args.target_config, args.target_ckpt,
+        shlex.split(args.target_args), shlex.split(args.detector_args), args.output, args.target_checkpoint,
         args.references,
     )  # fmt: skip
 

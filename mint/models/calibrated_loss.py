@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mint.errors import MintError
-from mint.models.output_features import logit_confidence
+from mint.signals import logit_confidence
 
 MIN_PER_CLASS = 20  # below this, a class's mean and spread are too noisy to fit on their own
 SCALES = tuple(i / 10 for i in range(11))  # the residual's scales tried on validation: 0, 0.1, ..., 1

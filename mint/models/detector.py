@@ -1,7 +1,7 @@
 """The detector: the small network that reads a frozen target's activations and says "member?".
 
 One path per layer (a CNN over activation maps, an MLP over vectors), and optionally one over the
-float64 output features of the image's label (`mint.models.output_features`), concatenated, then a
+float64 output features of the image's label (`mint.signals`), concatenated, then a
 head; by default its score is added to the class-calibrated loss attack's (`calibrated_base`).
 The defaults below are the only ones: the detector's LightningModule exposes the same options.
 """
@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from mint.errors import MintError
 from mint.models.calibrated_loss import CalibratedLossBase
 from mint.models.class_standardize import ClassStandardize
-from mint.models.output_features import OUTPUT_FEATURES, output_features
 from mint.models.target import LOGITS
+from mint.signals import OUTPUT_FEATURES, output_features
 
 PathKind = Literal["auto", "cnn", "mlp"]
 ClassConditioning = Literal["none", "embedding", "per_class"]

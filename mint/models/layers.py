@@ -1,6 +1,6 @@
 """`mint layers`: the layers of a target a detector can read, with their shapes, found by a dry forward pass.
 
-    mint layers --ckpt lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt
+    mint layers --ckpt lightning_logs/target_cifar10/latest/checkpoints/best.ckpt
     mint layers --arch resnet18 --weights resnet18_cifar10.safetensors --num-classes 10 --image-size 32
     mint layers --timm --arch vit_tiny_patch16_224 --num-classes 10   # untrained: the same layers
     mint layers --program resnet18.pt2 --image-size 32      # or a TorchScript file: resnet18.pt

@@ -17,7 +17,7 @@ from torch import Tensor
 from mint.errors import MintError
 from mint.files import check_input_file, read_checkpoint
 
-TARGET_COMMAND = "python -m mint.cli fit --config configs/classifier_cifar10.yaml"
+TARGET_COMMAND = "python -m mint.cli fit --config configs/target_cifar10.yaml"
 TARGET_KEY = "mint_target"  # a detector checkpoint: the record of the target it carries
 DP_KEY = "dp_sgd"  # a DP-SGD target: the accountant's state (its claim: epsilon spent, delta, noise)
 # Lightning stores a data module's state under its class name; `ClassifierDataModule` is the name

@@ -18,7 +18,7 @@ class LatestRunLink(Callback):
     """Point `<save_dir>/<name>/latest` at the newest finished run's `version_N` folder.
 
     Runs never overwrite each other (each gets a new `version_N`); the link lets the next stage's
-    config name a fixed path, e.g. `lightning_logs/classifier_cifar10/latest/checkpoints/best.ckpt`.
+    config name a fixed path, e.g. `lightning_logs/target_cifar10/latest/checkpoints/best.ckpt`.
     """
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

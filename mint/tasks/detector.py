@@ -31,8 +31,8 @@ from mint.models.detector import (
     PathKind,
 )
 from mint.models.kinds import external_from_config
-from mint.models.output_features import check_class_logits
 from mint.models.target import Pool
+from mint.signals import check_class_logits
 from mint.tasks.base import MintModule
 from mint.tasks.detector_checkpoint import DetectorCheckpointing
 from mint.tasks.detector_test import DetectorTesting
@@ -137,7 +137,7 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
         mlp_hidden: dense units of each MLP path.
         dropout: dropout of every path.
         output_features: also read the float64 output features of the label (logit-scaled
-            confidence, margin, log entropy; `mint.models.output_features`), computed from the
+            confidence, margin, log entropy; `mint.signals`), computed from the
             logits, which the float16 activations cannot carry. On by default (measured to help on
             every target); `false` is the paper's MINT, which reads the layers alone.
         class_standardize: standardize each vector the detector reads (output features, dense

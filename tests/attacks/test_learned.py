@@ -10,7 +10,7 @@ from mint.attacks.quantile import QuantileRegression
 from mint.attacks.registry import LEARNED_ATTACKS
 from mint.evaluation import auroc
 from mint.evaluation.white_box_gain import white_box_gain
-from mint.models.output_features import logit_confidence
+from mint.signals import logit_confidence
 
 
 def two_class_logits(phi: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

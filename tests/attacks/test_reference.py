@@ -11,12 +11,11 @@ from mint.attacks.reference import (
     fit_offline_a,
     lira,
     rmia,
-    true_class_probability,
 )
 from mint.data.reference_masks import reference_kept
 from mint.errors import MintError
 from mint.evaluation.metrics import auroc, tpr_at_fpr
-from mint.models.output_features import logit_confidence
+from mint.signals import logit_confidence, true_class_probability
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -8,7 +8,7 @@ from mint.errors import MintError
 
 
 def test_quickstart_end_to_end_and_never_overwrites(tmp_path, capsys):
-    args = ["quickstart", "--output", str(tmp_path), "--classifier-epochs", "2", "--mint-epochs", "2"]
+    args = ["quickstart", "--output", str(tmp_path), "--target-epochs", "2", "--detector-epochs", "2"]
     summary = main([*args, "--no-progress-bar"])
     run = Path(summary["run_dir"])
     assert run == tmp_path / "run_0"
@@ -24,7 +24,7 @@ def test_quickstart_end_to_end_and_never_overwrites(tmp_path, capsys):
     auroc = results["mint"]["auroc"]
     assert f"MINT layer7 + output AUROC (250 members / 250 non-members)  {auroc:.3f}" in printed
     assert f"{results['baselines']['loss']['auroc']:.3f}" in printed
-    second = main([*args, "--no-progress-bar", "--mint-epochs", "1"])
+    second = main([*args, "--no-progress-bar", "--detector-epochs", "1"])
     assert Path(second["run_dir"]) == tmp_path / "run_1" and Path(summary["detector_ckpt"]).is_file()
 
 

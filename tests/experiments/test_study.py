@@ -16,21 +16,21 @@ def _study(
 ) -> list[dict]:
     """A target-side study on test data: 1-2 epoch targets, 1-epoch detectors on 30 + 30 test images."""
     name = "cifar100" if data == "cifar100" else ""
-    clf_args = " ".join([
+    target_args = " ".join([
         *SOURCES[data], f"--trainer.max_epochs={2 if name else 1}", "--model.width=0.25",
         f"--data.batch_size={batch}", "--data.num_workers=0", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
     ])  # fmt: skip
-    mint_args = (
+    detector_args = (
         f"--data.val_size=10 --data.test_size=30 --data.calibration_size={calibration} --data.batch_size=16 "
         f"--data.cache_dir={tmp_path / 'cache'} "
         "--trainer.max_epochs=1 --trainer.enable_progress_bar=false --trainer.enable_model_summary=false"
     )
     return main([
         "study", "--factor", factor, "--values", *values,
-        "--classifier-config", str(ROOT / "configs" / f"classifier_{data}.yaml"),
-        "--mint-config", str(ROOT / "configs" / (f"mint_{name}_layer7.yaml" if name else "mint_layer7.yaml")),
-        "--classifier-args", clf_args, "--mint-args", mint_args, "--output", str(tmp_path), *extra,
+        "--target-config", str(ROOT / "configs" / f"target_{data}.yaml"),
+        "--detector-config", str(ROOT / "configs" / f"mint_{name + '_' if name else ''}layer7.yaml"),
+        "--target-args", target_args, "--detector-args", detector_args, "--output", str(tmp_path), *extra,
     ])  # fmt: skip
 
 
@@ -56,9 +56,15 @@ def test_class_count_study_end_to_end(tmp_path):
 
 
 def test_study_rejects_bad_values_before_any_training(tmp_path):
-    base = ["study", "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"), "--output", str(tmp_path)]
+    base = [
+        "study",
+        "--detector-config",
+        str(ROOT / "configs" / "mint_layer7.yaml"),
+        "--output",
+        str(tmp_path),
+    ]
     with pytest.raises(MintError, match="member fractions"):
-        main([*base, "--factor", "members", "--values", "0.5", "2", "--classifier-config", "x.yaml"])
+        main([*base, "--factor", "members", "--values", "0.5", "2", "--target-config", "x.yaml"])
     with pytest.raises(MintError, match="none, embedding, per_class"):
         main([*base, "--factor", "conditioning", "--values", "per_clas", "--target-ckpt", "x.ckpt"])
     with pytest.raises(MintError, match="--references .* goes with --factor defense"):
@@ -69,7 +75,7 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
                 "members",
                 "--values",
                 "0.5",
-                "--classifier-config",
+                "--target-config",
                 "x.yaml",
                 "--references",
                 "2",
@@ -83,12 +89,12 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
                 "members",
                 "--values",
                 "0.5",
-                "--classifier-config",
+                "--target-config",
                 "x.yaml",
                 "--references=-1",
             ]
         )
-    with pytest.raises(MintError, match="give --classifier-config"):
+    with pytest.raises(MintError, match="give --target-config"):
         main([*base, "--factor", "classes", "--values", "10"])
     assert not (tmp_path / "study_members").exists()
 
@@ -129,6 +135,6 @@ def test_defense_study_refuses_bad_settings_before_training(tmp_path, value, wor
     with pytest.raises(MintError, match=words):
         main([
             "study", "--factor", "defense", "--values", "none", value, "--output", str(tmp_path),
-            "--mint-config", str(ROOT / "configs" / "mint_layer7.yaml"), "--classifier-config", "x.yaml",
+            "--detector-config", str(ROOT / "configs" / "mint_layer7.yaml"), "--target-config", "x.yaml",
         ])  # fmt: skip
     assert not (tmp_path / "study_defense").exists()

@@ -90,7 +90,7 @@ def test_the_wrong_kind_of_checkpoint(tmp_path, refused, tiny_target, tiny_detec
     # a target checkpoint given to a detector's test, and a detector checkpoint to a target's test
     args = detector_args(tmp_path, tiny_target)
     refused(["test", *args, f"--ckpt_path={tiny_target}"], "checkpoint of mint.tasks.TargetModule", "config")
-    target_test = ["test", "--config", CONFIGS / "classifier_cifar10.yaml", *quiet(tmp_path)]
+    target_test = ["test", "--config", CONFIGS / "target_cifar10.yaml", *quiet(tmp_path)]
     refused([*target_test, f"--ckpt_path={tiny_detector}"], "checkpoint of mint.tasks.DetectorModule")
     refused(
         ["audit", "--ckpt", tiny_target, "--images", tmp_path, "--output", tmp_path / "o"],
@@ -123,7 +123,7 @@ def test_a_checkpoint_naming_a_foreign_class_in_its_hyperparameters_is_not_impor
     else:
         ckpt["hyper_parameters"]["optimizer"] = {"class_path": "evilmod.Adam", "init_args": {}}
     torch.save(ckpt, tmp_path / "x.ckpt")
-    target_test = ["test", "--config", CONFIGS / "classifier_cifar10.yaml", *quiet(tmp_path)]
+    target_test = ["test", "--config", CONFIGS / "target_cifar10.yaml", *quiet(tmp_path)]
     refused([*target_test, f"--ckpt_path={tmp_path / 'x.ckpt'}"], "evilmod", "does not import classes")
     assert not marker.exists() and "evilmod" not in sys.modules
 

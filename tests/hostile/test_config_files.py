@@ -94,8 +94,8 @@ def test_a_privacy_budget_no_noise_reaches_is_refused(tmp_path, refused):
 def test_study_values_that_are_not_numbers_leave_no_run_folders(
     tmp_path, refused, values, words, monkeypatch
 ):
-    args = ["study", "--factor", "defense", "--values", *values, "--mint-config", "x.yaml"]
-    refused([*args, "--classifier-config", "y.yaml", "--output", tmp_path / "runs"], *words)
+    args = ["study", "--factor", "defense", "--values", *values, "--detector-config", "x.yaml"]
+    refused([*args, "--target-config", "y.yaml", "--output", tmp_path / "runs"], *words)
     assert not list(tmp_path.rglob("version_*")) and not (tmp_path / "runs").exists()
 
 

@@ -81,15 +81,11 @@ def test_read_only_run_folder_is_refused_before_work(tmp_path, refused):
 def test_subcommands(tmp_path, refused):
     refused(["fitt"], "invalid choice: 'fitt'", "quickstart, sweep, study, audit")
     refused([], "subcommand")
+    refused(["quickstart", "--target-epochs", "-1", "--output", tmp_path], "--target-epochs must be >= 1")
+    refused(["quickstart", "--target-epochs", "0", "--output", tmp_path], "--target-epochs must be >= 1")
+    refused(["quickstart", "--detector-epochs", "x"], "invalid int value")
     refused(
-        ["quickstart", "--classifier-epochs", "-1", "--output", tmp_path], "--classifier-epochs must be >= 1"
-    )
-    refused(
-        ["quickstart", "--classifier-epochs", "0", "--output", tmp_path], "--classifier-epochs must be >= 1"
-    )
-    refused(["quickstart", "--mint-epochs", "x"], "invalid int value")
-    refused(
-        ["study", "--factor", "members", "--values", "1.5", "--mint-config", "x.yaml"], "member fractions"
+        ["study", "--factor", "members", "--values", "1.5", "--detector-config", "x.yaml"], "member fractions"
     )
 
 

@@ -90,7 +90,7 @@ def test_a_target_on_a_bad_npz_is_refused_before_training(tmp_path, refused, nam
     args = fit_args(tmp_path, "--trainer.max_epochs=1", "--data.num_workers=0")
     args = [a for a in args if not a.startswith("--data.source")] + source
     refused(args, "train.npz", *[w for w in words if "predicted" not in w and "0..9" not in w])
-    assert not list(tmp_path.glob("classifier_cifar10/version_*"))
+    assert not list(tmp_path.glob("target_cifar10/version_*"))
 
 
 def test_a_compressed_npz_bomb_is_refused_before_decompressing(tmp_path, refused, tiny_detector):

@@ -50,7 +50,7 @@ def test_target_is_frozen_and_stays_in_eval_mode(tiny_target):
 
 
 def test_missing_checkpoint_says_which_command_creates_it(tmp_path):
-    with pytest.raises(MintError, match="configs/classifier_cifar10.yaml"):
+    with pytest.raises(MintError, match="configs/target_cifar10.yaml"):
         Target.load(tmp_path / "none.ckpt", ["layer7"])
 
 

@@ -40,7 +40,7 @@ def flat(tree, prefix=""):
 def test_ddp_metrics_equal_single_process(tmp_path, tiny_target):
     clf = [
         "--config",
-        str(ROOT / "configs" / "classifier_cifar10.yaml"),
+        str(ROOT / "configs" / "target_cifar10.yaml"),
         *SOURCES["cifar10"],
         "--data.batch_size=64",
         f"--ckpt_path={tiny_target}",

@@ -164,7 +164,7 @@ def test_early_stopping_stops_when_validation_accuracy_stalls(tmp_path):
 def test_a_resumed_dp_fit_continues_the_count_and_refuses_another_plan(tmp_path):
     base = [*SMALL, "--model.init_args.dp_epsilon=2", "--trainer.logger.init_args.version=v"]
     main(fit_args(tmp_path, *base, "--trainer.max_epochs=1"))
-    ckpt = tmp_path / "classifier_cifar10" / "v" / "checkpoints" / "last.ckpt"
+    ckpt = tmp_path / "target_cifar10" / "v" / "checkpoints" / "last.ckpt"
     with pytest.raises(MintError, match="planned for 1 epochs"):  # more epochs: more than dp_epsilon spent
         main(fit_args(tmp_path, *base, "--trainer.max_epochs=2", f"--ckpt_path={ckpt}"))
     state = torch.load(ckpt, weights_only=True)["dp_sgd"]

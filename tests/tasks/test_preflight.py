@@ -23,7 +23,7 @@ def test_gpus_asked_for_on_a_machine_without_them(tmp_path, hardware):
     with pytest.raises(ValueError, match="torch finds none on this machine") as err:
         main(fit_args(tmp_path, *hardware))
     assert CPU_DDP in str(err.value)  # how to run DDP on CPU instead
-    assert not (tmp_path / "classifier_cifar10").exists()  # refused before any run started
+    assert not (tmp_path / "target_cifar10").exists()  # refused before any run started
 
 
 def test_more_gpus_than_the_machine_has(tmp_path, monkeypatch):

@@ -109,7 +109,7 @@ def test_killed_target_fit_resumes_exactly(tmp_path):
         timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    (last,) = (tmp_path / "killed").glob("classifier_cifar10/version_*/checkpoints/last.ckpt")
+    (last,) = (tmp_path / "killed").glob("target_cifar10/version_*/checkpoints/last.ckpt")
     saved = torch.load(last, weights_only=True)
     assert saved["epoch"] == 0  # the epoch before the kill
 

@@ -27,7 +27,7 @@ def quiet(tmp_path):
 def test_target_fits_with_speed_options_from_yaml(tmp_path):
     overlay = tmp_path / "speed.yaml"
     overlay.write_text(yaml.safe_dump(SPEED))
-    config = str(ROOT / "configs" / "classifier_cifar10.yaml")
+    config = str(ROOT / "configs" / "target_cifar10.yaml")
     cli = main(["fit", "--config", config, "--config", str(overlay), *SOURCES["cifar10"], *quiet(tmp_path)])
     assert cli.trainer.state.finished and cli.trainer.precision == "bf16-mixed"
     assert cli.model.net.layer1[0].weight.is_contiguous(memory_format=torch.channels_last)
@@ -59,7 +59,7 @@ def test_detector_fits_with_bf16_and_channels_last(tmp_path, tiny_target):
 @pytest.mark.slow
 def test_target_fits_compiled_on_cpu(tmp_path):
     """torch.compile works on CPU too (with a C++ compiler), after a minute or more of compiling."""
-    config = str(ROOT / "configs" / "classifier_cifar10.yaml")
+    config = str(ROOT / "configs" / "target_cifar10.yaml")
     args = [
         "fit",
         "--config",

@@ -1,4 +1,8 @@
-"""What the target's output says about an image's label, in float64: features a detector reads.
+"""What the target's output says about an image and its label, in float64: the signals of every score.
+
+Every score mint reads from a target's output is computed here, from the logits, in float64: the
+detector's output features, the threshold attacks' log-probabilities, LiRA's logit-scaled
+confidence, RMIA's true-class probability.
 
 A white-box detector sees everything a black-box attack sees, so it should at least reproduce the
 loss attack. It cannot from the cached activations alone: they are float16, and at the output of a
@@ -59,3 +63,19 @@ def output_features(logits: Tensor, labels: Tensor) -> Tensor:
     log_p = torch.log_softmax(z, dim=1)
     entropy = -torch.special.xlogy(log_p.exp(), log_p.exp()).sum(1)  # 0 log 0 = 0 (a -inf logit)
     return torch.stack([logit_confidence(z, labels), margin, entropy.clamp_min(TINY).log()], dim=1)
+
+
+def log_probabilities(logits: Tensor) -> Tensor:
+    """Log-softmax (..., C) in float64."""
+    return torch.log_softmax(logits.double(), dim=-1)
+
+
+def log1m_exp(log_p: Tensor) -> Tensor:
+    """log(1 - exp(log_p)) without cancellation: exact also where p rounds to 1."""
+    return torch.where(log_p > -0.693, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+
+
+def true_class_probability(logits: Tensor, labels: Tensor) -> Tensor:
+    """Softmax probability of the true class, float64: RMIA's Pr(x | model). Logits (..., C)."""
+    y = labels.long().expand(logits.shape[:-1]).unsqueeze(-1)
+    return torch.softmax(logits.double(), dim=-1).gather(-1, y).squeeze(-1)

@@ -8,7 +8,7 @@ import torch
 from mint.attacks.baselines import loss_score
 from mint.errors import MintError
 from mint.models.detector import Detector
-from mint.models.output_features import output_features
+from mint.signals import output_features
 
 
 def test_output_features_stay_ordered_where_float32_probabilities_round_to_one():
