@@ -32,6 +32,38 @@ SUBCOMMANDS = {
 }
 
 
+HELP = """usage: mint COMMAND [options]     (or: python -m mint COMMAND ...)
+
+mint audits whether given images were used to train an image classifier (the target): a detector
+trained on the frozen target's activations tells its members from non-members.
+
+Start here:
+  quickstart   the whole pipeline on the bundled CIFAR-10 sample, offline, in half a minute
+  audit        was this set of images used to train this model? (a trained detector, a folder or .npz)
+
+Train and test (LightningCLI stages; each takes --config FILE and --help):
+  fit          train a target (configs/target_*.yaml) or a detector (configs/mint_*.yaml)
+  test         test a detector: every attack on the same held-out images (--ckpt_path FILE)
+  validate     validate a checkpoint
+  predict      run a checkpoint's predict step
+
+More:
+  layers       the layers of a target a detector can read (a checkpoint, weights, a program)
+  sweep        one detector per layer, one table (AUROC versus depth)
+  study        one factor varied (classes, members, target epochs, defenses, detector size, ...)
+  references   train the reference models of a target, for LiRA and RMIA beside MINT
+
+Examples:
+  mint quickstart
+  mint fit --config configs/target_cifar10.yaml
+  mint fit --config configs/mint_layer7.yaml
+  mint test --config configs/mint_layer7.yaml \\
+      --ckpt_path lightning_logs/mint_layer7/latest/checkpoints/best.ckpt
+  mint audit --ckpt DETECTOR.ckpt --images my_photos/ --output audit_my_photos
+
+`mint COMMAND --help` lists a command's options with their defaults; README.md walks through each."""
+
+
 class MintArgumentParser(LightningArgumentParser):
     """LightningCLI's parser; a bad option or value is one line naming it, not 50 lines of usage."""
 
@@ -108,8 +140,8 @@ def main(args: ArgsType = None):
     if isinstance(argv, list):
         check_config_files([str(a) for a in argv])
     if isinstance(argv, list) and argv in (["-h"], ["--help"]):  # LightningCLI lists only its own
-        extra = ", ".join(SUBCOMMANDS)
-        print(f"mint: also {extra} (e.g. `mint audit --help`); LightningCLI subcommands below.\n")
+        print(HELP)
+        return None
     # Every run writes into a new version_N folder, so allowing the config file to be overwritten never
     # clobbers an earlier run; it avoids a race between DDP ranks checking for the file.
     return MintCLI(
@@ -119,6 +151,7 @@ def main(args: ArgsType = None):
         args=args,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "mint"},  # not `__main__.py` or `cli.py` in the usage lines
     )
 
 

@@ -23,8 +23,12 @@ def test_module_help_lists_the_subcommands():
     out = subprocess.run(
         [sys.executable, "-m", "mint.cli", "--help"], capture_output=True, text=True, check=True
     )
-    for sub in ("fit", "validate", "test", "predict", "quickstart", "sweep", "study", "audit"):
-        assert sub in out.stdout
+    for sub in ("fit", "validate", "test", "predict", "quickstart", "sweep", "study", "audit", "layers"):
+        assert f"\n  {sub} " in out.stdout, sub  # each command on its own line, with what it does
+    assert out.stdout.startswith("usage: mint COMMAND") and "mint quickstart" in out.stdout  # an example
+    assert "--trainer.accelerator" not in out.stdout  # mint's own page, not LightningCLI's
+    stage = subprocess.run([sys.executable, "-m", "mint", "fit", "--help"], capture_output=True, text=True)
+    assert stage.stdout.startswith("usage: mint [options] fit") and "--trainer.accelerator" in stage.stdout
 
 
 def test_help_shows_the_docstrings(capsys):

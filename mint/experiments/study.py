@@ -158,7 +158,9 @@ def run_study(
             if factor not in TARGET_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
         args = ["--config", detector_config, f"--model.init_args.target_ckpt={target}", *detector_args]
-        fit, res = fit_and_test([*args, *_detector_override(factor, value)], run, "detector", f"{factor}={value}")
+        fit, res = fit_and_test(
+            [*args, *_detector_override(factor, value)], run, "detector", f"{factor}={value}"
+        )
         if references:  # the same detector tested again, beside offline references of its target
             log = [f"--trainer.logger.init_args.save_dir={run}", "--trainer.logger.init_args.name=detector",
                    f"--trainer.logger.init_args.version={factor}={value}-references"]  # fmt: skip
