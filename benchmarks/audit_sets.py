@@ -21,21 +21,22 @@ import torch
 from mint.audit import run_audit
 from mint.data import DetectorDataModule
 from mint.models import Target
+from mint.records import DetectorRecord
 
 
 def held_out(ckpt: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Member and non-member images (and labels) of the detector's test set, rebuilt from `ckpt`."""
-    data = torch.load(ckpt, map_location="cpu", weights_only=True)["mint_data"]
+    data = DetectorRecord.read(torch.load(ckpt, map_location="cpu", weights_only=True)).data
     sizes = data["requested_sizes"]
     dm = DetectorDataModule(
         train_size=sizes["train"], val_size=sizes["val"], test_size=sizes["test"],
         calibration_size=sizes["calibration"], balance=data["balance"], seed=data["seed"], cache_dir=None,
     ).use_target(Target.load(ckpt, ["layer7"]))  # fmt: skip
-    plan = dm.plan
-    rows = plan["portions"]["test"]
+    plan = dm.sets
+    rows = plan.portions["test"]
     assert dm.manifest()["sets_sha256"]["test"] == data["sets_sha256"]["test"], "test set not rebuilt exactly"
-    member = plan["members"][rows].astype(bool)
-    images, labels = plan["data"].train.images[plan["pool"][rows]], plan["labels"][rows]
+    member = plan.members[rows].astype(bool)
+    images, labels = plan.data.train.images[plan.pool[rows]], plan.labels[rows]
     return {"m": (images[member], labels[member]), "n": (images[~member], labels[~member])}
 
 

@@ -17,6 +17,7 @@ import time
 import torch
 
 from mint.audit.statistics import member_fraction_estimate
+from mint.records import DetectorRecord
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=100, help="audited sets per share")
     parser.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples per interval")
     args = parser.parse_args()
-    cal = torch.load(args.ckpt, map_location="cpu", weights_only=True)["mint_calibration"]
+    cal = DetectorRecord.read(torch.load(args.ckpt, map_location="cpu", weights_only=True)).calibration
     scores, members = cal["true_label"], cal["members"]
     gen = torch.Generator().manual_seed(0)
     halves = {}

@@ -71,7 +71,7 @@ def child(args: argparse.Namespace) -> None:
         trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start
     stop.set()
-    images = len(dm.plan["pool"])
+    images = len(dm.sets.pool)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
     print(json.dumps({"images": images, "seconds": seconds, "peak_rss_mb": peak_rss / 1024,
                       "peak_anon_mb": peak["anon"] / 1024, "after_import_mb": base / 1024}))  # fmt: skip

@@ -18,6 +18,7 @@ from torch import Tensor
 from mint.attacks.reference import attack_scores
 from mint.attacks.reference_loading import ReferenceSet, load_reference_set
 from mint.attacks.registry import REFERENCE_ATTACKS
+from mint.data.portions import DetectorSets
 from mint.errors import MintError, check_finite
 from mint.models.build import readable_layers
 from mint.models.target import LOGITS, Target, build_network
@@ -129,7 +130,7 @@ def reference_scores(
 def reference_table(
     folder: str | Path,
     target: Target,
-    plan: dict,
+    sets: DetectorSets,
     seed: int,
     queries: int = 1,
     count: int | None = None,
@@ -140,7 +141,7 @@ def reference_table(
     Args:
         folder: the reference set.
         target: the audited target (a mint target: references train on its recorded pool).
-        plan: the detector data module's plan (`pool`, `portions`, `members`, the rebuilt split).
+        sets: the detector data module's sets (their rows, membership, the rebuilt split).
         seed: seed of the population sample.
         queries: LiRA's queries per image (1, 2 or 18; see `reference_scores`).
         count: use the first `count` references of the set (None: all).
@@ -152,23 +153,23 @@ def reference_table(
     """
     from mint.evaluation import best_threshold
 
-    data = plan["data"]
+    data = sets.data
     if data is None:
         raise MintError(
             "reference attacks need the target's data pool, which only a target trained by mint records; "
             "with known members / non-members, leave `references` unset"
         )
-    test_rows = plan["portions"]["test"]
+    test_rows = sets.portions["test"]
     refs = load_reference_set(folder, data.manifest, count, target.meta["hparams"], target.meta.get("sha256"),
-                              data, plan["pool"][test_rows])  # fmt: skip
+                              data, sets.pool[test_rows])  # fmt: skip
     # Population z: non-members of the target outside the detector's test set, at most 5,000.
-    z = np.setdiff1d(data.split.nonmembers, plan["pool"][test_rows])
+    z = np.setdiff1d(data.split.nonmembers, sets.pool[test_rows])
     z = np.sort(np.random.default_rng(seed).permutation(z)[:5000])
     scores, record = reference_scores(
-        refs, target, data.train.images, plan["pool"], z, data.train.labels, queries, rmia_a=rmia_a
+        refs, target, data.train.images, sets.pool, z, data.train.labels, queries, rmia_a=rmia_a
     )
-    table = torch.full((len(plan["pool"]), len(REFERENCE_ATTACKS)), float("nan"), dtype=torch.float64)
-    train, test = (torch.from_numpy(plan["portions"][k]) for k in ("train", "test"))
+    table = torch.full((len(sets.pool), len(REFERENCE_ATTACKS)), float("nan"), dtype=torch.float64)
+    train, test = (torch.from_numpy(sets.portions[k]) for k in ("train", "test"))
     thresholds = {}
     for j, name in enumerate(REFERENCE_ATTACKS):
         if scores[name][test].isnan().any():  # an attack is reported on every test image or not at all
@@ -179,7 +180,7 @@ def reference_table(
             continue
         table[:, j] = scores[name]
         fit = train[~scores[name][train].isnan()]  # thresholds from the training images it can score
-        members = torch.from_numpy(plan["members"]).long()[fit]
+        members = torch.from_numpy(sets.members).long()[fit]
         thresholds[name] = best_threshold(table[fit, j], members) if len(fit) else float("nan")
     return table, thresholds, record
 

@@ -18,11 +18,12 @@ from mint.data.images import to_tensor
 from mint.data.integrity import image_digests, set_indices
 from mint.data.known import load_known
 from mint.data.membership import MembershipData, rebuild_membership
-from mint.data.portions import draw_portions
+from mint.data.portions import DetectorSets, draw_portions
 from mint.data.sources import Source
 from mint.data.split import index_hash
 from mint.errors import MintError, check_count
 from mint.models.target import LOGITS, Target
+from mint.records.checkpoint import data_module_state
 
 
 class ImageMembershipDataset(Dataset):
@@ -195,19 +196,16 @@ class DetectorDataModule(MintDataModule):
         return np.concatenate(out)
 
     @cached_property
-    def plan(self) -> dict:
+    def sets(self) -> DetectorSets:
         """The detector's sets, drawn from the candidates: pure, so every rank computes the same."""
-        found = self.candidates()
-        return {"found": found, "data": found.membership} | draw_portions(
-            found, self.sizes, self.balance, self.seed
-        )
+        return draw_portions(self.candidates(), self.sizes, self.balance, self.seed)
 
     def cache(self) -> ActivationCache:
         """The cache folder for this target and these images (one file per layer inside)."""
         key = {
             "target_sha256": self.target.meta["sha256"],
-            "pool_sha256": index_hash(self.plan["pool"]),
-            "train_fingerprint": self.plan["found"].fingerprint,
+            "pool_sha256": index_hash(self.sets.pool),
+            "train_fingerprint": self.sets.found.fingerprint,
         }
         if "kind" in self.target.meta:  # a target trained elsewhere: its config and preprocessing too
             key["target"] = self.target.record()
@@ -218,9 +216,9 @@ class DetectorDataModule(MintDataModule):
     def _build_cache(self) -> dict[str, np.ndarray]:
         device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"
         cache = self.cache()
-        cache.check_space(self.target, len(self.plan["pool"]))
-        images, rows = self.plan["found"].images, self.plan["pool"]
-        labels = self.plan["labels"]  # (pool rows,) the class of every cache row
+        cache.check_space(self.target, len(self.sets.pool))
+        images, rows = self.sets.found.images, self.sets.pool
+        labels = self.sets.labels  # (pool rows,) the class of every cache row
         return cache.ensure(self.target, images, rows, self.extract_batch_size, device, labels)
 
     def prepare_data(self) -> None:
@@ -231,16 +229,16 @@ class DetectorDataModule(MintDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
-        plan = self.plan
+        sets = self.sets
         if self.cache_dir is not None:
             arrays = self._build_cache()  # opens it; rebuilds only if prepare_data's build is unusable
-            make = lambda rows: ActivationDataset(arrays, rows, plan["members"], plan["labels"])  # noqa: E731
+            make = lambda rows: ActivationDataset(arrays, rows, sets.members, sets.labels)  # noqa: E731
         else:
-            images = plan["found"].images
+            images = sets.found.images
             make = lambda rows: ImageMembershipDataset(  # noqa: E731
-                images, plan["pool"], rows, plan["members"], plan["labels"]
+                images, sets.pool, rows, sets.members, sets.labels
             )
-        self.datasets = {name: make(rows) for name, rows in plan["portions"].items()}
+        self.datasets = {name: make(rows) for name, rows in sets.portions.items()}
 
     def _loader(self, name: str, shuffle: bool = False, workers: bool = True) -> DataLoader:
         dataset = self.datasets[name]
@@ -263,30 +261,36 @@ class DetectorDataModule(MintDataModule):
 
     def set_indices(self) -> dict:
         """{set name: image indices} of every set, recorded in the detector checkpoint."""
-        return set_indices(self.plan["pool"], self.plan["portions"])
+        return set_indices(self.sets.pool, self.sets.portions)
 
     @cached_property
     def seen_digests(self) -> Tensor:
         """Digests of the images the detector learns from (train, val, calibration), for audits."""
         seen = [self.held_out_images(name) for name in ("train", "val", "calibration")]
-        return image_digests(self.plan["found"].images[np.concatenate(seen)])
+        return image_digests(self.sets.found.images[np.concatenate(seen)])
 
     def images_of(self, rows: Tensor) -> Tensor:
         """Images (B, 3, H, W) in [0, 1] of cache rows (e.g. a batch's `id`), on the rows' device."""
-        return to_tensor(
-            torch.from_numpy(self.plan["found"].images[self.plan["pool"][rows.cpu().numpy()]])
-        ).to(rows.device)
+        return to_tensor(torch.from_numpy(self.sets.found.images[self.sets.pool[rows.cpu().numpy()]])).to(
+            rows.device
+        )
 
     def held_out_images(self, name: str) -> np.ndarray:
         """Image indices (into the candidates: the target's train split, or the known data) of a set."""
-        return self.plan["pool"][self.plan["portions"][name]]
+        return self.sets.pool[self.sets.portions[name]]
+
+    def state_dict(self) -> dict:
+        """Stored in every checkpoint: what the detector learned from and is tested on (`DetectorRecord`)."""
+        if not self.datasets:  # not set up: nothing drawn yet
+            return {}
+        return data_module_state(self.manifest(), self.set_indices(), self.seen_digests)
 
     def manifest(self) -> dict:
         """What the detector was trained and tested on: sizes and index hashes of every set."""
-        plan = self.plan
-        return plan["found"].record | {
-            "sets": plan["sizes"],
-            "sets_sha256": {n: index_hash(plan["pool"][rows]) for n, rows in plan["portions"].items()},
+        sets = self.sets
+        return sets.found.record | {
+            "sets": sets.sizes,
+            "sets_sha256": {n: index_hash(sets.pool[rows]) for n, rows in sets.portions.items()},
             "requested_sizes": self.sizes,
             "balance": self.balance,
             "seed": self.seed,

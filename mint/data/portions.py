@@ -7,14 +7,47 @@ with the sizes of the others.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mint.data.candidates import Candidates
+from mint.data.membership import MembershipData
 from mint.data.split import partition
 from mint.errors import MintError
 
 # Cache row order; drawn in reverse (test first), so the test set does not depend on the others' sizes.
 PORTIONS = ("train", "val", "calibration", "test")
+
+
+@dataclass(frozen=True)
+class DetectorSets:
+    """The detector's sets as its activation cache holds them: one row per image, sets in `PORTIONS` order.
+
+    Attributes:
+        found: the candidates the sets were drawn from (a mint target's split, or known data).
+        pool: (rows,) the candidate index of every cache row.
+        members: (rows,) 1 for a member of the target's training data, 0 for a non-member.
+        labels: (rows,) the class of every row.
+        portions: {set: its rows} for `train`, `val`, `calibration` and `test`.
+        sizes: {set: {"members": n, "nonmembers": n}} as drawn.
+    """
+
+    found: Candidates
+    pool: np.ndarray
+    members: np.ndarray
+    labels: np.ndarray
+    portions: dict[str, np.ndarray]
+    sizes: dict[str, dict[str, int]]
+
+    @property
+    def data(self) -> MembershipData | None:
+        """The rebuilt split of a mint target (None for known data): what reference models train on."""
+        return self.found.membership
+
+    def images(self, name: str) -> np.ndarray:
+        """Candidate indices of the images of one set (into the target's train split, or the known data)."""
+        return self.pool[self.portions[name]]
 
 
 def balanced(
@@ -41,7 +74,7 @@ def balanced(
     return np.sort(np.concatenate([empty, *keep_m])), np.sort(np.concatenate([empty, *keep_n]))
 
 
-def draw_portions(found: Candidates, sizes: dict, balance: str, seed: int) -> dict:
+def draw_portions(found: Candidates, sizes: dict, balance: str, seed: int) -> DetectorSets:
     """Rows of every set, in cache order, with membership, labels and the sizes drawn.
 
     Args:
@@ -51,8 +84,7 @@ def draw_portions(found: Candidates, sizes: dict, balance: str, seed: int) -> di
         seed: seed of the drawing.
 
     Returns:
-        `pool` (candidate index of every cache row), `members`, `labels` (per row), `portions`
-        ({set: rows}) and `sizes` ({set: {"members", "nonmembers"}}).
+        The sets, one row per image in cache order.
     """
     groups = found.groups  # source groups and duplicate clusters: never split across sets
     labels = found.labels
@@ -73,7 +105,7 @@ def draw_portions(found: Candidates, sizes: dict, balance: str, seed: int) -> di
             rng = np.random.default_rng([seed, p])
             member, nonmember = balanced(drawn["member"][p], drawn["nonmember"][p], labels, stratify, rng)
             drawn["member"][p], drawn["nonmember"][p] = member, nonmember
-    return cache_rows(drawn, labels)
+    return DetectorSets(found, **cache_rows(drawn, labels))
 
 
 def train_size(pools: dict[str, np.ndarray], sizes: dict) -> int:

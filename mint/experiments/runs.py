@@ -84,3 +84,28 @@ def scorer_row(r: ScorerReport) -> dict:
         "tpr@1%fpr": r.tpr_at_1pct_fpr,
         "tpr@0.1%fpr": r.tpr_at_01pct_fpr,
     }
+
+
+def interval(cell: str) -> tuple[float, float]:
+    """(low, high) of a table's `[0.812, 0.843]` cell."""
+    low, high = (float(v) for v in cell.strip("[]").split(","))
+    return low, high
+
+
+def error_bars(values: list[float], cells: list[str]) -> list[list[float]]:
+    """Matplotlib's `yerr` (distances below and above each value) from interval cells."""
+    bounds = [interval(c) for c in cells]
+    return [[v - lo for v, (lo, _) in zip(values, bounds, strict=True)],
+            [hi - v for v, (_, hi) in zip(values, bounds, strict=True)]]  # fmt: skip
+
+
+def target_name(report: TestReport) -> str:
+    """The target a run audited, for a figure's title: its architecture (or kind) and its file."""
+    record = report.raw.get("target") or {}
+    return f"{record.get('arch') or record.get('kind')} ({Path(record.get('path') or '?').name})"
+
+
+def detector_reads(report: TestReport) -> str:
+    """What a run's detector read: its layers, and the output features when it read them."""
+    read = [*report.raw.get("layers", []), *(["output"] if report.raw.get("output_features") else [])]
+    return ", ".join(read) or "nothing"

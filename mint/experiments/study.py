@@ -35,9 +35,11 @@ import json
 import shlex
 from pathlib import Path
 
+from mint.attacks.registry import curve_style
 from mint.commands import command_parser
 from mint.errors import MintError, check_float
 from mint.evaluation.roc_plot import plt
+from mint.experiments import runs
 from mint.experiments.defenses import (
     defense_columns,
     defense_override,
@@ -45,7 +47,6 @@ from mint.experiments.defenses import (
     privacy_utility_figure,
     with_references,
 )
-from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
 from mint.records.report import TestReport
 
 TARGET_FACTORS = ("classes", "members", "target_epochs", "defense")
@@ -110,6 +111,21 @@ def check_values(factor: str, values: list[str]) -> None:
             raise MintError(f"conditioning values are none, embedding, per_class; got {v!r}")
 
 
+def check_arguments(
+    factor: str, values: list[str], target_config: str | None, target_ckpt: str | None, references: int
+) -> None:
+    """Refuse a study that cannot run, before anything trains."""
+    check_values(factor, values)
+    if references < 0:
+        raise MintError(f"--references counts reference models per target: 0 or more, not {references}")
+    if references and factor != "defense":
+        raise MintError("--references (offline reference models per target) goes with --factor defense")
+    if (factor in TARGET_FACTORS or target_ckpt is None) and target_config is None:
+        raise MintError(f"--factor {factor} trains targets: give --target-config")
+    if target_ckpt is not None and not Path(target_ckpt).is_file():
+        raise MintError(f"--target-ckpt {target_ckpt!r} is not a file")
+
+
 def run_study(
     factor: str,
     values: list[str],
@@ -123,18 +139,9 @@ def run_study(
     references: int = 0,
 ) -> list[dict]:
     """Run the study; return its rows (also written to `<output>/study_<factor>/run_N/`)."""
-    check_values(factor, values)
-    if references < 0:
-        raise MintError(f"--references counts reference models per target: 0 or more, not {references}")
-    if references and factor != "defense":
-        raise MintError("--references (offline reference models per target) goes with --factor defense")
+    check_arguments(factor, values, target_config, target_ckpt, references)
     target_args, detector_args = target_args or [], detector_args or []
-    needs_target = factor in TARGET_FACTORS or target_ckpt is None
-    if needs_target and target_config is None:
-        raise MintError(f"--factor {factor} trains targets: give --target-config")
-    if target_ckpt is not None and not Path(target_ckpt).is_file():
-        raise MintError(f"--target-ckpt {target_ckpt!r} is not a file")
-    run = new_run_dir(Path(output) / f"study_{factor}", "mint study")
+    run = runs.new_run_dir(Path(output) / f"study_{factor}", "mint study")
     source = _source_config(target_config, target_args) if factor == "classes" else None
     rows, shared_target, test_acc = [], target_ckpt, None
     for value in values:
@@ -158,7 +165,7 @@ def run_study(
             if factor not in TARGET_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
         args = ["--config", detector_config, f"--model.init_args.target_ckpt={target}", *detector_args]
-        fit, res = fit_and_test(
+        fit, res = runs.fit_and_test(
             [*args, *_detector_override(factor, value)], run, "detector", f"{factor}={value}"
         )
         if references:  # the same detector tested again, beside offline references of its target
@@ -170,7 +177,7 @@ def run_study(
             )
         row = _row(factor, value, res)
         rows.append(row | defense_columns(res, test_acc) if factor == "defense" else row)
-    _write_outputs(run, factor, rows)
+    _write_outputs(run, factor, rows, f"{runs.target_name(res)}; MINT reads {runs.detector_reads(res)}")
     return rows
 
 
@@ -185,8 +192,9 @@ def _row(factor: str, value: str, res: TestReport) -> dict:
         "target_acc_nonmembers": gap.nonmember_acc,
         "gap": gap.gap,
         "detector_train": res.data["sets"]["train"]["members"],
-        **{f"mint_{k}": v for k, v in scorer_row(m).items()},
+        **{f"mint_{k}": v for k, v in runs.scorer_row(m).items()},
         "loss_auroc": loss.auroc,
+        "loss_auroc_ci95": runs.scorer_row(loss)["auroc_ci95"],
         "loss_tpr@1%fpr": loss.tpr_at_1pct_fpr,
         **_gain_columns(res),
         "n_test": f"{m.members}+{m.nonmembers}",
@@ -206,7 +214,7 @@ def _gain_columns(res: TestReport) -> dict:
     }
 
 
-def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
+def _write_outputs(run: Path, factor: str, rows: list[dict], what: str) -> None:
     header = (
         f"Factor `{factor}`. MINT and the loss attack are scored on the same held-out balanced set; "
         "`gap` is the target's accuracy on those members minus on those non-members. n/r: not resolvable."
@@ -219,18 +227,32 @@ def _write_outputs(run: Path, factor: str, rows: list[dict]) -> None:
             "bounded on the other half; delta: the DP-SGD target's, otherwise members ** -1.1); "
             "`claimed_epsilon`: what a DP-SGD target's accountant spent."
         ) + "".join(f"\n{n}" for n in notes)
-        md = write_tables(run, "study", rows, header)
-        finish(privacy_utility_figure(rows), run / "study.png", md, "mint study")
+        md = runs.write_tables(run, "study", rows, header)
+        runs.finish(privacy_utility_figure(rows), run / "study.png", md, "mint study")
         return
-    md = write_tables(run, "study", rows, header)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    md = runs.write_tables(run, "study", rows, header)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x = list(range(len(rows)))
-    ax.plot(x, [r["mint_auroc"] for r in rows], "o-", label="MINT AUROC")
-    ax.plot(x, [r["loss_auroc"] for r in rows], "s--", label="loss attack AUROC")
-    ax.plot(x, [r["gap"] for r in rows], "^:", label="target gap")
-    ax.set(xticks=x, xticklabels=[str(r[factor]) for r in rows], xlabel=factor, ylabel="AUROC / gap")
-    ax.legend(fontsize=8)
-    finish(fig, run / "study.png", md, "mint study")
+    for key, label, style in (
+        ("mint", "MINT AUROC", curve_style("mint")),
+        ("loss", "loss attack AUROC", curve_style("loss")),
+    ):
+        y = [r[f"{key}_auroc"] for r in rows]
+        yerr = runs.error_bars(y, [r[f"{key}_auroc_ci95"] for r in rows])
+        ax.errorbar(x, y, yerr=yerr, capsize=3, marker="o" if key == "mint" else "s", label=label, **style)
+    ax.plot(
+        x,
+        [r["gap"] for r in rows],
+        "^:",
+        color="tab:green",
+        label="target gap (member - non-member accuracy)",
+    )
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance AUROC")
+    ax.set(xticks=x, xticklabels=[str(r[factor]) for r in rows], xlabel=factor,
+           ylabel="AUROC (bars: bootstrap 95% interval) / gap")  # fmt: skip
+    ax.set_title(f"mint study of {factor}: {what}", fontsize=8)
+    ax.legend(fontsize=7)
+    runs.finish(fig, run / "study.png", md, "mint study")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -23,14 +23,23 @@ import argparse
 import time
 from pathlib import Path
 
+from mint.attacks.registry import BY_NAME, curve_style
 from mint.cli import MintCLI
 from mint.commands import command_parser
 from mint.evaluation.roc_plot import plt
-from mint.experiments.runs import finish, fit_and_test, new_run_dir, scorer_row, write_tables
+from mint.experiments.runs import (
+    error_bars,
+    finish,
+    fit_and_test,
+    new_run_dir,
+    scorer_row,
+    target_name,
+    write_tables,
+)
 from mint.files import write_json_atomic
 from mint.models import PAPER_LAYERS, readable_layers
 from mint.models.gradients import is_gradient
-from mint.records.report import TargetGap, TestReport
+from mint.records.report import TestReport
 
 
 def _parse(config: str, extra: list[str]) -> MintCLI:
@@ -114,7 +123,7 @@ def run_sweep(
         r["picked"] = "yes" if r is best else ""
     timing["total_s"] = time.perf_counter() - start
     write_json_atomic(run / "timing.json", timing)  # where a sweep's time goes (benchmarks/sweep_timing.py)
-    _write_outputs(run, rows, first.target_gap, layers, best)
+    _write_outputs(run, rows, first, layers, best)
     return rows
 
 
@@ -156,7 +165,8 @@ def mint_row(scorer: str, depth, shape: str, fit, res: TestReport) -> dict:
             "n": f"{res.mint.members}+{res.mint.nonmembers}", "picked": ""}  # fmt: skip
 
 
-def _write_outputs(run: Path, rows: list[dict], target: TargetGap, layers: list[str], best: dict) -> None:
+def _write_outputs(run: Path, rows: list[dict], first: TestReport, layers: list[str], best: dict) -> None:
+    target = first.target_gap
     header = (
         f"Target on the test set: members {target.member_acc:.3f}, non-members "
         f"{target.nonmember_acc:.3f}, gap {target.gap:.3f}. n/r: not resolvable.\n"
@@ -164,33 +174,37 @@ def _write_outputs(run: Path, rows: list[dict], target: TargetGap, layers: list[
         f"{best['auroc']:.3f} {best['auroc_ci95']}."
     )
     md = write_tables(run, "sweep", rows, header)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for kind in ("CNN", "MLP"):
         for output, style in ((False, "o-"), (True, "s--")):
             mint = [r for r in rows if r["scorer"].startswith("MINT") and f"({kind})" in r["scorer"]
                     and r["scorer"].endswith("+ output") == output and "grad" not in r["scorer"]
                     and r["depth"] != ""]  # fmt: skip
-            if mint:
+            if mint:  # with each detector's bootstrap 95% interval
                 label = f"MINT {kind}" + (" + output" if output else "")
-                ax.plot([r["depth"] for r in mint], [r["auroc"] for r in mint], style, label=label)
+                y = [r["auroc"] for r in mint]
+                yerr = error_bars(y, [r["auroc_ci95"] for r in mint])
+                ax.errorbar([r["depth"] for r in mint], y, yerr=yerr, fmt=style, capsize=3, label=label)
     grads = [r for r in rows if "grad" in r["scorer"] and r["depth"] != ""]
     if grads:  # gradient features at their module's depth
         ax.plot([r["depth"] for r in grads], [r["auroc"] for r in grads], "x", ms=8, label="MINT gradients")
-    for r in rows:
-        if (
-            r["scorer"].startswith(("baseline", "learned", "reference"))
-            or r["scorer"] == "MINT output features"
-        ):
-            ls = {"b": "--", "l": "-."}.get(r["scorer"][0], ":")
-            ax.axhline(r["auroc"], ls=ls, lw=0.8 if r["scorer"][0] != "M" else 1.5, label=r["scorer"])
+    for r in rows:  # the attacks (and the output features alone): one line each, the ROC figure's style
+        name = r["scorer"].split(": ", 1)[-1]
+        if r["scorer"] == "MINT output features":
+            ax.axhline(r["auroc"], color="black", lw=1.5, ls=(0, (5, 1)), label=r["scorer"])
+        elif r["scorer"].startswith(("baseline", "learned", "reference")) and name in BY_NAME:
+            style = curve_style(name) | {"linewidth": 1.0}
+            ax.axhline(r["auroc"], label=r["scorer"], **style)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance")
     names = {}  # depth -> the layer (or module) at it, for the ticks
     for layer in layers:
         depth = next((r["depth"] for r in rows if r["scorer"].startswith(f"MINT {layer} ")), "")
         if depth != "":
             names.setdefault(depth, layer.split(":", 1)[-1])
     ax.set(xticks=sorted(names), xticklabels=[names[d] for d in sorted(names)], xlabel="layer (depth)",
-           ylabel="AUROC")  # fmt: skip
-    ax.legend(fontsize=7)
+           ylabel="test AUROC (bars: bootstrap 95% interval)")  # fmt: skip
+    ax.set_title(f"mint sweep: {len(layers)} layers of target {target_name(first)}", fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
     finish(fig, run / "sweep_auroc.png", md, "mint sweep")
 
 

@@ -105,9 +105,24 @@ def read_dp_state(checkpoint: dict) -> dict | None:
     return checkpoint.get(DP_KEY)
 
 
+# The detector's data module records its sets in its own state (Lightning stores it under the class
+# name); checkpoints written before that kept them beside the module's record, under `LEGACY_DATA_KEYS`.
+DATA_STATE_KEY = "DetectorDataModule"
+LEGACY_DATA_KEYS = {"data": "mint_data", "sets": "mint_sets", "seen_digests": "mint_seen_digests"}
+DATA_STATE_NAMES = {"data": "manifest", "sets": "sets", "seen_digests": "seen_digests"}
+
+
+def data_module_state(manifest: dict, sets: dict[str, Tensor], seen_digests: Tensor) -> dict:
+    """The detector data module's `state_dict()`: what it drew, read back by `DetectorRecord.read`."""
+    return {"manifest": manifest, "sets": sets, "seen_digests": seen_digests}
+
+
 @dataclass
 class DetectorRecord:
     """What a detector checkpoint records beside its weights and hyperparameters.
+
+    The module writes `target`, `seconds` and `calibration`; the data module's own state holds
+    `data`, `sets` and `seen_digests` (`data_module_state`). Both layouts are read.
 
     Attributes:
         target: the record of its target (`TargetRecord.meta()`; the weights are in `state_dict`).
@@ -125,27 +140,30 @@ class DetectorRecord:
     seen_digests: Tensor | None = None
     calibration: dict[str, Tensor] | None = None
 
-    KEYS: ClassVar[dict[str, str]] = {
+    KEYS: ClassVar[dict[str, str]] = {  # what the module writes
         "target": TARGET_KEY,
         "seconds": "mint_seconds",
-        "data": "mint_data",
-        "sets": "mint_sets",
-        "seen_digests": "mint_seen_digests",
         "calibration": "mint_calibration",
     }
 
     def write(self, checkpoint: dict) -> None:
-        """Put the record into a checkpoint being saved (fields that are None are left out)."""
+        """Put the module's part of the record into a checkpoint being saved (None fields left out)."""
         for name, key in self.KEYS.items():
             if getattr(self, name) is not None:
                 checkpoint[key] = getattr(self, name)
 
     @classmethod
     def read(cls, checkpoint: object) -> DetectorRecord | None:
-        """The record of a detector checkpoint; None for any other checkpoint."""
+        """The record of a detector checkpoint (either layout); None for any other checkpoint."""
         if not isinstance(checkpoint, dict) or TARGET_KEY not in checkpoint:
             return None
-        return cls(**{name: checkpoint.get(key) for name, key in cls.KEYS.items()})
+        state = checkpoint.get(DATA_STATE_KEY)
+        state = state if isinstance(state, dict) else {}
+        drawn = {
+            name: state.get(DATA_STATE_NAMES[name], checkpoint.get(legacy))
+            for name, legacy in LEGACY_DATA_KEYS.items()
+        }
+        return cls(**{name: checkpoint.get(key) for name, key in cls.KEYS.items()}, **drawn)
 
     @property
     def seen(self) -> set[bytes] | None:

@@ -254,7 +254,7 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
         table, thresholds, self.reference_record = reference_table(
             self.hparams.references,
             self.target,
-            dm.plan,
+            dm.sets,
             dm.seed,
             self.hparams.reference_queries,
             self.hparams.get("reference_count"),

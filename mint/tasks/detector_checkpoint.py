@@ -43,16 +43,13 @@ class DetectorCheckpointing:
         earlier = self._recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
         record = DetectorRecord(self.target_meta, round(earlier + time.perf_counter() - self._started, 1))
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None and hasattr(dm, "datasets"):
-            record.data = dm.manifest()
-            record.sets = dm.set_indices()  # which images it learned from: later tests must differ
-            record.seen_digests = dm.seen_digests  # the same, by content, for audits
-            if len(dm.datasets.get("calibration", ())):
-                if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
-                    with isolate_rng():  # its loader draws a seed: saving must not change the training run
-                        scores = self.calibration_scores(dm.eval_loader("calibration"))
-                    self._calibration = (self.global_step, scores)
-                record.calibration = self._calibration[1]
+        calibration = getattr(dm, "datasets", {}).get("calibration", ())
+        if len(calibration):  # (the sets themselves: in the data module's own state)
+            if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
+                with isolate_rng():  # its loader draws a seed: saving must not change the training run
+                    scores = self.calibration_scores(dm.eval_loader("calibration"))
+                self._calibration = (self.global_step, scores)
+            record.calibration = self._calibration[1]
         record.write(checkpoint)
 
     @torch.no_grad()

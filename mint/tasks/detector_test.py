@@ -147,7 +147,7 @@ class DetectorTesting:
         }
         data = results["data"]  # a mint target records its split; one trained elsewhere, its known sets
         trained = data["target_split"]["num_members"] if "target_split" in data else None
-        known = data.get("known", {}).get("members") or int(dm.plan["members"].sum())
+        known = data.get("known", {}).get("members") or int(dm.sets.members.sum())
         claim = self.target_meta.get(DP_KEY)
         results["privacy"] = empirical_privacy(scores, members, names, claim, trained, known)
         curves = {("MINT" if n == "mint" else n): (scores[:, j], members) for j, n in enumerate(names)}
@@ -155,7 +155,7 @@ class DetectorTesting:
         figure = self.figure_args(names, results["white_box_gain"]["against"], members)
         write_test_report(log_dir, results, reports, curves, tensorboard, self.global_step, figure)
         if log_dir is not None:  # every image's every score, for re-plotting and merging with other tools
-            write_scores_npz(Path(log_dir) / SCORES_FILE, ids=ids, image_index=dm.plan["pool"][ids.numpy()],
+            write_scores_npz(Path(log_dir) / SCORES_FILE, ids=ids, image_index=dm.sets.pool[ids.numpy()],
                              labels=labels, members=members, correct=columns[:, -1].bool(), scores=scores,
                              names=names)  # fmt: skip
 

@@ -9,6 +9,7 @@ from PIL import Image
 
 from mint.cli import main
 from mint.errors import MintError
+from mint.records import DetectorRecord
 from tests.conftest import detector_args, detector_data
 
 SIZES = {"val_size": 50, "calibration_size": 60, "test_size": 80}
@@ -27,10 +28,10 @@ def detector(tmp_path_factory, memorizing_target):
 @pytest.fixture(scope="module")
 def held_out(memorizing_target):
     """Images of the detector's test set (never seen by the detector): members and non-members."""
-    plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).plan
-    rows = plan["portions"]["test"]
-    idx, member = plan["pool"][rows], plan["members"][rows].astype(bool)
-    images, labels = plan["data"].train.images[idx], plan["labels"][rows]
+    plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).sets
+    rows = plan.portions["test"]
+    idx, member = plan.pool[rows], plan.members[rows].astype(bool)
+    images, labels = plan.data.train.images[idx], plan.labels[rows]
     return {"member": (images[member], labels[member]), "non": (images[~member], labels[~member])}
 
 
@@ -139,12 +140,12 @@ def test_bad_inputs_get_clear_errors(tmp_path, detector, memorizing_target, held
 
 def test_images_the_detector_learned_from_are_refused_as_evidence(tmp_path, detector, memorizing_target):
     """Its training (or calibration) images score like members because the detector saw them."""
-    plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).plan
-    rows = plan["portions"]["train"][:30]
-    images, labels = plan["data"].train.images[plan["pool"][rows]], plan["labels"][rows]
+    plan = detector_data(memorizing_target, ["layer8"], cache_dir=None, **SIZES).sets
+    rows = plan.portions["train"][:30]
+    images, labels = plan.data.train.images[plan.pool[rows]], plan.labels[rows]
     with pytest.raises(MintError, match="30 of the audited images .* the detector itself was trained"):
         audit(detector, npz(tmp_path / "seen.npz", images, labels), tmp_path / "seen")
     assert not (tmp_path / "seen").exists() and not list(tmp_path.glob(".seen*"))  # nothing half-written
-    digests = torch.load(detector, weights_only=True)["mint_seen_digests"]
-    sets = torch.load(detector, weights_only=True)["mint_sets"]
+    record = DetectorRecord.read(torch.load(detector, weights_only=True))
+    digests, sets = record.seen_digests, record.sets
     assert digests.shape == (sum(len(sets[n]) for n in ("train", "val", "calibration")), 16)

@@ -22,7 +22,7 @@ def test_cache_is_reused_extended_and_corruption_is_detected(tmp_path, tiny_targ
     assert cache.problem("layer3") is None and cache.problem("logits") is None
     arrays = cache.open(["layer3", "logits"])
     assert arrays["layer3"].dtype == np.float16 and arrays["logits"].dtype == np.float32
-    assert arrays["layer3"].shape[0] == len(dm.plan["pool"])
+    assert arrays["layer3"].shape[0] == len(dm.sets.pool)
     mtime = (cache.dir / "layer3.npy").stat().st_mtime_ns
     setup(["layer3", "layer5"])  # one more layer: added to the same folder, layer3 reused
     assert (cache.dir / "layer3.npy").stat().st_mtime_ns == mtime and cache.problem("layer5") is None
@@ -74,28 +74,28 @@ def test_sizes_are_checked_when_the_data_module_is_made():
 
 def test_without_a_target_the_data_module_says_how_to_get_one():
     with pytest.raises(ValueError, match="use it with a DetectorModule.*use_target"):
-        DetectorDataModule().plan  # noqa: B018
+        DetectorDataModule().sets  # noqa: B018
 
 
 def test_sets_are_balanced_and_disjoint(tiny_target):
-    plan = detector_data(tiny_target, val_size=50, calibration_size=30, test_size=100, cache_dir=None).plan
-    images = {n: set(plan["pool"][rows]) for n, rows in plan["portions"].items()}
+    plan = detector_data(tiny_target, val_size=50, calibration_size=30, test_size=100, cache_dir=None).sets
+    images = {n: set(plan.pool[rows]) for n, rows in plan.portions.items()}
     names = list(images)
     assert names == ["train", "val", "calibration", "test"]
     for i, a in enumerate(names):
         assert all(not images[a] & images[b] for b in names[i + 1 :]), a
-    for name, rows in plan["portions"].items():
-        assert plan["members"][rows].mean() == 0.5, name
-    assert len(plan["portions"]["calibration"]) == 60 and len(plan["portions"]["test"]) == 200
-    members = set(plan["data"].split.members)
-    assert all((idx in members) == bool(m) for idx, m in zip(plan["pool"], plan["members"], strict=True))
+    for name, rows in plan.portions.items():
+        assert plan.members[rows].mean() == 0.5, name
+    assert len(plan.portions["calibration"]) == 60 and len(plan.portions["test"]) == 200
+    members = set(plan.data.split.members)
+    assert all((idx in members) == bool(m) for idx, m in zip(plan.pool, plan.members, strict=True))
 
 
 def test_test_set_does_not_depend_on_train_size(tiny_target):
     target = Target.load(tiny_target, ["layer7"])
     sizes = {"val_size": 50, "test_size": 100, "cache_dir": None}
-    a = DetectorDataModule(train_size=100, **sizes).use_target(target).plan
-    b = DetectorDataModule(train_size=600, **sizes).use_target(target).plan
+    a = DetectorDataModule(train_size=100, **sizes).use_target(target).sets
+    b = DetectorDataModule(train_size=600, **sizes).use_target(target).sets
     for name in ("test", "val"):
-        assert np.array_equal(a["pool"][a["portions"][name]], b["pool"][b["portions"][name]]), name
-    assert len(a["portions"]["train"]) == 200 and len(b["portions"]["train"]) == 1200
+        assert np.array_equal(a.pool[a.portions[name]], b.pool[b.portions[name]]), name
+    assert len(a.portions["train"]) == 200 and len(b.portions["train"]) == 1200

@@ -13,7 +13,7 @@ from mint.attacks.reference_loading import load_reference_set
 from mint.attacks.registry import REFERENCE_ATTACKS
 from mint.errors import MintError
 from mint.experiments.references import main as references
-from mint.records import load_target_checkpoint
+from mint.records import DetectorRecord, load_target_checkpoint
 
 QUIET = ["--", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -114,7 +114,7 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     offline = tmp_path / "offline"
     asked = ["--target-run", str(run), "--count", "2", "--audited", best, "--save-dir", str(offline)]
     refs = references([*asked, *QUIET])
-    test_rows = torch.load(best, weights_only=True)["mint_sets"]["test"].numpy()
+    test_rows = DetectorRecord.read(torch.load(best, weights_only=True)).sets["test"].numpy()
     for r in refs:
         kept = np.load(r["checkpoint"].replace("checkpoints/last.ckpt", "kept.npy"))
         assert not np.isin(test_rows, kept).any() and r["reference"]["mode"] == "offline"

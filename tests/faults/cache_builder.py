@@ -55,7 +55,7 @@ def main() -> None:
         slow_down(args.delay)
     extracted = record_extractions()
     data = detector_data(args.target, cache_dir=str(args.cache_dir), **SIZES)
-    data.plan  # noqa: B018 (loads the target's data before the start signal: builds then overlap)
+    data.sets  # noqa: B018 (loads the target's data before the start signal: builds then overlap)
     if args.ready:
         args.ready.touch()
     while args.go and not args.go.exists():

@@ -8,9 +8,19 @@ import pytest
 import torch
 
 import mint
+from mint.data import DetectorDataModule
 from mint.errors import MintError
 from mint.records import DetectorRecord
-from mint.records.checkpoint import DP_KEY, TARGET_KEY, detector_options, read_dp_state, write_dp_state
+from mint.records.checkpoint import (
+    DATA_STATE_KEY,
+    DP_KEY,
+    LEGACY_DATA_KEYS,
+    TARGET_KEY,
+    data_module_state,
+    detector_options,
+    read_dp_state,
+    write_dp_state,
+)
 from mint.records.report import TestReport
 from mint.records.scores import SCHEMA_VERSION
 
@@ -32,15 +42,29 @@ def a_record() -> DetectorRecord:
 
 
 def test_a_detector_record_survives_a_weights_only_round_trip(tmp_path):
-    checkpoint = {"state_dict": {}}
-    a_record().write(checkpoint)
-    assert set(checkpoint) == {"state_dict", *DetectorRecord.KEYS.values()}
+    record = a_record()
+    checkpoint = {
+        "state_dict": {},
+        DATA_STATE_KEY: data_module_state(record.data, record.sets, record.seen_digests),
+    }
+    record.write(checkpoint)  # the module's part: the target, the cost, the calibration scores
+    assert set(checkpoint) == {"state_dict", DATA_STATE_KEY, *DetectorRecord.KEYS.values()}
     torch.save(checkpoint, tmp_path / "d.ckpt")
     back = DetectorRecord.read(torch.load(tmp_path / "d.ckpt", weights_only=True))
-    assert back.target == a_record().target and back.seconds == 12.5 and back.data == a_record().data
+    assert back.target == record.target and back.seconds == 12.5 and back.data == record.data
     assert torch.equal(back.sets["test"], torch.tensor([3, 1, 4, 1]))
     assert back.seen == {bytes(32)}
-    assert torch.equal(back.calibration["true_label"], a_record().calibration["true_label"])
+    assert torch.equal(back.calibration["true_label"], record.calibration["true_label"])
+
+
+def test_a_checkpoint_of_the_earlier_layout_is_read_the_same():
+    """Before the data module kept its sets in its own state, the module wrote them under mint_* keys."""
+    record = a_record()
+    legacy = {"mint_target": record.target, "mint_seconds": 12.5, "mint_data": record.data,
+              "mint_sets": record.sets, "mint_seen_digests": record.seen_digests}  # fmt: skip
+    back = DetectorRecord.read(legacy)
+    assert back.data == record.data and back.sets is record.sets and back.seen == {bytes(32)}
+    assert DATA_STATE_KEY == DetectorDataModule.__qualname__  # where Lightning stores a data module's state
 
 
 def test_fields_left_empty_are_not_written_and_other_checkpoints_have_no_record():
@@ -68,16 +92,21 @@ def test_a_dp_sgd_state_and_older_detectors_options():
 
 def test_no_other_module_names_a_checkpoint_key():
     """The keys live in mint/records/checkpoint.py: a module that spells one bypasses the record."""
-    keys = [*DetectorRecord.KEYS.values(), DP_KEY]
+    keys = [
+        *DetectorRecord.KEYS.values(),
+        *LEGACY_DATA_KEYS.values(),
+        DP_KEY,
+    ]  # (DATA_STATE_KEY: a class name)
     pattern = re.compile("|".join(rf"[\"']{k}[\"']" for k in keys))
+    code = [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "benchmarks").rglob("*.py")]  # scripts too
     found = [
-        f"{path.relative_to(PACKAGE)}: {match.group()}"
-        for path in PACKAGE.rglob("*.py")
+        f"{path.relative_to(PACKAGE.parent)}: {match.group()}"
+        for path in code
         if path.name != "checkpoint.py" or path.parent.name != "records"
         for match in pattern.finditer(path.read_text())
     ]
-    # The budget of a reference comparison reports the detector's seconds under the same name.
-    assert [f for f in found if f != 'attacks/reference_set.py: "mint_seconds"'] == []
+    # The budget in a test report gives the detector's seconds under the same name.
+    assert [f for f in found if not f.endswith(': "mint_seconds"')] == []
 
 
 @pytest.mark.parametrize(

@@ -127,7 +127,7 @@ def test_a_test_run_writes_scores_that_reproduce_its_report(tmp_path, tiny_targe
         assert auroc_from_file(run / "test_scores.npz", name) == tables[name]["auroc"], name
     assert data["members"].sum() == 40 and (data["members"] == 0).sum() == 40
     # image_index points into the images the target was split from: the labels agree
-    source = cli.datamodule.plan["found"]
+    source = cli.datamodule.sets.found
     assert np.array_equal(source.labels[data["image_index"]], data["labels"])
     correct = data["target_correct"][data["members"] == 1].mean()
     assert correct == pytest.approx(results["target_on_test_set"]["target_member_acc"])

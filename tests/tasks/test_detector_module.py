@@ -9,6 +9,7 @@ import torch
 from mint.cli import main
 from mint.data import build_membership
 from mint.data.sources import source_from_config
+from mint.records import DetectorRecord
 from mint.tasks import DetectorModule
 from tests.conftest import detector_args
 
@@ -93,7 +94,9 @@ def test_a_detector_checkpoint_stands_alone(tmp_path, tiny_target):
     module = DetectorModule.load_from_checkpoint(detector_ckpt, weights_only=True, target_ckpt=detector_ckpt)
     again = module.calibration_scores(cli.datamodule.eval_loader("calibration"))
     assert torch.allclose(again["true_label"], cal["true_label"])
-    assert ckpt["mint_data"]["sets"]["calibration"] == {"members": 10, "nonmembers": 10}
+    # the data module records its own sets (what the detector learned from), in its own state
+    assert set(ckpt["DetectorDataModule"]) == {"manifest", "sets", "seen_digests"}
+    assert DetectorRecord.read(ckpt).data["sets"]["calibration"] == {"members": 10, "nonmembers": 10}
 
 
 def test_test_reads_the_target_from_the_detector_checkpoint(tmp_path, tiny_target, memorizing_target):
@@ -111,7 +114,7 @@ def test_a_test_set_that_overlaps_the_detectors_own_sets_is_refused(tmp_path, ti
     sizes += ["--data.test_size=250", "--trainer.max_epochs=1"]
     args = detector_args(tmp_path, tiny_target, *sizes)
     _, ckpt = fit(tmp_path, tiny_target, *sizes)
-    recorded = torch.load(ckpt, weights_only=True)["mint_sets"]
+    recorded = DetectorRecord.read(torch.load(ckpt, weights_only=True)).sets
     assert {k: len(v) for k, v in recorded.items()} == {
         "train": 600,
         "val": 200,

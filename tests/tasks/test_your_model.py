@@ -176,9 +176,9 @@ def test_known_images_of_another_size_are_resized_and_said(model_files, tmp_path
     ).use_target(Target.from_external(kind, ["avgpool"]))  # fmt: skip
     known = dm.manifest()["known"]
     assert any("resized to 32x32" in note for note in known["notes"]), known["notes"]
-    assert dm.plan["found"].images.shape[1:] == (32, 32, 3)
-    for rows in dm.plan["portions"].values():  # every set: as many members as non-members per class
-        labels, members = dm.plan["labels"][rows], dm.plan["members"][rows]
+    assert dm.sets.found.images.shape[1:] == (32, 32, 3)
+    for rows in dm.sets.portions.values():  # every set: as many members as non-members per class
+        labels, members = dm.sets.labels[rows], dm.sets.members[rows]
         assert np.array_equal(*(np.bincount(labels[members == s], minlength=10) for s in (1, 0)))
 
 
