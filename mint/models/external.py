@@ -98,7 +98,7 @@ def load_weights(net: nn.Module, state: dict[str, Tensor], source: str, strip_pr
     net.load_state_dict(state)
 
 
-def _known(arch: str, names: list[str], library: str, listing: str) -> None:
+def check_known_arch(arch: str, names: list[str], library: str, listing: str) -> None:
     """Refuse an architecture name the library does not have, listing close names."""
     if arch not in names:
         close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
@@ -257,7 +257,7 @@ class TorchvisionTarget(WeightsTarget):
 
     def check_arch(self, arch: str) -> None:
         names = torchvision.models.list_models(module=torchvision.models)
-        _known(arch, names, "torchvision", "torchvision.models.list_models()")
+        check_known_arch(arch, names, "torchvision", "torchvision.models.list_models()")
 
     def build(self) -> nn.Module:
         net = torchvision.models.get_model(self.arch, num_classes=self.num_classes, weights=None)
@@ -265,24 +265,3 @@ class TorchvisionTarget(WeightsTarget):
             net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
         return net
-
-
-class TimmTarget(WeightsTarget):
-    """A timm classifier by architecture name (`pip install "mint-audit[timm]"`), weights from anywhere.
-
-    Args:
-        arch: a name of `timm.list_models()` (e.g. `resnet18`, `vit_tiny_patch16_224`).
-        weights, num_classes, strip_prefix, image_size, mean, std: as for `WeightsTarget`.
-    """
-
-    def check_arch(self, arch: str) -> None:
-        try:
-            import timm
-        except ImportError as err:
-            raise MintError('timm targets need the timm package: pip install "mint-audit[timm]"') from err
-        _known(arch, timm.list_models(), "timm", "timm.list_models()")
-
-    def build(self) -> nn.Module:
-        import timm
-
-        return timm.create_model(self.arch, pretrained=False, num_classes=self.num_classes)

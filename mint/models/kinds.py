@@ -12,9 +12,10 @@ import json
 
 from mint.errors import MintError
 from mint.models.exported import ExportedTarget
-from mint.models.external import ExternalTarget, TimmTarget, TorchvisionTarget
+from mint.models.external import ExternalTarget, TorchvisionTarget
 from mint.models.factory import FactoryTarget
 from mint.models.scripted import ScriptTarget
+from mint.models.timm_target import TimmTarget
 
 KINDS: dict[str, type[ExternalTarget]] = {
     cls.__name__: cls for cls in (TorchvisionTarget, TimmTarget, FactoryTarget, ExportedTarget, ScriptTarget)

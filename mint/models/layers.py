@@ -26,13 +26,14 @@ from mint.commands import command_parser
 from mint.errors import MintError
 from mint.models.build import readable_layers
 from mint.models.exported import ExportedTarget
-from mint.models.external import TimmTarget, TorchvisionTarget
+from mint.models.external import TorchvisionTarget
 from mint.models.factory import FactoryTarget
 from mint.models.gradients import ALL, GRAD, GRADNORM
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.preprocessing import check_classes, check_image_size
 from mint.models.scripted import ScriptTarget
 from mint.models.target import Target, build_network
+from mint.models.timm_target import TimmTarget
 from mint.records import load_target_checkpoint
 
 LARGE = 1 << 16  # values per image above which a map is better pooled than cached whole
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             target = TorchvisionTarget(*common, small_input_stem=args.small_input_stem)
         if not args.weights:  # shapes do not depend on the weights
             print(f"mint layers: no --weights: the layers of an untrained {args.arch}", file=sys.stderr)
-        net, size = target.network(weights=bool(args.weights))[0], args.image_size
+        net, size = target.network(weights=bool(args.weights))[0], target.image_size  # (pretrained: its own)
     rows = layer_table(net, size, args.all)
     rows += [] if hasattr(net, "read") else gradient_rows(net)  # a program has no differentiable path
     print(format_table(rows))

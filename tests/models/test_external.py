@@ -14,6 +14,8 @@ from mint.errors import MintError
 from mint.models.external import TorchvisionTarget
 from mint.models.gradients import is_gradient
 from mint.models.layers import layer_table, main
+from mint.models.target import Target
+from mint.models.timm_target import TimmTarget
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,6 @@ def test_mint_layers_refuses_unclear_requests(resnet_files, refused):
 
 def test_a_timm_architecture_with_its_weights(tmp_path, capsys):
     timm = pytest.importorskip("timm", reason="timm is the optional extra mint[timm]")
-    from mint.models.external import TimmTarget
 
     torch.manual_seed(0)
     net = timm.create_model("resnet18", pretrained=False, num_classes=7).eval()
@@ -211,3 +212,33 @@ def test_a_frozen_target_from_weights_or_an_exported_program_reads_the_same(resn
         torch.testing.assert_close(read[name], out[name], rtol=1e-5, atol=1e-5)
     with pytest.raises(MintError, match="unknown layer.*valid names"):
         Target.from_external(weights, ["layer9"])
+
+
+def test_timm_pretrained_weights_by_name_come_from_the_local_cache_only(tmp_path, monkeypatch):
+    timm = pytest.importorskip("timm", reason="timm is the optional extra mint[timm]")
+    from safetensors.torch import save_file
+
+    # A Hugging Face cache holding timm's weights of a tiny test network, as `pretrained=True` leaves it.
+    repo = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    net = timm.create_model("test_resnet", num_classes=1000).eval()
+    save_file(net.state_dict(), repo / "snapshots" / "abc123" / "model.safetensors")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    kind = TimmTarget("test_resnet.r160_in1k", "pretrained", 1000)
+    # the preprocessing of those weights (160 crop of a 168 resize, mean and std 0.5), not ImageNet's 224
+    assert kind.preprocessing()["crop_size"] == 160 and kind.preprocessing()["image_size"] == 168
+    assert kind.preprocessing()["mean"] == [0.5, 0.5, 0.5] and kind.image_size == 160
+    loaded, sha256 = kind.network()
+    assert (
+        all(torch.equal(v, net.state_dict()[k]) for k, v in loaded.state_dict().items()) and len(sha256) == 64
+    )
+    target = Target.from_external(kind, ["global_pool"])
+    acts = target(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]))  # resized to 168, cropped to 160
+    assert acts["logits"].shape == (2, 1000) and acts["global_pool"].dim() == 2
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))  # not cached: refused, never downloaded
+    with pytest.raises(MintError, match="not in the local Hugging Face cache.*create_model"):
+        TimmTarget("test_resnet.r160_in1k", "pretrained", 1000).network()
+    with pytest.raises(MintError, match="no pretrained weights named 'test_resnet.nope'"):
+        TimmTarget("test_resnet.nope", "pretrained", 1000)
