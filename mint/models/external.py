@@ -186,9 +186,13 @@ class WeightsTarget(ExternalTarget):
         self.mean, self.std = check_preprocessing(image_size, mean, std)
         self.arch, self.weights, self.num_classes = arch, weights, check_classes("num_classes", num_classes)
         self.strip_prefix, self.image_size = strip_prefix, image_size
+        self.resolve()
 
     def check_arch(self, arch: str) -> None:
         """Refuse an architecture the library does not have (subclasses know their library)."""
+
+    def resolve(self) -> None:
+        """Settle what the arguments name (subclasses: e.g. pretrained weights and their preprocessing)."""
 
     def build(self) -> nn.Module:
         """The untrained classifier."""

@@ -9,7 +9,7 @@ from torch import nn
 
 from mint.errors import MintError
 from mint.models.external import WeightsTarget, check_known_arch, load_weights, read_weights
-from mint.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, dry_run, preprocessing_record
+from mint.models.preprocessing import dry_run, preprocessing_record
 
 PRETRAINED = "pretrained"  # `weights:` value naming timm's own weights of `arch`, from the local cache
 HUB_FILE = "model.safetensors"  # what timm's weights on the Hugging Face hub are stored as
@@ -44,34 +44,27 @@ class TimmTarget(WeightsTarget):
             `num_classes` must be the weights' own, 1000 for ImageNet).
     """
 
-    def __init__(
-        self,
-        arch: str,
-        weights: str,
-        num_classes: int,
-        strip_prefix: str = "",
-        image_size: int = 224,
-        mean: tuple[float, float, float] = IMAGENET_MEAN,
-        std: tuple[float, float, float] = IMAGENET_STD,
-    ) -> None:
-        super().__init__(arch, weights, num_classes, strip_prefix, image_size, mean, std)
-        self.preset = None  # (resize, crop, mean, std) of the pretrained weights' config
-        if weights == PRETRAINED:
-            import timm
+    preset = None  # (resize, crop, mean, std) of the pretrained weights' config
 
-            try:
-                cfg = timm.models.get_pretrained_cfg(arch)
-            except RuntimeError:  # "Invalid pretrained tag"
-                cfg = None
-            if cfg is None or not cfg.hf_hub_id:
-                tags = ", ".join(timm.list_pretrained(arch.split(".")[0] + "*")[:3]) or "resnet18.a1_in1k"
-                raise MintError(
-                    f"timm has no pretrained weights named {arch!r} on the Hugging Face hub: name them with "
-                    f"their tag, e.g. {tags} (timm.list_pretrained())"
-                )
-            crop = cfg.input_size[-1]
-            self.hub_id, self.preset = cfg.hf_hub_id, (round(crop / cfg.crop_pct), crop, cfg.mean, cfg.std)
-            self.image_size = crop  # the size the network is built for
+    def resolve(self) -> None:
+        """For `weights: pretrained`, the hub name of the weights and their preprocessing."""
+        if self.weights != PRETRAINED:
+            return
+        import timm
+
+        try:
+            cfg = timm.models.get_pretrained_cfg(self.arch)
+        except RuntimeError:  # "Invalid pretrained tag"
+            cfg = None
+        if cfg is None or not cfg.hf_hub_id:
+            tags = ", ".join(timm.list_pretrained(self.arch.split(".")[0] + "*")[:3]) or "resnet18.a1_in1k"
+            raise MintError(
+                f"timm has no pretrained weights named {self.arch!r} on the Hugging Face hub: name them "
+                f"with their tag, e.g. {tags} (timm.list_pretrained())"
+            )
+        crop = cfg.input_size[-1]
+        self.hub_id, self.preset = cfg.hf_hub_id, (round(crop / cfg.crop_pct), crop, cfg.mean, cfg.std)
+        self.image_size = crop  # the size the network is built for
 
     def preprocessing(self) -> dict:
         if self.preset is None:
