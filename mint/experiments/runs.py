@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mint.errors import MintError
 from mint.files import write_atomic
-from mint.records.report import ScorerReport, TestReport
+from mint.records.report import ScorerReport, TestReport, target_label
 
 
 def new_run_dir(output: str | Path, command: str = "mint") -> Path:
@@ -101,8 +101,7 @@ def error_bars(values: list[float], cells: list[str]) -> list[list[float]]:
 
 def target_name(report: TestReport) -> str:
     """The target a run audited, for a figure's title: its architecture (or kind) and its file."""
-    record = report.raw.get("target") or {}
-    return f"{record.get('arch') or record.get('kind')} ({Path(record.get('path') or '?').name})"
+    return target_label(report.raw.get("target") or {})
 
 
 def detector_reads(report: TestReport) -> str:

@@ -157,6 +157,11 @@ class TestReport:
         return cls.from_json(results)
 
 
+def target_label(record: dict) -> str:
+    """A target's record (`test_results.json`'s `target`) in a few words: its architecture, its file."""
+    return f"{record.get('arch') or record.get('kind')} ({Path(record.get('path') or '?').name})"
+
+
 def write_results(folder: str | Path, results: dict) -> Path:
     """Write a run's `test_results.json` into `folder`, atomically."""
     return write_json_atomic(Path(folder) / RESULTS_FILE, results)

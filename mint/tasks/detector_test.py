@@ -40,6 +40,7 @@ from mint.evaluation.test_report import (
 from mint.evaluation.white_box_gain import white_box_gain
 from mint.models import LOGITS
 from mint.records.checkpoint import DP_KEY
+from mint.records.report import target_label
 from mint.records.scores import SCHEMA_VERSION, SCORES_FILE, write_scores_npz
 
 SCORED = (*SCORERS, *LEARNED_ATTACKS)  # the score columns of a test batch, before reference attacks
@@ -163,7 +164,7 @@ class DetectorTesting:
 def figure_title(record: dict, layers: list[str], output_features: bool, members: Tensor) -> str:
     """What the ROC figure shows: the target, what the detector reads, the test set."""
     read = [*layers, *(["output features"] if output_features else [])]
-    target = f"{record.get('arch') or record.get('kind')} ({Path(record.get('path') or '?').name})"
+    target = target_label(record)
     sides = f"{int((members == 1).sum()):,} + {int((members == 0).sum()):,} test images"
     return f"Membership ROC, target {target}\nMINT reads {', '.join(read) or 'nothing'}; {sides}"
 
