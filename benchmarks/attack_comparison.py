@@ -74,7 +74,7 @@ def run_seed(args, seed: int, out: Path, quiet: list[str]) -> tuple[dict, float]
         ])  # fmt: skip
     target_seconds = time.perf_counter() - start
     detector = [
-        "--config", "configs/mint_layer7.yaml", f"--model.init_args.target_ckpt={run}/checkpoints/last.ckpt",
+        "--config", "configs/mint_layer7.yaml", f"--data.init_args.target_ckpt={run}/checkpoints/last.ckpt",
         "--model.init_args.output_features=false",  # the paper's (more variants: detector_inputs.py)
         "--model.init_args.calibrated_base=false",
         *quiet, "--data.val_size=100", f"--data.test_size={args.test_size}", "--data.calibration_size=0",

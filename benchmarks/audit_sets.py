@@ -20,7 +20,6 @@ import torch
 
 from mint.audit import run_audit
 from mint.data import DetectorDataModule
-from mint.models import Target
 from mint.records import DetectorRecord
 
 
@@ -31,7 +30,8 @@ def held_out(ckpt: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     dm = DetectorDataModule(
         train_size=sizes["train"], val_size=sizes["val"], test_size=sizes["test"],
         calibration_size=sizes["calibration"], balance=data["balance"], seed=data["seed"], cache_dir=None,
-    ).use_target(Target.load(ckpt, ["layer7"]))  # fmt: skip
+        target_ckpt=ckpt,
+    )  # fmt: skip
     plan = dm.sets
     rows = plan.portions["test"]
     assert dm.manifest()["sets_sha256"]["test"] == data["sets_sha256"]["test"], "test set not rebuilt exactly"

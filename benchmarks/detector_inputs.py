@@ -28,16 +28,16 @@ from mint.tasks.callbacks import last_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 VARIANTS = {  # each names whether it reads the output features (on by default)
-    "layer7": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=false",
+    "layer7": ["--data.init_args.layers=[layer7]", "--model.init_args.output_features=false",
                "--model.init_args.calibrated_base=false"],  # the paper's MINT: the layer alone
-    "output": ["--model.init_args.layers=[]", "--model.init_args.output_features=true"],
-    "layer7+output": ["--model.init_args.layers=[layer7]", "--model.init_args.output_features=true"],
-    "grad": ["--model.init_args.layers=[grad:layer8, gradnorm:all]",
+    "output": ["--data.init_args.layers=[]", "--model.init_args.output_features=true"],
+    "layer7+output": ["--data.init_args.layers=[layer7]", "--model.init_args.output_features=true"],
+    "grad": ["--data.init_args.layers=[grad:layer8, gradnorm:all]",
              "--model.init_args.output_features=false"],
-    "layer7+output+grad": ["--model.init_args.layers=[layer7, grad:layer8, gradnorm:all]",
+    "layer7+output+grad": ["--data.init_args.layers=[layer7, grad:layer8, gradnorm:all]",
                            "--model.init_args.output_features=true"],
     # the last layer's gradients only (gradient_extraction.py measures the cost of each)
-    "layer7+output+gradlast": ["--model.init_args.layers=[layer7, grad:layer8, gradnorm:layer8]",
+    "layer7+output+gradlast": ["--data.init_args.layers=[layer7, grad:layer8, gradnorm:layer8]",
                                "--model.init_args.output_features=true"],
 }  # fmt: skip
 # the same inputs, each vector standardized by its class's mean and deviation (`class_standardize`)
@@ -75,7 +75,7 @@ def run_variant(
 ) -> dict:
     """Fit and test one detector variant; its test results with the kept epoch's validation AUROC."""
     args = [
-        "--config", "configs/mint_layer7.yaml", f"--model.init_args.target_ckpt={ckpt}", *QUIET,
+        "--config", "configs/mint_layer7.yaml", f"--data.init_args.target_ckpt={ckpt}", *QUIET,
         f"--seed_everything={seed}", f"--data.cache_dir={out / 'cache'}", *extra,
         *VARIANTS[variant],
         f"--trainer.logger.init_args.save_dir={out}", f"--trainer.logger.init_args.name={name}_{variant}",

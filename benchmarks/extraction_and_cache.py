@@ -51,11 +51,11 @@ def epoch_seconds(
     ckpt: str, layers: list[str], cache_dir: str | None, train_size: int, speed: argparse.Namespace
 ) -> float:
     """Wall time of one MINT training epoch (no validation), the cache already built if used."""
-    model = DetectorModule(ckpt, layers, channels_last=speed.channels_last, compile=speed.compile)
     dm = DetectorDataModule(
-        train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir,
+        ckpt, layers=layers, train_size=train_size, val_size=100, test_size=100, cache_dir=cache_dir,
         num_workers=speed.num_workers, pin_memory=speed.pin_memory,
-    ).use_target(model.target)  # fmt: skip
+    )  # fmt: skip
+    model = DetectorModule(dm.target, channels_last=speed.channels_last, compile=speed.compile)
     dm.prepare_data()
     dm.setup("fit")
     trainer = L.Trainer(

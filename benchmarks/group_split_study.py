@@ -37,8 +37,9 @@ def run_arm(data: str, protocol: str, epochs: int, detector_epochs: int, out: Pa
     ])  # fmt: skip
     ckpt = last_checkpoint(clf.trainer)
     mint = [
-        "--model=mint.DetectorModule", f"--model.target_ckpt={ckpt}", "--model.layers=[layer7]",
-        "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",
+        "--model=mint.DetectorModule", "--model.class_conditioning=per_class",
+        "--data=mint.DetectorDataModule", f"--data.target_ckpt={ckpt}", "--data.layers=[layer7]",
+        "--data.val_size=100",
         "--data.test_size=250", "--data.batch_size=50", f"--data.cache_dir={out / 'cache'}",
         f"--trainer.max_epochs={detector_epochs}",
         "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",

@@ -193,7 +193,7 @@ def detector_args(args: argparse.Namespace, target: str, run: Path) -> list[str]
     if args.detector_epochs is not None:
         over.append(f"--trainer.max_epochs={args.detector_epochs}")
     return [
-        "--config", str(ROOT / "configs/mint_gtsrb_layer7.yaml"), f"--model.init_args.target_ckpt={target}",
+        "--config", str(ROOT / "configs/mint_gtsrb_layer7.yaml"), f"--data.init_args.target_ckpt={target}",
         f"--data.cache_dir={run / 'cache'}", *over, *_log(run, "detector"), *shlex.split(args.detector_args),
     ]  # fmt: skip
 

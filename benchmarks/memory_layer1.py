@@ -54,10 +54,11 @@ def child(args: argparse.Namespace) -> None:
     threading.Thread(target=sample_peak_anon, args=(peak, stop), daemon=True).start()
     base = status_kb("VmRSS")
     side = args.size // 2 - VAL - TEST
-    model = DetectorModule(args.target_ckpt, [args.layer], path_kind="cnn")
     dm = DetectorDataModule(
-        train_size=side, val_size=VAL, test_size=TEST, batch_size=args.batch_size, cache_dir=args.cache_dir,
-    ).use_target(model.target)  # fmt: skip
+        args.target_ckpt, layers=[args.layer], train_size=side, val_size=VAL, test_size=TEST,
+        batch_size=args.batch_size, cache_dir=args.cache_dir,
+    )  # fmt: skip
+    model = DetectorModule(dm.target, path_kind="cnn")
     start = time.perf_counter()
     if args.phase == "build":
         dm.prepare_data()

@@ -35,7 +35,7 @@ def main() -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     common = [
-        f"--model.init_args.target_ckpt={args.target_ckpt}", f"--data.train_size={args.train_size}",
+        f"--data.init_args.target_ckpt={args.target_ckpt}", f"--data.train_size={args.train_size}",
         "--data.val_size=500", "--data.test_size=1000", "--data.calibration_size=0",
         f"--trainer.max_epochs={args.epochs}", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false",
@@ -45,7 +45,7 @@ def main() -> None:
         cache = out / f"cache_{layer}"
         t0 = time.perf_counter()
         fit_and_test(
-            ["--config", CONFIG, *common, f"--model.init_args.layers=[{layer}]", f"--data.cache_dir={cache}"],
+            ["--config", CONFIG, *common, f"--data.init_args.layers=[{layer}]", f"--data.cache_dir={cache}"],
             out / "parts", "parts", layer,
         )  # fmt: skip
         parts[layer] = time.perf_counter() - t0

@@ -47,13 +47,13 @@ def export(ckpt: str, out: Path) -> list[str]:
     args |= {"width": h.get("width", WIDTH), "block_dropout": h.get("block_dropout", BLOCK_DROPOUT)}
     mean, std = (record.state_dict[k].tolist() for k in ("mean", "std"))
     return [
-        "--model.init_args.target=mint.models.FactoryTarget",
-        "--model.init_args.target.init_args.factory=mint.models.build:build_classifier",
-        f"--model.init_args.target.init_args.factory_args={json.dumps(args)}",
-        f"--model.init_args.target.init_args.weights={out / 'weights.safetensors'}",
-        f"--model.init_args.target.init_args.image_size={args['image_size']}",
-        f"--model.init_args.target.init_args.mean={mean}",
-        f"--model.init_args.target.init_args.std={std}",
+        "--data.init_args.target=mint.models.FactoryTarget",
+        "--data.init_args.target.init_args.factory=mint.models.build:build_classifier",
+        f"--data.init_args.target.init_args.factory_args={json.dumps(args)}",
+        f"--data.init_args.target.init_args.weights={out / 'weights.safetensors'}",
+        f"--data.init_args.target.init_args.image_size={args['image_size']}",
+        f"--data.init_args.target.init_args.mean={mean}",
+        f"--data.init_args.target.init_args.std={std}",
     ]
 
 
@@ -87,10 +87,10 @@ def main() -> None:
     factory = export(args.target_ckpt, out)
     runs = {
         "checkpoint": fit_and_test(
-            args.config, out, "checkpoint", [f"--model.init_args.target_ckpt={args.target_ckpt}"]
+            args.config, out, "checkpoint", [f"--data.init_args.target_ckpt={args.target_ckpt}"]
         ),
         "weights file": fit_and_test(
-            args.config, out, "weights_file", ["--model.init_args.target_ckpt=null", *factory]
+            args.config, out, "weights_file", ["--data.init_args.target_ckpt=null", *factory]
         ),
     }
     print(f"\n{'path':<14} {'AUROC [95% CI]':<26} {'TPR@1%':>7} {'loss AUROC':>10} {'test':>11} {'s':>5}")

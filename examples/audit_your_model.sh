@@ -21,7 +21,7 @@ mint layers --arch resnet18 --weights "$OUT/resnet18.safetensors" --num-classes 
 
 echo "== 3. the target for mint, and a detector on its penultimate layer (avgpool)"
 cat > "$OUT/target.yaml" <<YAML
-model:
+data:
   init_args:
     target:
       class_path: mint.models.TorchvisionTarget
@@ -32,8 +32,6 @@ model:
         image_size: 32
         mean: [0.4914, 0.4822, 0.4465]  # as the training script normalized
         std: [0.2470, 0.2435, 0.2616]
-data:
-  init_args:
     members: $OUT/known/members
     nonmembers: $OUT/known/nonmembers
     cache_dir: $OUT/.mint_cache

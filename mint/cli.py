@@ -10,7 +10,6 @@ import errno
 import importlib
 import os
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -19,7 +18,7 @@ import mint  # noqa: F401  (imports every module and data module so short class 
 from mint.errors import MintError, config_error_text
 from mint.files import read_yaml
 from mint.quiet import quiet_lightning
-from mint.tasks.preflight import check_ckpt_path, preflight
+from mint.tasks.preflight import check_ckpt_path, preflight, read_as_trained
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
 SUBCOMMANDS = {
@@ -81,10 +80,12 @@ class MintCLI(LightningCLI):
     """LightningCLI with the values one stage derives from another linked, never typed twice."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        # The data decides the classes and image size of a target; a detector's data module gives
-        # them only when it names another source, and the detector module checks them.
+        # The data decides the classes and image size of a target (`TargetModule`).
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.image_size", "model.init_args.image_size", apply_on="instantiate")
+        # A detector's data module reads the target once and serves its activations; the detector
+        # module gets that same target (and keeps it in its checkpoint).
+        parser.link_arguments("data.target", "model.init_args.target", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, and keep the config as asked (`self.requested`).
@@ -95,21 +96,14 @@ class MintCLI(LightningCLI):
         super().parse_arguments(parser, args)
         self.requested = self.config.clone()
         subcommand = self.config.get("subcommand")
-        check_ckpt_path(self.config.get(subcommand or "", self.config), subcommand)
+        self.carried = check_ckpt_path(self.config.get(subcommand or "", self.config), subcommand)
 
     def before_instantiate_classes(self) -> None:
-        """Check the run before anything is built; evaluate a detector with the target it carries.
-
-        `test`, `validate` and `predict` with a detector's `--ckpt_path` read the target from that
-        checkpoint (which holds the target the detector was trained on), never from `target_ckpt`,
-        which may since point at another file (a retrained target behind a `latest` link).
-        """
+        """Check the run before anything is built; evaluate a detector as it was trained."""
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand or "", self.config)
-        ckpt_path = config.get("ckpt_path")
-        detector = config.get("model.init_args.target_ckpt") is not None
-        if subcommand != "fit" and detector and ckpt_path and Path(ckpt_path).is_file():
-            config["model.init_args.target_ckpt"] = ckpt_path
+        if subcommand != "fit" and self.carried is not None:
+            read_as_trained(config, self.carried, config.get("ckpt_path"))
         preflight(config, subcommand, self.requested.get(subcommand or "", self.requested))
 
 

@@ -119,7 +119,21 @@ def _config_error_text(message: str) -> str:
 
 def config_error_text(message: str) -> str:
     """The report jsonargparse gives of a bad command line or config, in one line naming the setting."""
-    return _finite_hint(_config_error_text(message))
+    return _moved_hint(_finite_hint(_config_error_text(message)))
+
+
+MOVED = re.compile(r"--model\.(?:init_args\.)?(target_ckpt|target|layers|pool_size|pool)\b")
+
+
+def _moved_hint(text: str) -> str:
+    """Say where a detector's target options went: a config written for mint before 2026-12-06."""
+    moved = MOVED.search(text)
+    if moved:
+        return (
+            f"{text}. The target, its layers and pooling are the detector data module's options: write "
+            f"`{moved.group(1)}` under data: init_args: (--data.init_args.{moved.group(1)})"
+        )
+    return text
 
 
 NOT_FINITE = re.compile(r"=\s*[+-]?(nan|inf|infinity)\b", re.I)

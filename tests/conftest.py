@@ -88,7 +88,7 @@ def detector_args(save_dir: Path, target: Path, *extra: str, config: str = "mint
     return [
         "--config",
         str(CONFIGS / config),
-        f"--model.init_args.target_ckpt={target}",
+        f"--data.init_args.target_ckpt={target}",
         f"--data.cache_dir={save_dir / 'cache'}",
         *quiet(save_dir),
         *extra,
@@ -152,11 +152,10 @@ def tiny_grouped_target(tmp_path_factory) -> Path:
 
 
 def detector_data(target: Path, layers: tuple[str, ...] = ("layer7",), **sizes):
-    """A `DetectorDataModule` on `target`, outside a Trainer (the target handed over by hand)."""
+    """A `DetectorDataModule` on `target`, outside a Trainer (the target given by hand)."""
     from mint.data import DetectorDataModule
-    from mint.models import Target
 
-    return DetectorDataModule(**sizes).use_target(Target.load(target, list(layers)))
+    return DetectorDataModule(str(target), layers=list(layers), **sizes)
 
 
 @contextmanager

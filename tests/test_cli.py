@@ -94,7 +94,7 @@ def test_mint_configs_run(config, tmp_path, targets):
             "fit",
             "--config",
             str(config),
-            f"--model.init_args.target_ckpt={ckpt}",
+            f"--data.init_args.target_ckpt={ckpt}",
             *quiet(tmp_path),
             "--trainer.fast_dev_run=true",
             f"--data.cache_dir={tmp_path / 'cache'}",
@@ -158,7 +158,7 @@ def test_console_script_is_installed():
 def test_a_users_mistake_ends_in_one_message_without_a_traceback(tmp_path):
     bad = tmp_path / "not_a_target.ckpt"
     torch.save({"state_dict": {}}, bad)
-    config = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--model.init_args.target_ckpt={bad}"]
+    config = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--data.init_args.target_ckpt={bad}"]
     args = [sys.executable, "-m", "mint.cli", "fit", *config]
     out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]

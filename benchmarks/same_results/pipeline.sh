@@ -13,11 +13,12 @@ $PY -m mint.cli fit --config $TC \
   --data.num_workers=0 --trainer.enable_progress_bar=false --trainer.max_epochs=3 \
   --trainer.logger.init_args.save_dir=$OUT/logs > $OUT/target.log 2>&1
 T=$OUT/logs/$TN/latest/checkpoints/best.ckpt
-$PY -m mint.cli fit --config configs/mint_layer7.yaml --model.init_args.target_ckpt=$T \
+W=model; grep -q "target_ckpt" mint/data/detector_datamodule.py && W=data  # where it is named (data: issue 29)
+$PY -m mint.cli fit --config configs/mint_layer7.yaml --$W.init_args.target_ckpt=$T \
   --data.source=mint.data.NpzSource --data.source.train=$D/cifar10_train.npz --data.source.test=$D/cifar10_test.npz \
   --data.cache_dir=$OUT/cache --trainer.enable_progress_bar=false --trainer.max_epochs=3 \
   --trainer.logger.init_args.save_dir=$OUT/logs > $OUT/det.log 2>&1
-$PY -m mint.cli test --config configs/mint_layer7.yaml --model.init_args.target_ckpt=$T \
+$PY -m mint.cli test --config configs/mint_layer7.yaml --$W.init_args.target_ckpt=$T \
   --data.source=mint.data.NpzSource --data.source.train=$D/cifar10_train.npz --data.source.test=$D/cifar10_test.npz \
   --data.cache_dir=$OUT/cache --trainer.enable_progress_bar=false \
   --trainer.logger.init_args.save_dir=$OUT/logs --ckpt_path $OUT/logs/mint_layer7/latest/checkpoints/best.ckpt > $OUT/dettest.log 2>&1

@@ -157,7 +157,7 @@ def run_audit(
     trained = load_detector(ckpt, dev, trust_factory, trust_factory_args)
     target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")
-    conditioned = reads_label(trained.hparams)
+    conditioned = reads_label(trained)
     if labels == "given" and not inputs.has_labels:
         _fail(f"--labels given, but {images} has no labels ({inputs.label_note}); use --labels predicted")
     if labels == "auto":
@@ -180,7 +180,7 @@ def run_audit(
 def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, command, dev) -> dict:
     """Score the set and write scores.csv, summary.json, histogram.png and report.html into `tmp`."""
     target = trained.target
-    conditioned = reads_label(trained.hparams)
+    conditioned = reads_label(trained)
     # backslashreplace: a file name that is not UTF-8 is written with \x.. escapes, not an error
     with (tmp / "scores.csv").open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         sink = csv.writer(f)
@@ -208,7 +208,7 @@ def _write_report(tmp, trained, inputs, labels, batch_size, progress, images, co
         "detector": {
             "checkpoint": trained.path,
             "sha256": trained.sha256,
-            "layers": list(trained.hparams["layers"]),
+            "layers": list(trained.target.layers),
             "class_conditioning": trained.hparams["class_conditioning"],
             "output_features": bool(trained.hparams.get("output_features")),
             "data": trained.data.get("sets"),

@@ -51,15 +51,15 @@ class TrainedDetector:
     sha256: str
 
 
-def reads_label(hparams: dict) -> bool:
+def reads_label(trained: TrainedDetector) -> bool:
     """Whether a detector's score depends on the class it is given.
 
     Class conditioning reads it, and so do output and gradient features (the loss of that class).
     """
     return (
-        hparams["class_conditioning"] != "none"
-        or bool(hparams.get("output_features"))
-        or any(is_gradient(layer) for layer in hparams["layers"])
+        trained.hparams["class_conditioning"] != "none"
+        or bool(trained.hparams.get("output_features"))
+        or any(is_gradient(layer) for layer in trained.target.layers)
     )
 
 
@@ -133,7 +133,7 @@ def load_detector(
         if any(k.startswith("net.") for k in state):
             raise AuditError(
                 f"{path} is a target checkpoint, not a detector. Train a detector on it first: "
-                f"{DETECTOR_COMMAND} --model.init_args.target_ckpt {path} ({OTHER_CONFIGS})"
+                f"{DETECTOR_COMMAND} --data.init_args.target_ckpt {path} ({OTHER_CONFIGS})"
             )
         raise AuditError(
             f"{path} is not a detector checkpoint carrying its target "
@@ -154,9 +154,8 @@ def load_detector(
             "only for the images of its target's pool, not for audited files. For audits, train a detector "
             "without reference_features."
         )
-    pooling = {k: hparams[k] for k in ("pool", "pool_size") if k in hparams}  # (older checkpoints: none)
-    record = carried_target(ckpt)
-    target = Target.from_record(record, hparams["layers"], trust_factory, trust_factory_args, **pooling)
+    record, pooling = carried_target(ckpt), detector_record.pooling or {}  # (older checkpoints: none)
+    target = Target.from_record(record, detector_record.layers, trust_factory, trust_factory_args, **pooling)
     detector = Detector(target.shapes, target.num_classes, **detector_options(hparams, OPTIONS))
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(

@@ -172,8 +172,7 @@ class ActivationCache:
         way_out = (
             "Read its norms (gradnorm:...) or a smaller module's gradient"
             if is_gradient(big)
-            else "Pool its maps (--model.init_args.pool avg --model.init_args.pool_size 4), read a later "
-            "layer"
+            else "Pool its maps (--data.init_args.pool avg --data.init_args.pool_size 4), read a later layer"
         )
         raise MintError(
             f"the activation cache needs {_size(sum(need.values()))} (and {_size(SPACE_MARGIN)} to spare) "

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from mint.data.activation_cache import ActivationCache, ActivationDataset, collate_batch
 from mint.data.base import MintDataModule
 from mint.data.candidates import Candidates, from_known, from_split
+from mint.data.detector_target import build_target, predicted_classes
 from mint.data.images import to_tensor
 from mint.data.integrity import image_digests, set_indices
 from mint.data.known import load_known
@@ -22,7 +23,8 @@ from mint.data.portions import DetectorSets, draw_portions
 from mint.data.sources import Source
 from mint.data.split import index_hash
 from mint.errors import MintError, check_count
-from mint.models.target import LOGITS, Target
+from mint.models import ExternalTarget
+from mint.models.target import Pool
 from mint.records.checkpoint import data_module_state
 
 
@@ -46,8 +48,9 @@ class ImageMembershipDataset(Dataset):
 class DetectorDataModule(MintDataModule):
     """Balanced member / non-member sets for training and testing a detector.
 
-    The target comes from the detector's LightningModule (`DetectorModule.target`), which read its
-    checkpoint once; outside a Trainer, hand it over with `use_target`. For mint's own classifier,
+    It reads the frozen target once (from `target_ckpt`, or a kind trained elsewhere named by `target`)
+    and serves the activations of its `layers`; `mint` hands that target to the `DetectorModule`
+    (linked), which stores it in the detector's checkpoint. For mint's own classifier,
     its split is rebuilt exactly from the record it carries (data whose fingerprint or split hashes
     differ is refused): members are the target's training images, non-members the rest of the
     source's train split (the official test split served as the target's validation data, so it is
@@ -56,6 +59,17 @@ class DetectorDataModule(MintDataModule):
     50%) and never share an image (or a group of images).
 
     Args:
+        target_ckpt: checkpoint of the target to audit (written by `TargetModule`), or a detector
+            checkpoint (which carries its target).
+        target: a target trained elsewhere (`class_path: mint.models.TorchvisionTarget`,
+            `TimmTarget`, `ExportedTarget`, `ScriptTarget`, `FactoryTarget`), in place of
+            `target_ckpt`; its known members and non-members are then given as `members` and
+            `nonmembers`.
+        layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`; `mint layers`
+            lists them); `[]` with the detector's `output_features` reads only the output.
+        pool: pool spatial maps larger than `pool_size` x `pool_size` to that size (`avg`, `max`)
+            before caching them; `none` keeps them whole (large maps of big networks may not fit).
+        pool_size: the side of pooled maps.
         members: known members of the target's training data, for a target trained elsewhere (or in
             place of a mint target's recorded split): an image folder (class subfolders named by
             class index give labels), an `.npz` (`images`, optionally `labels`) or a CSV of
@@ -86,6 +100,11 @@ class DetectorDataModule(MintDataModule):
 
     def __init__(
         self,
+        target_ckpt: str | None = None,
+        target: ExternalTarget | None = None,
+        layers: list[str] | None = None,
+        pool: Pool = "none",
+        pool_size: int = 4,
         members: str | None = None,
         nonmembers: str | None = None,
         source: Source | None = None,
@@ -117,35 +136,9 @@ class DetectorDataModule(MintDataModule):
         self.cache_dir, self.verify_cache = cache_dir, verify_cache
         self.extract_batch_size = check_count("extract_batch_size", extract_batch_size)
         self.datasets: dict[str, Dataset] = {}
-        self._target: Target | None = None
-
-    @property
-    def num_classes(self) -> int | None:
-        """Classes of a source named here (linked to the detector module, which checks them); else None."""
-        return self.source.num_classes if self.source is not None else None
-
-    @property
-    def image_size(self) -> int | None:
-        """Image side of a source named here (linked like `num_classes`); else None."""
-        return self.source.image_size if self.source is not None else None
-
-    def use_target(self, target: Target) -> DetectorDataModule:
-        """Serve the members / non-members of `target` (done by the Trainer from the detector module)."""
-        self._target = target
-        return self
-
-    @property
-    def target(self) -> Target:
-        """The frozen target whose members and non-members are served."""
-        if self._target is None:
-            module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
-            if not isinstance(getattr(module, "target", None), Target):
-                raise MintError(
-                    "DetectorDataModule serves the data of a target: use it with a DetectorModule "
-                    "(which loads the target), or call `use_target(Target.load(path, layers))` first"
-                )
-            self._target = module.target
-        return self._target
+        layers = ["layer7"] if layers is None else list(layers)
+        pooling = {"pool": pool, "pool_size": check_count("pool_size", pool_size)}
+        self.target = build_target(target_ckpt, target, layers, pooling, source)
 
     def candidates(self) -> Candidates:
         """The members and non-members the sets are drawn from: known ones, or the target's split."""
@@ -177,23 +170,8 @@ class DetectorDataModule(MintDataModule):
             )
         return from_split(data)
 
-    @torch.no_grad()
     def _predict(self, images: np.ndarray) -> np.ndarray:
-        """The target's predicted class of uint8 images (N, S, S, 3), for known images without a label.
-
-        Always on the CPU: every DDP rank must get the same labels (hence the same sets), and a GPU
-        may break a near-tie another way.
-        """
-        home = next(self.target.buffers()).device
-        out = []
-        try:
-            self.target.to("cpu")
-            for start in range(0, len(images), self.extract_batch_size):
-                batch = torch.from_numpy(images[start : start + self.extract_batch_size])
-                out.append(self.target(to_tensor(batch), gradients=False)[LOGITS].argmax(1).numpy())
-        finally:
-            self.target.to(home)
-        return np.concatenate(out)
+        return predicted_classes(self.target, images, self.extract_batch_size)
 
     @cached_property
     def sets(self) -> DetectorSets:
@@ -283,7 +261,8 @@ class DetectorDataModule(MintDataModule):
         """Stored in every checkpoint: what the detector learned from and is tested on (`DetectorRecord`)."""
         if not self.datasets:  # not set up: nothing drawn yet
             return {}
-        return data_module_state(self.manifest(), self.set_indices(), self.seen_digests)
+        state = self.manifest(), self.set_indices(), self.seen_digests
+        return data_module_state(*state, self.target.layers, self.target.pooling)
 
     def manifest(self) -> dict:
         """What the detector was trained and tested on: sizes and index hashes of every set."""

@@ -62,9 +62,9 @@ def run_quickstart(
     )  # measure that end state
     detector_args = [
         *_trainer_args(run, "mint_layer7", detector_epochs, seed), *bar,
-        "--model=mint.DetectorModule", f"--model.target_ckpt={target_ckpt}", "--model.layers=[layer7]",
-        "--model.class_conditioning=per_class", "--data=mint.DetectorDataModule", "--data.val_size=100",
-        "--data.test_size=250", "--data.calibration_size=100", "--data.batch_size=50",
+        "--model=mint.DetectorModule", "--model.class_conditioning=per_class",
+        "--data=mint.DetectorDataModule", f"--data.target_ckpt={target_ckpt}", "--data.layers=[layer7]",
+        "--data.val_size=100", "--data.test_size=250", "--data.calibration_size=100", "--data.batch_size=50",
         f"--data.cache_dir={run / 'activation_cache'}",
     ]  # fmt: skip
     det = cli_main(["fit", *detector_args])

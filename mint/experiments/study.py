@@ -164,7 +164,7 @@ def run_study(
             test_acc = float(target_fit.trainer.callback_metrics.get("val/acc", float("nan")))
             if factor not in TARGET_FACTORS:
                 shared_target = target  # detector-side factors: one target for every value
-        args = ["--config", detector_config, f"--model.init_args.target_ckpt={target}", *detector_args]
+        args = ["--config", detector_config, f"--data.init_args.target_ckpt={target}", *detector_args]
         fit, res = runs.fit_and_test(
             [*args, *_detector_override(factor, value)], run, "detector", f"{factor}={value}"
         )

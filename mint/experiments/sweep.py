@@ -57,8 +57,8 @@ def prepare(config: str, layers: list[str], extra: list[str]) -> tuple[Path, dic
 
     Returns the sweep folder and the activation shape of every layer.
     """
-    cli = _parse(config, [*extra, f"--model.init_args.layers=[{', '.join(layers)}]"])
-    cli.datamodule.use_target(cli.model.target).prepare_data()
+    cli = _parse(config, [*extra, f"--data.init_args.layers=[{', '.join(layers)}]"])
+    cli.datamodule.prepare_data()  # (the data module read the target: one cache for every layer)
     return Path(cli.trainer.logger.save_dir) / f"sweep_{Path(config).stem}", cli.model.target.shapes
 
 
@@ -100,7 +100,7 @@ def run_sweep(
         for kind in runs.values():
             for output in outputs:
                 version = (layer if kind == "auto" else f"{layer}-{kind}") + ("+output" if output else "")
-                args = [f"--model.init_args.layers=[{layer}]"]
+                args = [f"--data.init_args.layers=[{layer}]"]
                 args += [f"--model.init_args.output_features={str(output).lower()}"]
                 args += [] if output else ["--model.init_args.calibrated_base=false"]  # the layer alone
                 args += [f"--model.init_args.path_kind={kind}"] if kind != "auto" else []
@@ -111,7 +111,7 @@ def run_sweep(
                 rows.append(mint_row(f"MINT {layer} ({used})" + (" + output" if output else ""), depth,
                                      "x".join(map(str, shapes[layer])), fit, res))  # fmt: skip
     if True in outputs:  # the output features alone: what the detector adds to the loss attack's input
-        args = ["--model.init_args.layers=[]", "--model.init_args.output_features=true"]
+        args = ["--data.init_args.layers=[]", "--model.init_args.output_features=true"]
         fit, res = timed(["--config", config, *extra, *args], run, "output", timing)
         rows.append(mint_row("MINT output features", "", "3 (float64)", fit, res))
     rows += attack_rows(first)

@@ -113,7 +113,7 @@ class ExternalTarget:
     """A classifier trained outside mint: how to build it, its file and its preprocessing.
 
     Subclasses (`TorchvisionTarget`, `TimmTarget`, `FactoryTarget`, `ExportedTarget`,
-    `ScriptTarget`) are chosen in a detector config by `class_path` under `model.init_args.target`.
+    `ScriptTarget`) are chosen in a detector config by `class_path` under `data.init_args.target`.
     """
 
     image_size: int

@@ -5,7 +5,7 @@
     mint layers --timm --arch vit_tiny_patch16_224 --num-classes 10   # untrained: the same layers
     mint layers --program resnet18.pt2 --image-size 32      # or a TorchScript file: resnet18.pt
 
-Each row: the layer's name (as a detector config names it, `--model.init_args.layers=[NAME]`), the
+Each row: the layer's name (as a detector config names it, `--data.init_args.layers=[NAME]`), the
 shape of its output for one image, the values per image, and the size of its activation cache for
 10,000 images (float16). Marked: the penultimate layer and the logits, which the shipped detectors
 read best (the paper's best layer is the penultimate one), and maps too large to cache whole. Then the

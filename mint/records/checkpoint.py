@@ -70,7 +70,7 @@ def load_target_checkpoint(path: str | Path) -> TargetRecord:
     A detector checkpoint is accepted too: it carries its target's weights, architecture, split
     and sha256, so a detector can be tested or used for audits from its checkpoint alone.
     """
-    hint = f"train the target first, e.g. `{TARGET_COMMAND}`, or pass `--model.init_args.target_ckpt PATH`"
+    hint = f"train the target first, e.g. `{TARGET_COMMAND}`, or pass `--data.init_args.target_ckpt PATH`"
     path = check_input_file(path, "target checkpoint", hint)
     ckpt, sha256 = read_checkpoint(path)
     if isinstance(ckpt, dict) and TARGET_KEY in ckpt:  # a detector checkpoint carries its target
@@ -112,9 +112,17 @@ LEGACY_DATA_KEYS = {"data": "mint_data", "sets": "mint_sets", "seen_digests": "m
 DATA_STATE_NAMES = {"data": "manifest", "sets": "sets", "seen_digests": "seen_digests"}
 
 
-def data_module_state(manifest: dict, sets: dict[str, Tensor], seen_digests: Tensor) -> dict:
-    """The detector data module's `state_dict()`: what it drew, read back by `DetectorRecord.read`."""
-    return {"manifest": manifest, "sets": sets, "seen_digests": seen_digests}
+def data_module_state(
+    manifest: dict, sets: dict[str, Tensor], seen_digests: Tensor, layers: list[str], pooling: dict
+) -> dict:
+    """The detector data module's `state_dict()`: what it read and drew (`DetectorRecord.read`)."""
+    return {
+        "manifest": manifest,
+        "sets": sets,
+        "seen_digests": seen_digests,
+        "layers": layers,
+        "pooling": pooling,
+    }
 
 
 @dataclass
@@ -131,6 +139,8 @@ class DetectorRecord:
         sets: image indices of every set; later tests and audits must use other images.
         seen_digests: (N, 32) uint8 digests of the images it learned from (train, val, calibration).
         calibration: its scores of the calibration set's known members and non-members (`mint audit`).
+        layers: the layers of the target it reads.
+        pooling: how their maps were pooled (`pool`, `pool_size`; empty: older checkpoints, none).
     """
 
     target: dict
@@ -139,6 +149,8 @@ class DetectorRecord:
     sets: dict[str, Tensor] | None = None
     seen_digests: Tensor | None = None
     calibration: dict[str, Tensor] | None = None
+    layers: list[str] | None = None
+    pooling: dict | None = None
 
     KEYS: ClassVar[dict[str, str]] = {  # what the module writes
         "target": TARGET_KEY,
@@ -163,7 +175,13 @@ class DetectorRecord:
             name: state.get(DATA_STATE_NAMES[name], checkpoint.get(legacy))
             for name, legacy in LEGACY_DATA_KEYS.items()
         }
-        return cls(**{name: checkpoint.get(key) for name, key in cls.KEYS.items()}, **drawn)
+        # Checkpoints written before the data module read the target kept these in the module's
+        # hyperparameters (`DetectorModule(layers=..., pool=..., pool_size=...)`).
+        hparams = checkpoint.get("hyper_parameters") or {}
+        layers = state.get("layers", hparams.get("layers"))
+        pooling = state.get("pooling", {k: hparams[k] for k in ("pool", "pool_size") if k in hparams})
+        module = {name: checkpoint.get(key) for name, key in cls.KEYS.items()}
+        return cls(**module, **drawn, layers=layers, pooling=pooling)
 
     @property
     def seen(self) -> set[bytes] | None:

@@ -14,7 +14,7 @@ from mint.attacks.reference_set import reference_inputs, reference_table
 from mint.attacks.registry import REFERENCE_ATTACKS
 from mint.errors import MintError, check_count
 from mint.evaluation import ScoreCollector
-from mint.models import Detector, ExternalTarget, Target
+from mint.models import Detector, Target
 from mint.models.detector import (
     CALIBRATED_BASE,
     CLASS_CONDITIONING,
@@ -30,8 +30,6 @@ from mint.models.detector import (
     ClassConditioning,
     PathKind,
 )
-from mint.models.kinds import external_from_config
-from mint.models.target import Pool
 from mint.signals import check_class_logits
 from mint.tasks.base import MintModule
 from mint.tasks.detector_checkpoint import DetectorCheckpointing
@@ -54,45 +52,15 @@ def check_reference_options(
         )
 
 
-def build_target(
-    target_ckpt: str | None,
-    kind: ExternalTarget | None,
-    layers: list[str],
-    pooling: dict,
-    num_classes: int | None,
-    image_size: int | None,
-) -> Target:
-    """The frozen target (a mint checkpoint, or a kind trained elsewhere), checked against the data."""
-    if (target_ckpt is None) == (kind is None):
-        raise MintError(
-            "name the target once: `target_ckpt` (a mint classifier checkpoint) or `target` (a "
-            "classifier trained elsewhere, e.g. class_path: mint.models.TorchvisionTarget)"
-        )
-    target = (
-        Target.from_external(kind, layers, **pooling)
-        if kind is not None
-        else Target.load(target_ckpt, layers, **pooling)
-    )
-    for name, value in (("num_classes", num_classes), ("image_size", image_size)):
-        if value is not None and value != getattr(target, name):
-            raise MintError(
-                f"the data has {name}={value} but the target {target.meta['path']} was built "
-                f"for {name}={getattr(target, name)}: use the data it was trained on"
-            )
-    return target
-
-
 class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing, MintModule):
     """Train a detector that tells members of a target's training data from non-members.
 
-    The target is mint's own classifier, read from `target_ckpt` once (with `weights_only=True`), or
-    a classifier trained elsewhere, named by `target` (a torchvision or timm architecture and its
-    weights, a `torch.export` or TorchScript program, or your own factory); either way it is frozen and
-    kept in eval mode, and the data module takes it from this module, never from the file again. The
-    target's weights, its record (kind, file, sha256, preprocessing; for mint's own classifier its
-    membership split) are stored in this module's checkpoint, which therefore stands alone for
-    `test` and audits. Batches carry either cached activations (`acts`)
-    or images, which are then read through the frozen target on the fly.
+    The target is the one the data module read (`DetectorDataModule.target`: mint's own classifier
+    from its checkpoint, or a classifier trained elsewhere), frozen and kept in eval mode; `mint`
+    links it here. The target's weights and its record (kind, file, sha256, preprocessing; for mint's
+    own classifier its membership split) are stored in this module's checkpoint, which therefore
+    stands alone for `test` and audits. Batches carry either cached activations (`acts`) or images,
+    which are then read through the frozen target on the fly.
 
     Logged: `train/loss`; `val/…` and `test/…` AUROC, accuracy, precision, recall and TPR at 10%, 1%
     and 0.1% FPR (NaN when the set has too few non-members to resolve the level). At test time also
@@ -103,16 +71,8 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
     (`per_class_auroc.csv`) and everything in `test_results.json` beside the run.
 
     Args:
-        target_ckpt: checkpoint of the target to audit (written by `TargetModule`), or a detector
-            checkpoint (which carries its target).
-        target: a target trained elsewhere (`class_path: mint.models.TorchvisionTarget`,
-            `TimmTarget`, `ExportedTarget`, `ScriptTarget`, `FactoryTarget`), in place of
-            `target_ckpt`; its known members and non-members are then given to the data module.
-        layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`; `mint layers`
-            lists them); `[]` with `output_features` reads only the output.
-        pool: pool spatial maps larger than `pool_size` x `pool_size` to that size (`avg`, `max`)
-            before caching them; `none` keeps them whole (large maps of big networks may not fit).
-        pool_size: the side of pooled maps.
+        target: the frozen target, with the layers it reads (`DetectorDataModule.target`; linked by
+            `mint`, given by hand in Python).
         references: a reference set of the target (a folder written by `mint references`): `test`
             then adds LiRA (online, offline, fixed variance), RMIA (online, offline) and the
             reference-calibrated loss to the table, ROC figure and `test_results.json`, on the same
@@ -152,9 +112,6 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
             paper's MINT.
         optimizer: optimizer of the detector (Adam, lr 1e-3, as in the MINT papers).
         lr_scheduler: optional learning-rate scheduler.
-        num_classes: classes of the data, when the data module names another source (linked from it);
-            checked against the target.
-        image_size: image side of that data (linked from the data module); checked against the target.
         channels_last: keep activation maps, images and the networks channels-last (NHWC): faster
             convolutions on recent GPUs. The results do not change.
         compile: `torch.compile` the detector (in place: checkpoints keep their keys). Compiling takes
@@ -168,11 +125,7 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
 
     def __init__(
         self,
-        target_ckpt: str | None = None,
-        target: ExternalTarget | None = None,
-        layers: list[str] | None = None,
-        pool: Pool = "none",
-        pool_size: int = 4,
+        target: Target | None = None,
         references: str | None = None,
         reference_count: int | None = None,
         reference_queries: Literal[1, 2, 18] = 1,
@@ -189,24 +142,21 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
         calibrated_base: bool = CALIBRATED_BASE,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
-        num_classes: int | None = None,
-        image_size: int | None = None,
         channels_last: bool = False,
         compile: bool = False,
         early_stopping: int | None = None,
     ) -> None:
         super().__init__(optimizer, lr_scheduler)
-        layers = ["layer7"] if layers is None else list(layers)
         check_count("early_stopping", early_stopping)
         check_reference_options(references, reference_count, rmia_offline_a, reference_features)
-        # A config dict (hyperparameters of `load_from_checkpoint`) is rebuilt by mint's own table of
-        # kinds, which refuses a factory: code named by a file never runs.
-        kind = external_from_config(target, "these hyperparameters") if isinstance(target, dict) else target
-        if isinstance(target, ExternalTarget):  # recorded as its config, never as a pickled object
-            target = target.config()  # (save_hyperparameters reads this frame's arguments)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        pooling = {"pool": pool, "pool_size": check_count("pool_size", pool_size)}
-        self.target = build_target(target_ckpt, kind, layers, pooling, num_classes, image_size)
+        if not isinstance(target, Target):
+            raise MintError(
+                "DetectorModule reads a target: give it the data module's (`DetectorModule(dm.target)` "
+                "after `dm = DetectorDataModule(target_ckpt=PATH, layers=[...])`); `mint` links it itself"
+            )
+        # The target is recorded by its own record and weights (`on_save_checkpoint`), not pickled.
+        self.save_hyperparameters(ignore=["target", "optimizer", "lr_scheduler"])
+        self.target = target
         if output_features or calibrated_base or self.target.gradients is not None:  # a class's loss
             check_class_logits(self.target.output_shape)
         options = {k: self.hparams[k] for k in OPTIONS}

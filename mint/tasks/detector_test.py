@@ -76,7 +76,7 @@ class DetectorTesting:
     def figure_args(self, names: tuple[str, ...], best_black_box: str, members: Tensor) -> dict:
         """The ROC figure's title, a style per curve (the registry's), bands for MINT and the best attack."""
         hp = self.hparams
-        title = figure_title(self.target.record(), hp.layers, hp.output_features, members)
+        title = figure_title(self.target.record(), self.target.layers, hp.output_features, members)
         styles = {("MINT" if n == "mint" else n): curve_style(n) for n in names}
         return {"title": title, "styles": styles, "bands": ("MINT", best_black_box)}
 
@@ -136,7 +136,7 @@ class DetectorTesting:
             "references": self.reference_record,
             "target_on_test_set": target,
             "controls": {"class_only": control},
-            "layers": self.hparams.layers,
+            "layers": self.target.layers,
             "path_kind": self.hparams.path_kind,
             "class_conditioning": self.hparams.class_conditioning,
             "output_features": self.hparams.output_features,

@@ -20,8 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from mint.data.activation_cache import unwritable
 from mint.errors import MintError, UnwritableError
 from mint.files import file_sha256, read_checkpoint
-from mint.models.kinds import json_args, shown_args
-from mint.records.checkpoint import recorded_target_sha256
+from mint.records.checkpoint import DetectorRecord, recorded_target_sha256
 from mint.records.trusted import refuse_foreign_classes
 from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
@@ -57,12 +56,13 @@ def preflight(config: Any, subcommand: str | None, requested: Any = None) -> Non
             refuse_changed_model(requested, ckpt_path)
 
 
-def check_ckpt_path(config: Any, subcommand: str | None) -> None:
+def check_ckpt_path(config: Any, subcommand: str | None) -> DetectorRecord | None:
     """Refuse a `--ckpt_path` that is missing, unsafe, damaged or of the other kind of model.
 
     Runs before LightningCLI reads the file's hyperparameters: a target checkpoint given to a
     detector config would otherwise swap the model class and fail deep inside Lightning, and
-    `test` without a checkpoint would evaluate untrained weights.
+    `test` without a checkpoint would evaluate untrained weights. Returns the record of a detector
+    checkpoint (what it reads of its target: `read_as_trained`), else None.
     """
     ckpt_path = config.get("ckpt_path")
     if subcommand in ("test", "validate", "predict") and ckpt_path in (None, "best", "last"):
@@ -72,12 +72,12 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
             "untrained weights"
         )
     if ckpt_path in (None, "best", "last", "hpc") or "://" in ckpt_path or ckpt_path.startswith("registry"):
-        return  # Lightning's own names and remote paths: Lightning reads them
+        return None  # Lightning's own names and remote paths: Lightning reads them
     path = Path(ckpt_path)
     ckpt, _ = read_checkpoint(path)  # a folder, an empty or damaged file, or one holding code: refused
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     refuse_foreign_classes(hparams or {}, ckpt_path)
-    refuse_named_code(hparams or {}, config, ckpt_path)
+    refuse_older_detector(hparams or {}, ckpt_path)
     saved = (hparams or {}).get("_class_path")
     asked = config.get("model.class_path")
     if saved and asked and saved.rsplit(".", 1)[-1] != str(asked).rsplit(".", 1)[-1]:
@@ -87,37 +87,45 @@ def check_ckpt_path(config: Any, subcommand: str | None) -> None:
             f"{ckpt_path} is a checkpoint of {saved}, but this config is for {asked}. Use the config "
             f"that trained it{hint}, or the checkpoint this config's model wrote"
         )
+    return DetectorRecord.read(ckpt)
 
 
-def refuse_named_code(hparams: dict, config: Any, ckpt_path: str) -> None:
-    """Refuse a checkpoint whose target is code or a program the config does not name.
+def read_as_trained(config: Any, record: DetectorRecord, ckpt_path: str) -> None:
+    """Make `test`, `validate` and `predict` of a detector read its target as it was trained.
 
-    (`FactoryTarget` runs Python; `ScriptTarget` and `ExportedTarget` run the file's graph.)
-
-    LightningCLI takes the checkpoint's hyperparameters as defaults: without this, a file could
-    name a `package.module:function` that would run.
+    LightningCLI restores a checkpoint's module arguments, not its data module's; the detector's
+    data module reads the target, so the target it carries (never the file `target_ckpt` names now,
+    which may be a retrained target behind a `latest` link), its layers and its pooling come from
+    the checkpoint's record here.
     """
-    target = hparams.get("target")
-    args = target.get("init_args", {}) if isinstance(target, dict) else {}
-    for key, what in (("factory", "built by the code"), ("program", "the program")):
-        saved = args.get(key)
-        asked = config.get(f"model.init_args.target.init_args.{key}") if saved else None
-        if saved and saved != asked:
-            raise MintError(
-                f"{ckpt_path} is a detector of a target {what} {str(saved)[:200]!r}; mint runs code or "
-                "programs a file names only when your config names them too: give the same `target:` "
-                "in your config"
-            )
-    if args.get("factory"):  # trusting a function is not trusting the arguments a file gives it
-        saved = args.get("factory_args") or {}
-        asked = config.get("model.init_args.target.init_args.factory_args")
-        asked = (asked.as_dict() if hasattr(asked, "as_dict") else asked) or {}
-        if json_args(saved) != json_args(asked):
-            raise MintError(
-                f"{ckpt_path} calls {args['factory']!r} with factory_args {shown_args(saved)}, not the "
-                f"{shown_args(asked)} of your config; mint calls code a file names only with arguments "
-                "you name too: check them, and give the same factory_args in your config"
-            )
+    if "data.init_args.layers" not in config:  # not a detector's data module
+        return
+    if config.get("data.init_args.target_ckpt") is not None:
+        config["data.init_args.target_ckpt"] = ckpt_path
+    if record.layers is not None:
+        config["data.init_args.layers"] = list(record.layers)
+    for key, value in (record.pooling or {}).items():
+        config[f"data.init_args.{key}"] = value
+
+
+# What a detector module's hyperparameters named before its data module read the target.
+MOVED_TO_DATA = ("target_ckpt", "target", "layers", "pool", "pool_size")
+
+
+def refuse_older_detector(hparams: dict, ckpt_path: str) -> None:
+    """Refuse a detector checkpoint whose module hyperparameters still name its target (older mint).
+
+    LightningCLI puts a `--ckpt_path` file's hyperparameters in place of the model's arguments;
+    an older detector's name the target (which the data module reads now), and one naming code or
+    a program must not get to run it.
+    """
+    moved = [k for k in MOVED_TO_DATA if k in hparams]
+    if moved:
+        raise MintError(
+            f"{ckpt_path} is a detector written by an older mint: its module records {', '.join(moved)}, "
+            f"which the data module reads now. `mint audit --ckpt {ckpt_path}` reads it as it is; to "
+            "test it, train the detector again (target_ckpt or target, layers and pool go under data:)"
+        )
 
 
 def model_args(config: Any) -> dict[str, Any]:

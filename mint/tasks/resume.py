@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from mint.errors import MintError
-from mint.records.checkpoint import ADDED_DEFAULTS, recorded_target_sha256
+from mint.records.checkpoint import ADDED_DEFAULTS, DetectorRecord, recorded_target_sha256
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
@@ -139,6 +139,10 @@ def refuse_other_hparams(module: L.LightningModule, checkpoint: dict) -> None:
     if saved_target and now_target:
         saved.pop("target_ckpt", None), now.pop("target_ckpt", None)
         saved["target_sha256"], now["target_sha256"] = saved_target, now_target
+    record, target = DetectorRecord.read(checkpoint), getattr(module, "target", None)
+    if record is not None and record.layers is not None and target is not None:  # read by the data module
+        saved["layers"], now["layers"] = record.layers, target.layers
+        saved["pooling"], now["pooling"] = record.pooling or target.pooling, target.pooling
     refuse(differences(saved, now), "model hyperparameters")
 
 

@@ -20,7 +20,7 @@ def detector(tmp_path_factory, memorizing_target):
     """A detector (logits layer) with 60 + 60 calibration images held out."""
     tmp = tmp_path_factory.mktemp("audit_detector")
     sizes = [f"--data.{k}={v}" for k, v in SIZES.items()]
-    extra = ["--model.layers=[layer8]", *sizes, "--data.batch_size=50", "--trainer.max_epochs=15"]
+    extra = ["--data.layers=[layer8]", *sizes, "--data.batch_size=50", "--trainer.max_epochs=15"]
     cli = main(["fit", *detector_args(tmp, memorizing_target, *extra)])
     return cli.trainer.checkpoint_callback.best_model_path
 

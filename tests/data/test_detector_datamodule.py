@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from mint.data import ActivationCache, DetectorDataModule, FakeSource
-from mint.models import Target
 from tests.conftest import detector_data
 
 
@@ -72,9 +71,9 @@ def test_sizes_are_checked_when_the_data_module_is_made():
         DetectorDataModule(calibration_size=-1)
 
 
-def test_without_a_target_the_data_module_says_how_to_get_one():
-    with pytest.raises(ValueError, match="use it with a DetectorModule.*use_target"):
-        DetectorDataModule().sets  # noqa: B018
+def test_without_a_target_the_data_module_says_how_to_name_one():
+    with pytest.raises(ValueError, match="name the target once: `target_ckpt`.*or `target`"):
+        DetectorDataModule()
 
 
 def test_sets_are_balanced_and_disjoint(tiny_target):
@@ -92,10 +91,9 @@ def test_sets_are_balanced_and_disjoint(tiny_target):
 
 
 def test_test_set_does_not_depend_on_train_size(tiny_target):
-    target = Target.load(tiny_target, ["layer7"])
     sizes = {"val_size": 50, "test_size": 100, "cache_dir": None}
-    a = DetectorDataModule(train_size=100, **sizes).use_target(target).sets
-    b = DetectorDataModule(train_size=600, **sizes).use_target(target).sets
+    a = DetectorDataModule(str(tiny_target), train_size=100, **sizes).sets
+    b = DetectorDataModule(str(tiny_target), train_size=600, **sizes).sets
     for name in ("test", "val"):
         assert np.array_equal(a.pool[a.portions[name]], b.pool[b.portions[name]]), name
     assert len(a.portions["train"]) == 200 and len(b.portions["train"]) == 1200

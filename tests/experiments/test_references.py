@@ -80,7 +80,7 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
     run = tiny_target.parent.parent
     references(["--target-run", str(run), "--count", "4", "--save-dir", str(tmp_path), *QUIET])
     (folder,) = (tmp_path / "references").iterdir()
-    args = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--model.init_args.target_ckpt={tiny_target}",
+    args = ["--config", str(CONFIGS / "mint_layer7.yaml"), f"--data.init_args.target_ckpt={tiny_target}",
             *quiet(tmp_path), f"--data.cache_dir={tmp_path / 'cache'}", "--data.val_size=50",
             "--data.test_size=200", "--data.calibration_size=0", "--data.batch_size=64"]  # fmt: skip
     fit = main(["fit", *args, "--trainer.max_epochs=1"])
@@ -157,13 +157,13 @@ def test_a_detector_reading_the_reference_scores_learns_what_they_know(memorizin
     run = memorizing_target.parent.parent
     references(["--target-run", str(run), "--count", "2", "--save-dir", str(tmp_path), *QUIET])
     (folder,) = (tmp_path / "references").iterdir()
-    target = f"--model.init_args.target_ckpt={memorizing_target}"
+    target = f"--data.init_args.target_ckpt={memorizing_target}"
     args = ["--config", str(CONFIGS / "mint_layer7.yaml"), target, *quiet(tmp_path),
             f"--data.cache_dir={tmp_path / 'cache'}", "--data.val_size=50",
             "--data.test_size=150", "--data.calibration_size=0", "--data.batch_size=50",
             f"--model.init_args.references={folder}"]  # fmt: skip
     # Nothing but the reference scores: no layer, no output features, no class.
-    only = ["--model.init_args.layers=[]", "--model.init_args.output_features=false",
+    only = ["--data.init_args.layers=[]", "--model.init_args.output_features=false",
             "--model.init_args.class_conditioning=none",
             "--model.init_args.reference_features=true"]  # fmt: skip
     fit = main(["fit", *args, *only, "--trainer.max_epochs=15"])

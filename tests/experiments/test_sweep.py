@@ -7,7 +7,7 @@ from tests.conftest import ROOT
 def sweep_args(tmp_path, ckpt, layers):
     return [
         "sweep", "--config", str(ROOT / "configs" / "mint_layer7.yaml"), "--layers", *layers, "--",
-        f"--model.init_args.target_ckpt={ckpt}", f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--data.init_args.target_ckpt={ckpt}", f"--trainer.logger.init_args.save_dir={tmp_path}",
         f"--data.cache_dir={tmp_path / 'cache'}", "--data.val_size=20", "--data.test_size=40",
         "--data.calibration_size=10",
         "--data.batch_size=20", "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false",

@@ -19,7 +19,7 @@ def tiny_detector(tmp_path_factory, tiny_target) -> Path:
 
     tmp = tmp_path_factory.mktemp("hostile_detector")
     sizes = ["--data.val_size=40", "--data.calibration_size=40", "--data.test_size=60"]
-    extra = ["--model.layers=[layer8]", *sizes, "--data.batch_size=50", "--trainer.max_epochs=2"]
+    extra = ["--data.layers=[layer8]", *sizes, "--data.batch_size=50", "--trainer.max_epochs=2"]
     cli = main(["fit", *detector_args(tmp, tiny_target, *extra)])
     return Path(cli.trainer.checkpoint_callback.best_model_path)
 

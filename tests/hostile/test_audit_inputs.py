@@ -200,7 +200,7 @@ def _known_fit(tiny_target, tmp_path, members):
         "fit",
         "--config",
         CONFIGS / "mint_layer7.yaml",
-        f"--model.init_args.target_ckpt={tiny_target}",
+        f"--data.init_args.target_ckpt={tiny_target}",
         f"--data.init_args.members={members}",
         f"--data.init_args.nonmembers={nonmembers}",
         "--data.cache_dir=null",

@@ -105,7 +105,7 @@ def test_a_target_with_nan_weights_is_refused_before_any_score(tmp_path, refused
     ckpt["state_dict"][name].view(-1)[0] = float("nan")  # a diverged training
     torch.save(ckpt, tmp_path / "nan.ckpt")
     refused(
-        ["fit", *detector_args(tmp_path, tmp_path / "nan.ckpt", *FAST, "--model.init_args.layers=[layer8]")],
+        ["fit", *detector_args(tmp_path, tmp_path / "nan.ckpt", *FAST, "--data.init_args.layers=[layer8]")],
         "NaN or infinite",
         "preprocessing",
     )

@@ -41,12 +41,15 @@ def test_target_settings(tmp_path, refused, name):
 
 
 DETECTOR_CASES = {
-    "unknown layer": (["--model.init_args.layers=[layer99]"], ["unknown layer", "layer99", "valid names"]),
+    "unknown layer": (["--data.init_args.layers=[layer99]"], ["unknown layer", "layer99", "valid names"]),
     "sizes too large": (["--data.test_size=5000"], ["not enough images", "5000 test per side", "Lower"]),
     "negative seed": (["--data.seed=-2"], ["seed must be >= 0, got -2"]),
     "calibration -1": (["--data.calibration_size=-1"], ["calibration_size must be >= 0"]),
     "class conditioning": (["--model.init_args.class_conditioning=maybe"], ["class_conditioning", "maybe"]),
     "target missing": ([], ["target checkpoint .*missing.ckpt.* not found", "train the target first"]),
+    # a config or command line written before the data module read the target
+    "model layers": (["--model.init_args.layers=[layer7]"], ["not an option", "data.init_args.layers"]),
+    "pool on the model": (["--model.pool=avg"], ["not an option", "--data.init_args.pool\\)"]),
 }
 
 

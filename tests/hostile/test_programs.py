@@ -202,14 +202,14 @@ def detector_fit(known: Path, tmp: Path, *target: str) -> list[str]:
 
 
 SCRIPTED = [
-    "--model.init_args.target=mint.models.ScriptTarget",
-    "--model.init_args.target.init_args.image_size=32",
-    "--model.init_args.layers=[fc]",
+    "--data.init_args.target=mint.models.ScriptTarget",
+    "--data.init_args.target.init_args.image_size=32",
+    "--data.init_args.layers=[fc]",
 ]
 
 
 def test_a_detector_fit_on_a_file_writing_program_never_runs_it(programs, known, tmp_path, refused):
-    program = f"--model.init_args.target.init_args.program={programs / 'writes.pt'}"
+    program = f"--data.init_args.target.init_args.program={programs / 'writes.pt'}"
     refused(detector_fit(known, tmp_path, *SCRIPTED, program), "aten::save, which writes files")
     assert pwned(programs) == [] and not any(tmp_path.rglob("*.ckpt"))
 
@@ -256,8 +256,8 @@ def test_an_audit_of_a_detector_carrying_a_file_writing_program_never_runs_it(
 def test_a_program_target_that_would_compute_nan_or_terabytes_is_refused(
     programs, known, tmp_path, refused, option, words
 ):
-    program = f"--model.init_args.target.init_args.program={programs / 'tiny.pt'}"
-    args = [*SCRIPTED, program, f"--model.init_args.target.init_args.{option}"]
+    program = f"--data.init_args.target.init_args.program={programs / 'tiny.pt'}"
+    args = [*SCRIPTED, program, f"--data.init_args.target.init_args.{option}"]
     refused(detector_fit(known, tmp_path, *args), words)
     assert not any(tmp_path.rglob("*.ckpt"))
 
@@ -273,8 +273,8 @@ def test_a_program_target_that_would_compute_nan_or_terabytes_is_refused(
     ],
 )
 def test_torchvision_target_settings_are_refused_in_one_line(known, tmp_path, refused, option, words):
-    weights = f"--model.init_args.target.init_args.weights={tmp_path / 'never_read.safetensors'}"
-    refused(detector_fit(known, tmp_path, weights, f"--model.init_args.target.init_args.{option}"), words)
+    weights = f"--data.init_args.target.init_args.weights={tmp_path / 'never_read.safetensors'}"
+    refused(detector_fit(known, tmp_path, weights, f"--data.init_args.target.init_args.{option}"), words)
 
 
 @pytest.mark.parametrize(

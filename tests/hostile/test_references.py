@@ -287,7 +287,7 @@ def test_a_mixed_reference_set_is_refused_by_the_detector_test(
         "--data.batch_size=50",
     ]
     target = Path(load_target_checkpoint(tiny_detector).path)
-    args = detector_args(out, target, "--model.layers=[layer8]", *sizes)
+    args = detector_args(out, target, "--data.layers=[layer8]", *sizes)
     args[args.index(f"--data.cache_dir={out / 'cache'}")] = (
         f"--data.cache_dir={tiny_detector.parents[3] / 'cache'}"
     )

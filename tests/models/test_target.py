@@ -68,10 +68,10 @@ def test_a_checkpoint_that_is_not_a_target(tmp_path):
 
 
 def test_class_count_mismatch_with_the_data(tiny_target):
-    from mint.tasks import DetectorModule
+    from mint.data import DetectorDataModule, FakeSource
 
     with pytest.raises(ValueError, match="num_classes=100 but the target"):
-        DetectorModule(str(tiny_target), num_classes=100)
+        DetectorDataModule(str(tiny_target), source=FakeSource(num_classes=100))
 
 
 def test_unknown_layer_fails_at_once_with_valid_names(tiny_target):

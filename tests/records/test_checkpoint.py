@@ -45,16 +45,29 @@ def test_a_detector_record_survives_a_weights_only_round_trip(tmp_path):
     record = a_record()
     checkpoint = {
         "state_dict": {},
-        DATA_STATE_KEY: data_module_state(record.data, record.sets, record.seen_digests),
+        DATA_STATE_KEY: data_module_state(
+            record.data,
+            record.sets,
+            record.seen_digests,
+            ["layer2", "layer7"],
+            {"pool": "avg", "pool_size": 2},
+        ),
+        "hyper_parameters": {"class_conditioning": "per_class"},
     }
     record.write(checkpoint)  # the module's part: the target, the cost, the calibration scores
-    assert set(checkpoint) == {"state_dict", DATA_STATE_KEY, *DetectorRecord.KEYS.values()}
+    assert set(checkpoint) == {
+        "state_dict",
+        DATA_STATE_KEY,
+        "hyper_parameters",
+        *DetectorRecord.KEYS.values(),
+    }
     torch.save(checkpoint, tmp_path / "d.ckpt")
     back = DetectorRecord.read(torch.load(tmp_path / "d.ckpt", weights_only=True))
     assert back.target == record.target and back.seconds == 12.5 and back.data == record.data
     assert torch.equal(back.sets["test"], torch.tensor([3, 1, 4, 1]))
     assert back.seen == {bytes(32)}
     assert torch.equal(back.calibration["true_label"], record.calibration["true_label"])
+    assert back.layers == ["layer2", "layer7"] and back.pooling == {"pool": "avg", "pool_size": 2}
 
 
 def test_a_checkpoint_of_the_earlier_layout_is_read_the_same():
@@ -64,6 +77,17 @@ def test_a_checkpoint_of_the_earlier_layout_is_read_the_same():
               "mint_sets": record.sets, "mint_seen_digests": record.seen_digests}  # fmt: skip
     back = DetectorRecord.read(legacy)
     assert back.data == record.data and back.sets is record.sets and back.seen == {bytes(32)}
+    # ... and the module, which read the target then, kept its layers and pooling as hyperparameters
+    legacy["hyper_parameters"] = {
+        "target_ckpt": "t.ckpt",
+        "layers": ["layer7"],
+        "pool": "max",
+        "pool_size": 4,
+    }
+    back = DetectorRecord.read(legacy)
+    assert back.layers == ["layer7"] and back.pooling == {"pool": "max", "pool_size": 4}
+    legacy["hyper_parameters"] = {"target_ckpt": "t.ckpt", "layers": ["layer7"]}  # before pooling existed
+    assert DetectorRecord.read(legacy).pooling == {}
     assert DATA_STATE_KEY == DetectorDataModule.__qualname__  # where Lightning stores a data module's state
 
 

@@ -53,7 +53,7 @@ def test_ddp_metrics_equal_single_process(tmp_path, tiny_target):
     mint_args = [
         "--config",
         str(ROOT / "configs" / "mint_layer7.yaml"),
-        f"--model.init_args.target_ckpt={tiny_target}",
+        f"--data.init_args.target_ckpt={tiny_target}",
         "--data.val_size=30",
         "--data.test_size=46",  # 92 test images on 3 processes: the sampler pads one in twice
         "--data.calibration_size=10",

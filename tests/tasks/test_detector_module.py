@@ -9,6 +9,7 @@ import torch
 from mint.cli import main
 from mint.data import build_membership
 from mint.data.sources import source_from_config
+from mint.models import Target
 from mint.records import DetectorRecord
 from mint.tasks import DetectorModule
 from tests.conftest import detector_args
@@ -40,7 +41,7 @@ SIZES = [
 
 def test_detector_finds_members_of_a_memorizing_target(tmp_path, memorizing_target):
     res = fit_and_test(
-        tmp_path, memorizing_target, *SIZES, "--trainer.max_epochs=15", "--model.layers=[layer8]"
+        tmp_path, memorizing_target, *SIZES, "--trainer.max_epochs=15", "--data.layers=[layer8]"
     )
     assert res["target_on_test_set"]["target_member_acc"] > 0.95  # it memorized
     assert res["mint"]["n_members"] == 100 and res["mint"]["n_nonmembers"] == 100
@@ -73,7 +74,7 @@ def test_control_with_members_and_nonmembers_from_one_pool_is_near_chance(tmp_pa
         "--data.calibration_size=0",
         "--data.batch_size=50",
     ]
-    res = fit_and_test(tmp_path, ckpt, *sizes, "--trainer.max_epochs=10", "--model.layers=[layer8]")
+    res = fit_and_test(tmp_path, ckpt, *sizes, "--trainer.max_epochs=10", "--data.layers=[layer8]")
     assert abs(res["mint"]["auroc"] - 0.5) < 0.1, res["mint"]
 
 
@@ -91,21 +92,29 @@ def test_a_detector_checkpoint_stands_alone(tmp_path, tiny_target):
     ckpt = torch.load(detector_ckpt, weights_only=True)
     cal = ckpt["mint_calibration"]
     assert cal["members"].tolist().count(1) == 10 and cal["members"].tolist().count(0) == 10
-    module = DetectorModule.load_from_checkpoint(detector_ckpt, weights_only=True, target_ckpt=detector_ckpt)
+    target = Target.load(detector_ckpt, DetectorRecord.read(ckpt).layers)  # the detector's own record
+    module = DetectorModule.load_from_checkpoint(detector_ckpt, weights_only=True, target=target)
     again = module.calibration_scores(cli.datamodule.eval_loader("calibration"))
     assert torch.allclose(again["true_label"], cal["true_label"])
     # the data module records its own sets (what the detector learned from), in its own state
-    assert set(ckpt["DetectorDataModule"]) == {"manifest", "sets", "seen_digests"}
+    assert set(ckpt["DetectorDataModule"]) == {"manifest", "sets", "seen_digests", "layers", "pooling"}
+    assert DetectorRecord.read(ckpt).layers == ["layer7"] and "target_ckpt" not in ckpt["hyper_parameters"]
     assert DetectorRecord.read(ckpt).data["sets"]["calibration"] == {"members": 10, "nonmembers": 10}
 
 
 def test_test_reads_the_target_from_the_detector_checkpoint(tmp_path, tiny_target, memorizing_target):
     """`test --ckpt_path` uses the target the detector was trained on, even if `target_ckpt` now
-    names another file (e.g. a retrained target behind a `latest` link)."""
+    names another file (e.g. a retrained target behind a `latest` link), and its layers and pooling,
+    whatever the config says (LightningCLI restores only the module's arguments)."""
     small = [*SMALL, "--data.calibration_size=0"]
-    cli, detector_ckpt = fit(tmp_path, tiny_target, *small)
+    trained = ["--data.layers=[layer3]", "--data.pool=avg", "--data.pool_size=2"]
+    cli, detector_ckpt = fit(tmp_path, tiny_target, *small, *trained)
     test = main(["test", *detector_args(tmp_path, memorizing_target, *small), f"--ckpt_path={detector_ckpt}"])
     assert test.model.target_meta["sha256"] == cli.model.target_meta["sha256"]
+    assert test.datamodule.target is test.model.target  # one target, read once by the data module
+    target = test.model.target
+    assert target.layers == ["layer3"] and target.pooling == {"pool": "avg", "pool_size": 2}
+    assert target.shapes["layer3"] == (16, 2, 2)
 
 
 def test_a_test_set_that_overlaps_the_detectors_own_sets_is_refused(tmp_path, tiny_target):
@@ -131,7 +140,7 @@ def test_a_test_set_that_overlaps_the_detectors_own_sets_is_refused(tmp_path, ti
 
 def test_output_features_alone_reproduce_the_loss_attack(tmp_path, memorizing_target):
     # No layer: the detector reads the float64 output features of the label, class-conditioned.
-    res = fit_and_test(tmp_path, memorizing_target, *SIZES, "--trainer.max_epochs=15", "--model.layers=[]",
+    res = fit_and_test(tmp_path, memorizing_target, *SIZES, "--trainer.max_epochs=15", "--data.layers=[]",
                        "--model.output_features=true")  # fmt: skip
     assert res["layers"] == [] and res["output_features"] is True
     assert res["mint"]["auroc"] >= res["baselines"]["loss"]["auroc"] - 0.01, (res["mint"], res["baselines"])
@@ -145,7 +154,7 @@ def test_a_detector_reads_gradient_features_from_the_cache_and_calibrates_with_p
     extra = [
         "--data.calibration_size=20",
         "--data.batch_size=32",
-        "--model.layers=[grad:layer8, gradnorm:all]",
+        "--data.layers=[grad:layer8, gradnorm:all]",
     ]
     res = fit_and_test(tmp_path, tiny_target, *SMALL, *extra)
     assert res["layers"] == ["grad:layer8", "gradnorm:all"] and 0 <= res["mint"]["auroc"] <= 1

@@ -53,7 +53,7 @@ def test_cache_dir_under_a_file_is_refused_before_the_run(tmp_path):
         "fit",
         "--config",
         str(ROOT / "configs" / "mint_layer7.yaml"),
-        f"--model.init_args.target_ckpt={tmp_path / 'never_read.ckpt'}",  # refused before it is loaded
+        f"--data.init_args.target_ckpt={tmp_path / 'never_read.ckpt'}",  # refused before it is loaded
         f"--data.cache_dir={blocker / 'cache'}",
     ]
     with pytest.raises(PermissionError, match="cannot write the activation cache") as err:

@@ -126,7 +126,7 @@ def test_crashed_detector_fit_resumes_exactly(tmp_path, tiny_target):
             "fit",
             "--config",
             str(ROOT / "configs" / "mint_layer7.yaml"),
-            f"--model.init_args.target_ckpt={tiny_target}",
+            f"--data.init_args.target_ckpt={tiny_target}",
             f"--trainer.logger.init_args.save_dir={save_dir}",
             f"--data.cache_dir={tmp_path / 'cache'}",
             "--data.train_size=100",

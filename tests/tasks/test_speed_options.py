@@ -41,7 +41,7 @@ def test_detector_fits_with_bf16_and_channels_last(tmp_path, tiny_target):
             "fit",
             "--config",
             str(ROOT / "configs" / "mint_layer2.yaml"),  # a CNN path over a (C, 32, 32) map
-            f"--model.init_args.target_ckpt={tiny_target}",
+            f"--data.init_args.target_ckpt={tiny_target}",
             "--trainer.precision=bf16-mixed",
             "--model.init_args.channels_last=true",
             f"--data.cache_dir={tmp_path / 'cache'}",

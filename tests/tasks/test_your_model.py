@@ -43,7 +43,7 @@ def model_files(tmp_path_factory):
 
 def target_args(folder, *extra: str) -> list[str]:
     return [
-        f"--model.init_args.target.init_args.weights={folder / 'resnet18.safetensors'}",
+        f"--data.init_args.target.init_args.weights={folder / 'resnet18.safetensors'}",
         f"--data.init_args.members={folder / 'members.npz'}",
         f"--data.init_args.nonmembers={folder / 'nonmembers.npz'}",
         *SIZES,
@@ -90,9 +90,9 @@ def test_a_torchscript_target_audits_only_the_file_it_was_trained_on(model_files
     program = tmp_path / "model.pt"
     program.write_bytes((model_files / "resnet18.pt").read_bytes())
     cli = main(["fit", "--config", CONFIG, *target_args(model_files), *quiet(tmp_path),
-                "--model.init_args.target=mint.models.ScriptTarget",
-                f"--model.init_args.target.init_args.program={program}",
-                "--model.init_args.target.init_args.image_size=32", "--model.init_args.layers=[layer4]",
+                "--data.init_args.target=mint.models.ScriptTarget",
+                f"--data.init_args.target.init_args.program={program}",
+                "--data.init_args.target.init_args.image_size=32", "--data.init_args.layers=[layer4]",
                 "--trainer.max_epochs=1", "--data.cache_dir=null"])  # fmt: skip
     ckpt = cli.trainer.checkpoint_callback.best_model_path
     assert cli.model.target.shapes == {"layer4": (512, 1, 1)}
@@ -115,10 +115,10 @@ def test_a_factory_target_runs_only_when_the_user_names_it(model_files, tmp_path
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "my_audited_nets", raising=False)
     cli = main(["fit", "--config", CONFIG, *target_args(model_files), *quiet(tmp_path),
-                "--model.init_args.target=mint.models.FactoryTarget",
-                "--model.init_args.target.init_args.factory=my_audited_nets:small",
-                f"--model.init_args.target.init_args.weights={model_files / 'resnet18.safetensors'}",
-                "--model.init_args.target.init_args.image_size=32",
+                "--data.init_args.target=mint.models.FactoryTarget",
+                "--data.init_args.target.init_args.factory=my_audited_nets:small",
+                f"--data.init_args.target.init_args.weights={model_files / 'resnet18.safetensors'}",
+                "--data.init_args.target.init_args.image_size=32",
                 "--trainer.max_epochs=1", "--data.cache_dir=null"])  # fmt: skip
     ckpt = cli.trainer.checkpoint_callback.best_model_path
     out = ["--ckpt", ckpt, "--images", str(model_files / "suspect.npz"), "--no-progress-bar"]
@@ -139,10 +139,10 @@ def test_a_factory_target_runs_only_when_the_user_names_it(model_files, tmp_path
         (["--data.init_args.members=null", "--data.init_args.nonmembers=null"],
          ["trained outside mint", "--data.members"]),
         (["--data.test_size=140"], ["not enough images", "150 members"]),
-        (["--model.init_args.layers=[layer9]"], ["unknown layer", "layer4"]),
-        (["--model.init_args.target_ckpt=x.ckpt"], ["name the target once"]),
-        (["--model.init_args.target.init_args.num_classes=100"], ["num_classes: 10"]),
-        (["--model.init_args.target.init_args.arch=resnet181"],
+        (["--data.init_args.layers=[layer9]"], ["unknown layer", "layer4"]),
+        (["--data.init_args.target_ckpt=x.ckpt"], ["name the target once"]),
+        (["--data.init_args.target.init_args.num_classes=100"], ["num_classes: 10"]),
+        (["--data.init_args.target.init_args.arch=resnet181"],
          ["unknown torchvision architecture", "resnet18"]),
     ],
 )  # fmt: skip
@@ -152,28 +152,30 @@ def test_bad_requests_say_what_to_do(model_files, tmp_path, refused, extra, word
 
 
 def test_a_factory_named_only_by_a_checkpoint_is_refused(model_files, tmp_path, refused):
-    """LightningCLI takes a checkpoint's hyperparameters as defaults: the factory must be the config's."""
+    """LightningCLI takes a checkpoint's hyperparameters as the model's arguments: a module that names a
+    target (as older detectors did) is refused before anything is built, so the factory never runs."""
     ckpt = tmp_path / "factory.ckpt"
     torch.save({"hyper_parameters": {"_class_path": "mint.tasks.DetectorModule", "target": {
         "class_path": "mint.models.FactoryTarget", "init_args": {"factory": "os:system"}}},
         "state_dict": {}}, ckpt)  # fmt: skip
     refused(
-        ["test", "--config", CONFIG, *target_args(model_files), f"--ckpt_path={ckpt}"], "os:system", "config"
+        ["test", "--config", CONFIG, *target_args(model_files), f"--ckpt_path={ckpt}"], "older mint", "target"
     )
 
 
 def test_known_images_of_another_size_are_resized_and_said(model_files, tmp_path):
     from mint.data import DetectorDataModule
-    from mint.models import Target, TorchvisionTarget
+    from mint.models import TorchvisionTarget
 
     data = np.load(model_files / "members.npz")
     big = np.repeat(np.repeat(data["images"], 2, axis=1), 2, axis=2)  # (150, 64, 64, 3)
     np.savez(tmp_path / "big.npz", images=big, labels=data["labels"])
     kind = TorchvisionTarget("resnet18", str(model_files / "resnet18.safetensors"), 10, image_size=32)
     dm = DetectorDataModule(
-        str(tmp_path / "big.npz"), str(model_files / "nonmembers.npz"), val_size=10, test_size=20,
-        calibration_size=0, cache_dir=None,
-    ).use_target(Target.from_external(kind, ["avgpool"]))  # fmt: skip
+        target=kind, layers=["avgpool"], members=str(tmp_path / "big.npz"),
+        nonmembers=str(model_files / "nonmembers.npz"), val_size=10, test_size=20, calibration_size=0,
+        cache_dir=None,
+    )  # fmt: skip
     known = dm.manifest()["known"]
     assert any("resized to 32x32" in note for note in known["notes"]), known["notes"]
     assert dm.sets.found.images.shape[1:] == (32, 32, 3)
@@ -202,8 +204,8 @@ def test_maps_too_large_for_the_disk_are_refused_with_the_way_out(
         *quiet(tmp_path),
         "--trainer.fast_dev_run=true",
     ]
-    layers = "--model.init_args.layers=[layer1,avgpool]"  # layer1: 64 x 8 x 8 per image
+    layers = "--data.init_args.layers=[layer1,avgpool]"  # layer1: 64 x 8 x 8 per image
     refused([*args, layers, f"--data.cache_dir={tmp_path / 'cache'}"], "MiB", "layer1", "pool avg")
-    cli = main([*args, layers, f"--data.cache_dir={tmp_path / 'cache2'}", "--model.init_args.pool=avg",
-                "--model.init_args.pool_size=1"])  # fmt: skip
+    cli = main([*args, layers, f"--data.cache_dir={tmp_path / 'cache2'}", "--data.init_args.pool=avg",
+                "--data.init_args.pool_size=1"])  # fmt: skip
     assert cli.model.target.shapes["layer1"] == (64, 1, 1)
