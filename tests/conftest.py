@@ -180,3 +180,28 @@ def read_only(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """A ResNet-18 (random weights) as safetensors and TorchScript; 150 known members, 150 non-members."""
+    import warnings
+    from importlib.resources import files
+
+    import numpy as np
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("your_model")
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    save_file(net.state_dict(), folder / "resnet18.safetensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream
+        torch.jit.save(torch.jit.script(net), folder / "resnet18.pt")
+    data = np.load(files("mint") / "sample" / "cifar10_sample_train.npz")
+    np.savez(folder / "members.npz", images=data["images"][:150], labels=data["labels"][:150])
+    np.savez(folder / "nonmembers.npz", images=data["images"][150:300])  # unlabelled: predicted
+    np.savez(folder / "suspect.npz", images=data["images"][300:340], labels=data["labels"][300:340])
+    return folder

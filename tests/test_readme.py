@@ -23,17 +23,26 @@ SHORTER = {
     "python -m mint.cli fit": " --trainer.max_epochs=1",
     "mint fit": " --trainer.max_epochs=3",
 }
+SHORTER_PYTHON = {"epochs=30": "epochs=1"}  # in Python blocks
 ENV = {"EPOCHS": "1", "DETECTOR_EPOCHS": "1"}  # examples/audit_your_model.sh reads them
 
 
 def marked_blocks(text: str) -> list[str]:
-    """The shell blocks right below a `MARK` line."""
+    """The shell commands of the blocks right below a `MARK` line; a Python block runs as `python -`."""
     lines, blocks = text.splitlines(), []
     for i, line in enumerate(lines):
         if line.strip() == MARK:
-            assert lines[i + 1] == "```bash", f"README line {i + 2}: {MARK} must precede a ```bash block"
+            fence = lines[i + 1]
+            assert fence in ("```bash", "```python"), (
+                f"README line {i + 2}: {MARK} must precede a bash or python block"
+            )
             end = lines.index("```", i + 2)
-            blocks.append("\n".join(lines[i + 2 : end]))
+            block = "\n".join(lines[i + 2 : end])
+            if fence == "```python":
+                for long, short in SHORTER_PYTHON.items():
+                    block = block.replace(long, short)
+                block = f"python - <<'PY'\n{block}\nPY"
+            blocks.append(block)
     return blocks
 
 
@@ -51,7 +60,10 @@ def shorter(command: str) -> str:
 
 def test_every_readme_block_marked_offline_runs_as_written(tmp_path):
     blocks = marked_blocks((ROOT / "README.md").read_text())
-    script = "\n".join(shorter(c) for block in blocks for c in commands(block))
+    script = "\n".join(
+        block if block.startswith("python - <<") else "\n".join(shorter(c) for c in commands(block))
+        for block in blocks
+    )
     for claimed in ("mint quickstart", "bash examples/audit_your_model.sh", "mint audit", "NpzSource"):
         assert claimed in script, claimed  # the README's offline promises are all marked
     for folder in ("configs", "examples"):
@@ -72,3 +84,6 @@ def test_every_readme_block_marked_offline_runs_as_written(tmp_path):
     steps = json.loads((tmp_path / "audit_suspect" / "summary.json").read_text())
     assert steps["n_audited"] == 100  # step 3 audited the suspect folder the example wrote
     assert (logs / "target_cifar10" / "latest" / "checkpoints" / "last.ckpt").exists()  # the npz block
+    python = json.loads((tmp_path / "audit_suspect_python" / "summary.json").read_text())  # the Python block
+    assert python["n_audited"] == 100 and python["target"]["kind"] == "ModuleTarget"
+    assert "MINT AUROC" in run.stdout and (logs / "audit_model" / "version_1" / "test_results.json").is_file()

@@ -13,7 +13,8 @@ MAX_FUNCTION_LINES = 60  # docstring included
 # `signals` (float64 scores of the target's output) below every score.
 LEVELS = [
     ("errors",), ("files",), ("quiet", "commands"), ("records", "signals"), ("evaluation",), ("models",),
-    ("data",), ("attacks",), ("tasks",), ("cli",), ("audit", "experiments"), ("__init__", "__main__"),
+    ("data",), ("attacks",), ("tasks",), ("cli",), ("audit", "experiments"), ("api",),
+    ("__init__", "__main__"),
 ]  # fmt: skip
 LEVEL = {name: i for i, names in enumerate(LEVELS) for name in names}
 

@@ -134,6 +134,17 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def resolve_labels(labels: str, inputs: AuditInputs, trained: TrainedDetector) -> str:
+    """`given` or `predicted`: `auto` is given when every image has a label (or no class is read)."""
+    if labels == "given" and not inputs.has_labels:
+        _fail(
+            f"--labels given, but {inputs.path} has no labels ({inputs.label_note}); use --labels predicted"
+        )
+    if labels == "auto":
+        return "given" if inputs.has_labels or not reads_label(trained) else "predicted"
+    return labels
+
+
 def run_audit(
     ckpt: str,
     images: str,
@@ -147,21 +158,21 @@ def run_audit(
     command: str | None = None,
     trust_factory: str | None = None,
     trust_factory_args: dict | None = None,
+    module: torch.nn.Module | None = None,
 ) -> dict:
-    """Audit a set of images; write the report folder; return the summary."""
+    """Audit a set of images; write the report folder; return the summary.
+
+    `module`: the model of a target given in Python (`mint.audit_model`), given again.
+    """
     out = Path(output)
     check_count("--batch-size", batch_size)
     if out.exists() and not overwrite:  # before any work
         _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
     dev = _device(device)
-    trained = load_detector(ckpt, dev, trust_factory, trust_factory_args)
+    trained = load_detector(ckpt, dev, trust_factory, trust_factory_args, module)
     target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")
-    conditioned = reads_label(trained)
-    if labels == "given" and not inputs.has_labels:
-        _fail(f"--labels given, but {images} has no labels ({inputs.label_note}); use --labels predicted")
-    if labels == "auto":
-        labels = "given" if inputs.has_labels or not conditioned else "predicted"
+    labels = resolve_labels(labels, inputs, trained)
     tmp = report_folder.start(out, overwrite)
     try:
         summary = _write_report(tmp, trained, inputs, labels, batch_size, progress, images, command, dev)

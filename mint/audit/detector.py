@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from mint.errors import MintError, check_finite
 from mint.files import read_checkpoint
@@ -116,11 +116,13 @@ def load_detector(
     device: torch.device,
     trust_factory: str | None = None,
     trust_factory_args: dict | None = None,
+    module: nn.Module | None = None,
 ) -> TrainedDetector:
     """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`.
 
     `trust_factory`: the `package.module:function` that may run to rebuild a `FactoryTarget`;
     `trust_factory_args`: the keyword arguments it may be called with (they must be the recorded ones).
+    `module`: the model of a target given in Python (`mint.audit_model`), given again.
     """
     path = Path(path)
     if not path.exists():
@@ -155,7 +157,8 @@ def load_detector(
             "without reference_features."
         )
     record, pooling = carried_target(ckpt), detector_record.pooling or {}  # (older checkpoints: none)
-    target = Target.from_record(record, detector_record.layers, trust_factory, trust_factory_args, **pooling)
+    layers = detector_record.layers
+    target = Target.from_record(record, layers, trust_factory, trust_factory_args, module, **pooling)
     detector = Detector(target.shapes, target.num_classes, **detector_options(hparams, OPTIONS))
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(

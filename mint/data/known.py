@@ -144,6 +144,19 @@ def read_known_set(path: str | Path, image_size: int, num_classes: int, notes: l
     return images, np.array([label for _, label in items], np.int64)
 
 
+def known_count(path: str | Path) -> int:
+    """How many images a known set holds, without decoding them (to size the held-out sets)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(1 for f in path.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+    if path.suffix.lower() == ".csv":
+        return len(_csv(path, 2**31))  # (any class index is fine for counting)
+    if path.suffix.lower() == ".npz":
+        shape, _ = read_npz(path, ("images",), header_only=("images",))["images"]
+        return shape[0] if shape else 0
+    return 0  # (not a known set: the data module says why)
+
+
 def load_known(members: str | Path, nonmembers: str | Path, image_size: int, num_classes: int) -> KnownData:
     """Both known sets, decoded; images found in both are dropped from both (and counted in `notes`)."""
     notes: list[str] = []

@@ -5,6 +5,7 @@ from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.exported import ExportedNetwork, ExportedTarget
 from mint.models.external import ExternalTarget, TorchvisionTarget, WeightsTarget
 from mint.models.factory import FactoryTarget
+from mint.models.module_target import ModuleTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.scripted import ScriptedNetwork, ScriptTarget
 from mint.models.target import LOGITS, Target
@@ -20,6 +21,7 @@ __all__ = [
     "ExternalTarget",
     "FactoryTarget",
     "MLPPath",
+    "ModuleTarget",
     "PaperCNN",
     "ScriptTarget",
     "ScriptedNetwork",

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 from pathlib import Path
 
+import torch
 import torchvision
 from torch import Tensor, nn
 
@@ -32,6 +33,15 @@ SAVE_HINT = (
     "Save the weights alone: torch.save(model.state_dict(), 'weights.pt'), or "
     "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
 )
+
+
+def state_sha256(net: nn.Module) -> str:
+    """The sha256 of a network's weights themselves (names and bytes), for a network with no file."""
+    h = hashlib.sha256()
+    for key, value in net.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], str]:

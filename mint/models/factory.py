@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import sys
 
-import torch
 from torch import nn
 
 from mint.errors import MintError
-from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, WeightsTarget
+from mint.models.external import IMAGENET_MEAN, IMAGENET_STD, WeightsTarget, state_sha256
 
 
 class FactoryTarget(WeightsTarget):
@@ -99,8 +97,4 @@ class FactoryTarget(WeightsTarget):
         if self.weights or not weights:
             return super().network(weights and bool(self.weights))
         net, _ = super().network(False)
-        h = hashlib.sha256()
-        for key, value in net.state_dict().items():
-            h.update(key.encode())
-            h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        return net, h.hexdigest()
+        return net, state_sha256(net)

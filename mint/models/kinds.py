@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import json
 
+from torch import nn
+
 from mint.errors import MintError
 from mint.models.exported import ExportedTarget
 from mint.models.external import ExternalTarget, TorchvisionTarget
 from mint.models.factory import FactoryTarget
+from mint.models.module_target import ModuleTarget
 from mint.models.scripted import ScriptTarget
 from mint.models.timm_target import TimmTarget
 
 KINDS: dict[str, type[ExternalTarget]] = {
-    cls.__name__: cls for cls in (TorchvisionTarget, TimmTarget, FactoryTarget, ExportedTarget, ScriptTarget)
+    cls.__name__: cls
+    for cls in (TorchvisionTarget, TimmTarget, FactoryTarget, ExportedTarget, ScriptTarget, ModuleTarget)
 }
 
 
@@ -31,6 +35,19 @@ def shown_args(args: dict) -> str:
 def json_args(args: dict | None) -> dict:
     """Arguments as JSON gives them back (tuples as lists), so a recorded and a typed set compare."""
     return json.loads(json.dumps(args or {}, sort_keys=True, default=str))
+
+
+def given_module(module: nn.Module | None, recorded: str, path: str | None) -> nn.Module:
+    """The model given again for a `ModuleTarget` record, if it is of the recorded class."""
+    if module is None:
+        raise MintError(
+            f"the target of {path} is a model that was given in Python (a {recorded}), which no file "
+            "can rebuild: give the model again, in Python (mint.score(detector, images, model=model))"
+        )
+    given = f"{type(module).__module__}.{type(module).__qualname__}"
+    if given != recorded:
+        raise MintError(f"the target of {path} was a {recorded}, but the model given is a {given}")
+    return module
 
 
 def refuse_untrusted_factory(
@@ -64,6 +81,7 @@ def external_from_config(
     path: str | None,
     trust_factory: str | None = None,
     trust_factory_args: dict | None = None,
+    module: nn.Module | None = None,
 ) -> ExternalTarget:
     """The target kind a recorded config names (`mint.models.<Kind>` only), built from its arguments.
 
@@ -73,6 +91,8 @@ def external_from_config(
         trust_factory: the factory (`package.module:function`) the user allows to run, if any.
         trust_factory_args: the keyword arguments the user allows it to be called with; a recorded
             `FactoryTarget` is rebuilt only when its `factory_args` are these (None: no arguments).
+        module: the model of a `ModuleTarget` (a classifier given in Python), given again: a file
+            records its class's name and its weights, not the class.
     """
     name = str(config.get("class_path", "")).rsplit(".", 1)[-1]
     if name not in KINDS or not str(config["class_path"]).startswith("mint."):
@@ -80,6 +100,8 @@ def external_from_config(
     args = dict(config.get("init_args", {}))
     if name == "FactoryTarget":
         refuse_untrusted_factory(args, path, trust_factory, trust_factory_args)
+    if name == "ModuleTarget":
+        args["module"] = given_module(module, str(args.get("module")), path)
     try:
         return KINDS[name](**args)
     except TypeError as err:  # arguments of another version of mint

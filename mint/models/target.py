@@ -149,7 +149,8 @@ class Target(nn.Module):
         config = kind.config()
         name = type(kind).__name__
         args = config["init_args"]
-        hparams = {"arch": f"{name}:{args.get('arch') or args.get('program') or args.get('factory')}",
+        named = next((args[k] for k in ("arch", "program", "factory", "module") if args.get(k)), None)
+        hparams = {"arch": f"{name}:{named}",
                    "image_size": preprocessing["image_size"], "crop_size": preprocessing.get("crop_size"),
                    "num_classes": None}  # fmt: skip
         path = args.get("weights") or args.get("program") or None
@@ -168,6 +169,7 @@ class Target(nn.Module):
         layers: list[str],
         trust_factory: str | None = None,
         trust_factory_args: dict | None = None,
+        module: nn.Module | None = None,
         **options,
     ) -> Target:
         """Build from a loaded target checkpoint, or from the target record of a detector checkpoint.
@@ -177,6 +179,7 @@ class Target(nn.Module):
         have the recorded sha256. A `FactoryTarget` runs the user's code: it is rebuilt only when the
         caller names the same factory in `trust_factory` and its recorded `factory_args` in
         `trust_factory_args` (mint never runs code a file names, nor with arguments a file gives).
+        A model given in Python (`ModuleTarget`) is rebuilt from `module`, the model given again.
         """
         if "kind" not in record.extra:
             return cls(record.hparams, layers, record.state_dict, record.meta(), **options)
@@ -193,7 +196,7 @@ class Target(nn.Module):
                     f"{found[:12]}..., recorded {record.sha256[:12]}...): use the audited file"
                 )
             config = {**config, "init_args": {**config["init_args"], "program": str(path)}}
-        kind = external_from_config(config, record.path, trust_factory, trust_factory_args)
+        kind = external_from_config(config, record.path, trust_factory, trust_factory_args, module)
         target = cls.from_external(kind, layers, weights=program, **options)
         target.load_state_dict(record.state_dict)
         target.meta = record.meta()

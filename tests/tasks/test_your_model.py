@@ -6,14 +6,11 @@ import hashlib
 import json
 import sys
 import warnings
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torchvision
-from safetensors.torch import save_file
 
 from mint.audit.command import main as audit
 from mint.cli import main
@@ -22,23 +19,6 @@ from tests.conftest import CONFIGS, quiet
 
 CONFIG = str(CONFIGS / "mint_your_model.yaml")
 SIZES = ["--data.val_size=20", "--data.test_size=40", "--data.calibration_size=30", "--data.batch_size=32"]
-
-
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    """A ResNet-18 (random weights) as safetensors and TorchScript; 150 known members, 150 non-members."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("your_model")
-    net = torchvision.models.resnet18(num_classes=10).eval()
-    save_file(net.state_dict(), folder / "resnet18.safetensors")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream
-        torch.jit.save(torch.jit.script(net), folder / "resnet18.pt")
-    data = np.load(files("mint") / "sample" / "cifar10_sample_train.npz")
-    np.savez(folder / "members.npz", images=data["images"][:150], labels=data["labels"][:150])
-    np.savez(folder / "nonmembers.npz", images=data["images"][150:300])  # unlabelled: predicted
-    np.savez(folder / "suspect.npz", images=data["images"][300:340], labels=data["labels"][300:340])
-    return folder
 
 
 def target_args(folder, *extra: str) -> list[str]:
