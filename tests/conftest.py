@@ -205,3 +205,38 @@ def model_files(tmp_path_factory):
     np.savez(folder / "nonmembers.npz", images=data["images"][150:300])  # unlabelled: predicted
     np.savez(folder / "suspect.npz", images=data["images"][300:340], labels=data["labels"][300:340])
     return folder
+
+
+def shown_pixels(png: Path, tmp_path: Path) -> list:
+    """The pixels of a figure as a person sees it: the PNG's own, and Chromium's screenshot of a page
+    showing it where headless Chromium (`chromium`) is on PATH. Each: an (N, 3) int array, RGB."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as im:
+        views = [np.asarray(im.convert("RGB"), dtype=np.int64).reshape(-1, 3)]
+        width, height = im.size
+    if shutil.which("chromium") is not None:
+        page, shot = tmp_path / f"{png.stem}.html", tmp_path / f"{png.stem}_shot.png"
+        page.write_text(
+            f'<html><body style="margin:0;background:white"><img src="{png.as_uri()}"></body></html>'
+        )
+        subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+             f"--screenshot={shot}", f"--window-size={width},{height}", page.as_uri()],
+            capture_output=True, timeout=60, check=True,
+        )  # fmt: skip
+        with Image.open(shot) as im:
+            views.append(np.asarray(im.convert("RGB"), dtype=np.int64).reshape(-1, 3))
+    return views
+
+
+def colour_pixels(pixels, colour: str, tolerance: int = 10) -> int:
+    """How many pixels are within `tolerance` (on every channel, 0-255) of a matplotlib colour."""
+    import matplotlib
+    import numpy as np
+
+    return int(
+        (np.abs(pixels - np.array(matplotlib.colors.to_rgb(colour)) * 255).max(axis=1) <= tolerance).sum()
+    )

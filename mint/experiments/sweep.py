@@ -70,6 +70,10 @@ def all_layers(config: str, extra: list[str]) -> list[str]:
 
 
 OUTPUT_CHOICES = {"off": (False,), "on": (True,), "both": (False, True)}
+# The detectors' series: dark colours no attack's line has (the attacks take tab10 and Dark2, as in
+# the ROC figure), each more than 50 apart on some channel from every one of them.
+DETECTOR_COLOURS = {("CNN", False): "#08306b", ("CNN", True): "#3f007d", ("MLP", False): "#8c510a",
+                    ("MLP", True): "#01665e"}  # fmt: skip
 
 
 def run_sweep(
@@ -177,6 +181,7 @@ def _write_outputs(run: Path, rows: list[dict], first: TestReport, layers: list[
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for kind in ("CNN", "MLP"):
         for output, style in ((False, "o-"), (True, "s--")):
+            colour = DETECTOR_COLOURS[kind, output]
             mint = [r for r in rows if r["scorer"].startswith("MINT") and f"({kind})" in r["scorer"]
                     and r["scorer"].endswith("+ output") == output and "grad" not in r["scorer"]
                     and r["depth"] != ""]  # fmt: skip
@@ -184,7 +189,9 @@ def _write_outputs(run: Path, rows: list[dict], first: TestReport, layers: list[
                 label = f"MINT {kind}" + (" + output" if output else "")
                 y = [r["auroc"] for r in mint]
                 yerr = error_bars(y, [r["auroc_ci95"] for r in mint])
-                ax.errorbar([r["depth"] for r in mint], y, yerr=yerr, fmt=style, capsize=3, label=label)
+                ax.errorbar(
+                    [r["depth"] for r in mint], y, yerr=yerr, fmt=style, capsize=3, label=label, color=colour
+                )
     grads = [r for r in rows if "grad" in r["scorer"] and r["depth"] != ""]
     if grads:  # gradient features at their module's depth
         ax.plot([r["depth"] for r in grads], [r["auroc"] for r in grads], "x", ms=8, label="MINT gradients")
@@ -193,8 +200,7 @@ def _write_outputs(run: Path, rows: list[dict], first: TestReport, layers: list[
         if r["scorer"] == "MINT output features":
             ax.axhline(r["auroc"], color="black", lw=1.5, ls=(0, (5, 1)), label=r["scorer"])
         elif r["scorer"].startswith(("baseline", "learned", "reference")) and name in BY_NAME:
-            style = curve_style(name) | {"linewidth": 1.0}
-            ax.axhline(r["auroc"], label=r["scorer"], **style)
+            ax.axhline(r["auroc"], label=r["scorer"], **curve_style(name))
     ax.axhline(0.5, color="grey", lw=0.8, ls=":", label="chance")
     names = {}  # depth -> the layer (or module) at it, for the ticks
     for layer in layers:

@@ -5,6 +5,7 @@ from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.exported import ExportedNetwork, ExportedTarget
 from mint.models.external import ExternalTarget, TorchvisionTarget, WeightsTarget
 from mint.models.factory import FactoryTarget
+from mint.models.hf_target import HuggingFaceNetwork, HuggingFaceTarget
 from mint.models.module_target import ModuleTarget
 from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.scripted import ScriptedNetwork, ScriptTarget
@@ -20,6 +21,8 @@ __all__ = [
     "ExportedTarget",
     "ExternalTarget",
     "FactoryTarget",
+    "HuggingFaceNetwork",
+    "HuggingFaceTarget",
     "MLPPath",
     "ModuleTarget",
     "PaperCNN",

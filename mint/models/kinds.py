@@ -16,13 +16,22 @@ from mint.errors import MintError
 from mint.models.exported import ExportedTarget
 from mint.models.external import ExternalTarget, TorchvisionTarget
 from mint.models.factory import FactoryTarget
+from mint.models.hf_target import HuggingFaceTarget
 from mint.models.module_target import ModuleTarget
 from mint.models.scripted import ScriptTarget
 from mint.models.timm_target import TimmTarget
 
 KINDS: dict[str, type[ExternalTarget]] = {
     cls.__name__: cls
-    for cls in (TorchvisionTarget, TimmTarget, FactoryTarget, ExportedTarget, ScriptTarget, ModuleTarget)
+    for cls in (
+        TorchvisionTarget,
+        TimmTarget,
+        FactoryTarget,
+        ExportedTarget,
+        ScriptTarget,
+        ModuleTarget,
+        HuggingFaceTarget,
+    )
 }
 
 

@@ -4,6 +4,7 @@
     mint layers --arch resnet18 --weights resnet18_cifar10.safetensors --num-classes 10 --image-size 32
     mint layers --timm --arch vit_tiny_patch16_224 --num-classes 10   # untrained: the same layers
     mint layers --program resnet18.pt2 --image-size 32      # or a TorchScript file: resnet18.pt
+    mint layers --hf my_vit/      # a Hugging Face save_pretrained folder (--all: every submodule)
 
 Each row: the layer's name (as a detector config names it, `--data.init_args.layers=[NAME]`), the
 shape of its output for one image, the values per image, and the size of its activation cache for
@@ -29,6 +30,7 @@ from mint.models.exported import ExportedTarget
 from mint.models.external import TorchvisionTarget
 from mint.models.factory import FactoryTarget
 from mint.models.gradients import ALL, GRAD, GRADNORM
+from mint.models.hf_target import HuggingFaceTarget
 from mint.models.paper_cnn import IMAGE_SIZE
 from mint.models.preprocessing import check_classes, check_image_size
 from mint.models.scripted import ScriptTarget
@@ -160,6 +162,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--timm", action="store_true", help="--arch names a timm architecture")
     parser.add_argument(
+        "--hf", metavar="FOLDER", help="a Hugging Face image classifier's save_pretrained folder"
+    )
+    parser.add_argument(
         "--factory", help="your own package.module:function returning the nn.Module (runs it)"
     )
     parser.add_argument("--weights", help=".safetensors, or .pt / .pth holding a state_dict")
@@ -169,10 +174,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--small-input-stem", action="store_true", help="ResNet stem for 32 x 32 images")
     parser.add_argument("--all", action="store_true", help="every graph node, not only top-level layers")
     args = parser.parse_args(argv)
-    if sum(map(bool, (args.ckpt, args.arch, args.program, args.factory))) != 1:
+    if sum(map(bool, (args.ckpt, args.arch, args.program, args.factory, args.hf))) != 1:
         raise MintError(
             "give one of --ckpt (a mint checkpoint), --program (a .pt2 file), --factory "
-            "package.module:function, or --arch with --num-classes (and --weights)"
+            "package.module:function, --hf FOLDER, or --arch with --num-classes (and --weights)"
         )
     check_image_size("--image-size", args.image_size)  # (before anything is built at that size)
     check_classes("--num-classes", args.num_classes)
@@ -185,6 +190,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         net, size = kind(args.program, args.image_size).network()[0], args.image_size
     elif args.ckpt:
         net, size = checkpoint_network(args.ckpt)
+    elif args.hf:  # at its preprocessor's image size
+        target = HuggingFaceTarget(args.hf)
+        net, size = target.network()[0], target.image_size
     else:
         if not args.num_classes:
             raise MintError("--arch needs --num-classes N (and --weights FILE for a trained network)")

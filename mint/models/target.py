@@ -149,11 +149,13 @@ class Target(nn.Module):
         config = kind.config()
         name = type(kind).__name__
         args = config["init_args"]
-        named = next((args[k] for k in ("arch", "program", "factory", "module") if args.get(k)), None)
+        named = next(
+            (args[k] for k in ("arch", "program", "factory", "module", "folder") if args.get(k)), None
+        )
         hparams = {"arch": f"{name}:{named}",
                    "image_size": preprocessing["image_size"], "crop_size": preprocessing.get("crop_size"),
                    "num_classes": None}  # fmt: skip
-        path = args.get("weights") or args.get("program") or None
+        path = args.get("weights") or args.get("program") or args.get("folder") or None
         path = str(Path(path).resolve()) if path else None
         meta = {"kind": name, "config": config, "sha256": sha256, "preprocessing": preprocessing,
                 "hparams": hparams, "manifest": {}, "path": path}  # fmt: skip

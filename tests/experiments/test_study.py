@@ -5,10 +5,11 @@ import json
 
 import pytest
 
+from mint.attacks.registry import curve_style
 from mint.cli import main
 from mint.data import FakeSource
 from mint.errors import MintError
-from tests.conftest import ROOT, SOURCES
+from tests.conftest import ROOT, SOURCES, colour_pixels, shown_pixels
 
 
 def _study(
@@ -53,6 +54,9 @@ def test_class_count_study_end_to_end(tmp_path):
         )
     with (run / "study.csv").open() as f:
         assert [r["classes"] for r in csv.DictReader(f)] == ["10", "20"]
+    for pixels in shown_pixels(run / "study.png", tmp_path):  # MINT, the loss attack, the gap: all drawn
+        for colour in (curve_style("mint")["color"], curve_style("loss")["color"], "tab:green"):
+            assert colour_pixels(pixels, colour) >= 30, colour
 
 
 def test_study_rejects_bad_values_before_any_training(tmp_path):

@@ -1,7 +1,9 @@
 import pytest
 
+from mint.attacks.registry import curve_style
 from mint.cli import main
-from tests.conftest import ROOT
+from mint.experiments.sweep import DETECTOR_COLOURS
+from tests.conftest import ROOT, colour_pixels, shown_pixels
 
 
 def sweep_args(tmp_path, ckpt, layers):
@@ -35,6 +37,17 @@ def test_sweep_writes_one_table_from_one_extraction(tmp_path, tiny_target):
         f"Picked by validation AUROC ({picked['val_auroc']:.3f}): {picked['scorer']}"
         in (run / "sweep.md").read_text()
     )
+    # The figure shows every attack as a line in its ROC colour, and each detector series in a colour
+    # of its own (read from the PNG, and from Chromium's screenshot where it is installed).
+    attacks = [r["scorer"].split(": ", 1)[1] for r in rows if r["scorer"].startswith(("baseline", "learned"))]
+    colours = {name: curve_style(name)["color"] for name in attacks} | {
+        f"MINT {kind}{' + output' if output else ''}": colour
+        for (kind, output), colour in DETECTOR_COLOURS.items()
+    }
+    assert len(set(colours.values())) == len(colours), colours
+    for pixels in shown_pixels(run / "sweep_auroc.png", tmp_path):
+        shown = {name: colour_pixels(pixels, colour) for name, colour in colours.items()}
+        assert min(shown.values()) >= 10, shown  # (an equal AUROC hides a line: its legend key shows)
     caches = list((tmp_path / "cache").iterdir())
     assert len(caches) == 1 and {p.name for p in caches[0].glob("*.npy")} == {
         "layer3.npy",
