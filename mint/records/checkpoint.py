@@ -129,8 +129,9 @@ def data_module_state(
 class DetectorRecord:
     """What a detector checkpoint records beside its weights and hyperparameters.
 
-    The module writes `target`, `seconds` and `calibration`; the data module's own state holds
-    `data`, `sets` and `seen_digests` (`data_module_state`). Both layouts are read.
+    The module writes `target` and `seconds`, its `CalibrationScores` callback `calibration`; the
+    data module's own state holds `data`, `sets`, `seen_digests`, `layers` and `pooling`
+    (`data_module_state`). Both layouts are read.
 
     Attributes:
         target: the record of its target (`TargetRecord.meta()`; the weights are in `state_dict`).
@@ -163,6 +164,11 @@ class DetectorRecord:
         for name, key in self.KEYS.items():
             if getattr(self, name) is not None:
                 checkpoint[key] = getattr(self, name)
+
+    @classmethod
+    def write_calibration(cls, checkpoint: dict, scores: dict[str, Tensor]) -> None:
+        """Put the calibration scores (`CalibrationScores`, a callback) into a checkpoint being saved."""
+        checkpoint[cls.KEYS["calibration"]] = scores
 
     @classmethod
     def read(cls, checkpoint: object) -> DetectorRecord | None:

@@ -1,14 +1,17 @@
 """What a detector checkpoint records beside the weights: its target, its sets, its calibration scores.
 
-A mixin of `DetectorModule` (its target, detector, data module and `unrounded`); the record itself
-(`DetectorRecord`) is written and read by `mint.records`.
+A mixin of `DetectorModule` (its target, detector and `unrounded`), and the callback that scores the
+calibration set into every checkpoint; the record itself (`DetectorRecord`) is written and read by
+`mint.records`, the sets by the data module's own state.
 """
 
 from __future__ import annotations
 
 import time
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import move_data_to_device
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import Tensor
@@ -19,8 +22,36 @@ from mint.models import LOGITS
 from mint.records import DetectorRecord
 
 
+class CalibrationScores(Callback):
+    """Put the detector's scores of its calibration set into every checkpoint it saves.
+
+    With a calibration set (`data.calibration_size > 0`), the scores of those known members and
+    non-members are made with the weights being saved: `mint audit` compares an audited set's scores
+    with them. Scored once per step (the best and the last checkpoint of a step share them), with the
+    random generators isolated: saving never changes the training run.
+    """
+
+    def __init__(self) -> None:
+        self._scored: tuple[int, dict[str, Tensor]] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        data = trainer.datamodule
+        if not len(getattr(data, "datasets", {}).get("calibration", ())):
+            return
+        if self._scored is None or self._scored[0] != trainer.global_step:
+            with isolate_rng():  # its loader draws a seed
+                self._scored = (
+                    trainer.global_step,
+                    pl_module.calibration_scores(data.eval_loader("calibration")),
+                )
+        DetectorRecord.write_calibration(checkpoint, self._scored[1])
+
+
 class DetectorCheckpointing:
     """`on_save_checkpoint` / `on_load_checkpoint` of a detector (mixed into `DetectorModule`)."""
+
+    def configure_callbacks(self) -> list[Callback]:
+        return [*super().configure_callbacks(), CalibrationScores()]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -33,23 +64,13 @@ class DetectorCheckpointing:
         self._recorded_sets, self._recorded_cost = record.sets or {}, record.seconds
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Keep the target's record beside its weights (in `state_dict`), and what the detector saw.
+        """Keep the target's record beside its weights (in `state_dict`), and the run's cost so far.
 
-        With a calibration set (`data.calibration_size > 0`), the detector's scores of those known
-        members and non-members, made with the weights being saved, go in too: `mint audit`
-        compares an audited set's scores with them.
+        (The calibration scores: `CalibrationScores`; the sets: the data module's own state.)
         """
         # Wall time of this run so far: extraction and training (the detector's cost beside an attack's)
         earlier = self._recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
         record = DetectorRecord(self.target_meta, round(earlier + time.perf_counter() - self._started, 1))
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        calibration = getattr(dm, "datasets", {}).get("calibration", ())
-        if len(calibration):  # (the sets themselves: in the data module's own state)
-            if getattr(self, "_calibration", (None,))[0] != self.global_step:  # best and last: once
-                with isolate_rng():  # its loader draws a seed: saving must not change the training run
-                    scores = self.calibration_scores(dm.eval_loader("calibration"))
-                self._calibration = (self.global_step, scores)
-            record.calibration = self._calibration[1]
         record.write(checkpoint)
 
     @torch.no_grad()
