@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
-from mint.audit.command import resolve_labels, run_audit, score_images
+from mint.audit.command import audit_device, resolve_labels, run_audit, score_images
 from mint.audit.detector import load_detector
 from mint.audit.inputs import list_inputs
 from mint.data import DetectorDataModule
@@ -37,8 +37,8 @@ from mint.quiet import quiet_lightning
 from mint.records.report import TestReport
 from mint.tasks import DetectorModule
 
-# Images: a folder (class subfolders by index give labels), an .npz or a CSV of path,label lines; or
-# arrays: uint8 / float in [0, 1] (N, H, W, 3) or a tensor (N, 3, H, W); or a pair (images, labels).
+# Images: a folder (class subfolders by index give labels) or an .npz (known sets: a CSV of path,label
+# lines too); or arrays: uint8 / float in [0, 1] (N, H, W, 3), a tensor (N, 3, H, W), or (images, labels).
 Images = str | Path | np.ndarray | Tensor | tuple
 
 
@@ -76,7 +76,7 @@ class ImageScores:
     """The detector's score of every image (`mint.score`); higher: more likely a member.
 
     Attributes:
-        names: each image's name (its file, or `images[i]` for arrays).
+        names: each image's name as scores.csv gives it (its file, or `index i` for arrays and .npz).
         scores: (N,) float64 membership logits.
         member_probability: (N,) their sigmoid (the detector's own calibration, not a p-value).
         predicted_class: (N,) the target's class for each image.
@@ -194,7 +194,7 @@ def score(
         device: `cpu`, `cuda`, `cuda:1`.
     """
     ckpt = detector.checkpoint if isinstance(detector, ModelAudit) else Path(detector)
-    trained = load_detector(ckpt, torch.device(device), module=model)
+    trained = load_detector(ckpt, audit_device(device), module=model, calibrated=False)
     with tempfile.TemporaryDirectory() as tmp:
         path, _, _ = _known_file(images, Path(tmp), "images")
         inputs = list_inputs(

@@ -118,3 +118,16 @@ def test_what_the_api_refuses(known, tmp_path):
         mint.audit_model(net, known["images"][:50], known["images"][50:100], ["layer9"], output=tmp_path)
     with pytest.raises(AttributeError, match="no attribute 'audit_modle'"):
         mint.audit_modle  # noqa: B018
+
+
+def test_score_needs_no_calibration_set(known, tmp_path):
+    """Scoring images needs only the detector; an audit of a set also needs the calibration scores."""
+    images = known["images"][:100], known["labels"][:100]
+    nonmembers = known["images"][100:200]
+    with pytest.raises(MintError, match="training set holds .* fewer than batch_size=64"):
+        mint.audit_model(known["net"], images, nonmembers, ["avgpool"], output=tmp_path, calibration_size=0)
+    sizes = {"calibration_size": 0, "batch_size": 16, "test_size": 20, "val_size": 10, "epochs": 1}
+    result = mint.audit_model(known["net"], images, nonmembers, ["avgpool"], output=tmp_path, **sizes)
+    assert len(mint.score(result, known["images"][300:310], model=known["net"], device="auto").scores) == 10
+    with pytest.raises(MintError, match="holds no calibration scores"):
+        mint.audit_images(result, known["images"][300:310], tmp_path / "report", model=known["net"])

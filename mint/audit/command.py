@@ -108,7 +108,7 @@ def _cell(value) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _device(device: str) -> torch.device:
+def audit_device(device: str) -> torch.device:
     """The torch device of `--device`, refused with a message when it does not exist here."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -168,7 +168,7 @@ def run_audit(
     check_count("--batch-size", batch_size)
     if out.exists() and not overwrite:  # before any work
         _fail(f"the output {str(out)!r} already exists; choose another --output or pass --overwrite")
-    dev = _device(device)
+    dev = audit_device(device)
     trained = load_detector(ckpt, dev, trust_factory, trust_factory_args, module)
     target = trained.target
     inputs = list_inputs(images, target.image_size, target.num_classes, class_names, labels != "predicted")

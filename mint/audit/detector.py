@@ -117,12 +117,13 @@ def load_detector(
     trust_factory: str | None = None,
     trust_factory_args: dict | None = None,
     module: nn.Module | None = None,
+    calibrated: bool = True,
 ) -> TrainedDetector:
     """Read a detector checkpoint (with its target and calibration scores), in eval mode on `device`.
 
-    `trust_factory`: the `package.module:function` that may run to rebuild a `FactoryTarget`;
-    `trust_factory_args`: the keyword arguments it may be called with (they must be the recorded ones).
-    `module`: the model of a target given in Python (`mint.audit_model`), given again.
+    `trust_factory`: the `package.module:function` that may run to rebuild a `FactoryTarget`, with
+    `trust_factory_args` (they must be the recorded ones); `module`: the model of a target given in
+    Python, given again; `calibrated`: refuse a detector without calibration scores (a set needs them).
     """
     path = Path(path)
     if not path.exists():
@@ -142,13 +143,13 @@ def load_detector(
             "(no `mint_target` record or no target weights)"
         )
     detector_record = DetectorRecord.read(ckpt)
-    if detector_record.calibration is None:
+    if detector_record.calibration is None and calibrated:
         raise AuditError(
             f"{path} holds no calibration scores, so an audited set has nothing to be compared with. "
             "Train the detector with known members / non-members held out: --data.calibration_size=1000 "
             "(the shipped mint_*_layer7 configs do)."
         )
-    calibration = check_calibration(detector_record.calibration, path)
+    calibration = check_calibration(detector_record.calibration, path) if calibrated else {}
     hparams = ckpt["hyper_parameters"]
     if hparams.get("reference_features"):
         raise AuditError(
@@ -162,12 +163,6 @@ def load_detector(
     detector = Detector(target.shapes, target.num_classes, **detector_options(hparams, OPTIONS))
     detector.load_state_dict(_strip(state, "detector."))
     return TrainedDetector(
-        target.to(device),
-        detector.to(device).eval(),
-        hparams,
-        calibration,
-        detector_record.data or {},
-        detector_record.seen,
-        str(path.resolve()),
-        sha256,
-    )
+        target.to(device), detector.to(device).eval(), hparams, calibration,
+        detector_record.data or {}, detector_record.seen, str(path.resolve()), sha256,
+    )  # fmt: skip

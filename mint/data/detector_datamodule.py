@@ -62,7 +62,8 @@ class DetectorDataModule(MintDataModule):
         target_ckpt: checkpoint of the target to audit (written by `TargetModule`), or a detector
             checkpoint (which carries its target).
         target: a target trained elsewhere (`class_path: mint.models.TorchvisionTarget`,
-            `TimmTarget`, `ExportedTarget`, `ScriptTarget`, `FactoryTarget`), in place of
+            `TimmTarget`, `HuggingFaceTarget`, `ExportedTarget`, `ScriptTarget`, `FactoryTarget`; in Python
+            also `ModuleTarget`), in place of
             `target_ckpt`; its known members and non-members are then given as `members` and
             `nonmembers`.
         layers: layers of the target to read (e.g. `[layer7]`, or `[layer2, layer7]`; `mint layers`
@@ -229,6 +230,13 @@ class DetectorDataModule(MintDataModule):
         return self._loader(name, workers=False)
 
     def train_dataloader(self) -> DataLoader:
+        size = len(self.datasets["train"])
+        if size < self.batch_size:  # Lightning would end the fit at once ("No training batches")
+            raise MintError(
+                f"the detector's training set holds {size} images (members and non-members), fewer than "
+                f"batch_size={self.batch_size}, and a training loader drops an incomplete batch: give more "
+                "known images, smaller held-out sets, or a smaller --data.batch_size"
+            )
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -122,8 +122,9 @@ def check_known_arch(arch: str, names: list[str], library: str, listing: str) ->
 class ExternalTarget:
     """A classifier trained outside mint: how to build it, its file and its preprocessing.
 
-    Subclasses (`TorchvisionTarget`, `TimmTarget`, `FactoryTarget`, `ExportedTarget`,
-    `ScriptTarget`) are chosen in a detector config by `class_path` under `data.init_args.target`.
+    Subclasses (`TorchvisionTarget`, `TimmTarget`, `HuggingFaceTarget`, `FactoryTarget`,
+    `ExportedTarget`, `ScriptTarget`) are chosen in a detector config by `class_path` under
+    `data.init_args.target`; `ModuleTarget` (a model object) is given by `mint.audit_model`.
     """
 
     image_size: int

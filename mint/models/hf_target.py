@@ -54,7 +54,7 @@ class HuggingFaceNetwork(nn.Module):
         return self._names
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model(pixel_values=images).logits
+        return self.model(pixel_values=images, return_dict=True).logits
 
     def read(self, images: Tensor, names: list[str]) -> dict[str, Tensor]:
         """{name: output} of the submodules `names` (and `output`: the logits), from one forward pass."""
@@ -140,9 +140,21 @@ class HuggingFaceTarget(ExternalTarget):
 
     def network(self, weights: bool = True) -> tuple[nn.Module, str]:
         """The model built from its config, its weights loaded; the sha256 of its weights files."""
-        from transformers import AutoConfig, AutoModelForImageClassification
-
-        config = AutoConfig.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
+        try:
+            from transformers import AutoConfig, AutoModelForImageClassification
+        except ImportError as err:
+            raise MintError('HuggingFaceTarget needs transformers: pip install "mint-audit[hf]"') from err
+        raw = json.loads((Path(self.folder) / "config.json").read_text())
+        if raw.get("auto_map"):  # before transformers reads it: a custom model_type would ask for the code
+            raise MintError(
+                f"{self.folder}'s config names code of its own (auto_map): mint runs no code a folder names"
+            )
+        try:
+            config = AutoConfig.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False)
+        except (ValueError, OSError) as err:  # a model type this transformers does not know, a bad file
+            raise MintError(
+                f"{self.folder}: transformers cannot read its config ({str(err).splitlines()[0]})"
+            ) from err
         if getattr(config, "auto_map", None):
             raise MintError(
                 f"{self.folder}'s config names code of its own (auto_map): mint runs no code a folder names"

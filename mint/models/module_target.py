@@ -41,7 +41,13 @@ class ModuleTarget(ExternalTarget):
 
     def network(self, weights: bool = True) -> tuple[nn.Module, str]:
         """A copy of the module on the CPU, in eval mode, and its weights' sha256."""
-        net = copy.deepcopy(self.module).cpu().eval()
+        try:
+            net = copy.deepcopy(self.module).cpu().eval()
+        except Exception as err:  # a module holding a lock, a file handle, a generator...
+            raise MintError(
+                f"mint reads a copy of the model and cannot copy this {type(self.module).__name__} "
+                f"({type(err).__name__}: {err}); save it and give it as a file kind (TorchvisionTarget, ...)"
+            ) from err
         dry_run(net, self.image_size, type(self.module).__name__)
         return net, state_sha256(net) if weights else ""
 

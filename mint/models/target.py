@@ -198,6 +198,8 @@ class Target(nn.Module):
                     f"{found[:12]}..., recorded {record.sha256[:12]}...): use the audited file"
                 )
             config = {**config, "init_args": {**config["init_args"], "program": str(path)}}
+        if "folder" in config.get("init_args", {}) and record.path:  # (a folder named relative to elsewhere)
+            config = {**config, "init_args": {**config["init_args"], "folder": record.path}}
         kind = external_from_config(config, record.path, trust_factory, trust_factory_args, module)
         target = cls.from_external(kind, layers, weights=program, **options)
         target.load_state_dict(record.state_dict)

@@ -62,6 +62,12 @@ class DetectorCheckpointing:
             )
         record = DetectorRecord.read(checkpoint) or DetectorRecord(target={})
         self._recorded_sets, self._recorded_cost = record.sets or {}, record.seconds
+        trained, now = record.target.get("sha256"), self.target_meta.get("sha256")
+        if trained and now and trained != now:  # e.g. a weights file replaced since: its activations differ
+            raise MintError(
+                f"this detector was trained on the target {trained[:12]}... (sha256) but the target given "
+                f"now is {now[:12]}... ({self.target_meta.get('path')}): give the file it was trained on"
+            )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep the target's record beside its weights (in `state_dict`), and the run's cost so far.

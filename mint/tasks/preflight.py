@@ -100,11 +100,21 @@ def read_as_trained(config: Any, record: DetectorRecord, ckpt_path: str) -> None
     """
     if "data.init_args.layers" not in config:  # not a detector's data module
         return
+    layers, pooling = record.layers, record.pooling or {}
+    # A file says these: only what they may be is taken (never a target, a folder or a source).
+    if layers is not None and not (isinstance(layers, list) and all(isinstance(n, str) for n in layers)):
+        raise MintError(f"{ckpt_path}: its record of the layers it reads is damaged ({str(layers)[:80]})")
+    if (
+        set(pooling) - {"pool", "pool_size"}
+        or pooling.get("pool", "none") not in ("none", "avg", "max")
+        or not (isinstance(pooling.get("pool_size", 4), int) and pooling.get("pool_size", 4) >= 1)
+    ):
+        raise MintError(f"{ckpt_path}: its record of the pooling it reads is damaged ({str(pooling)[:80]})")
     if config.get("data.init_args.target_ckpt") is not None:
         config["data.init_args.target_ckpt"] = ckpt_path
-    if record.layers is not None:
-        config["data.init_args.layers"] = list(record.layers)
-    for key, value in (record.pooling or {}).items():
+    if layers is not None:
+        config["data.init_args.layers"] = list(layers)
+    for key, value in pooling.items():
         config[f"data.init_args.{key}"] = value
 
 

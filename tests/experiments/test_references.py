@@ -150,6 +150,7 @@ def test_detector_test_adds_every_reference_attack_on_the_same_images(tiny_targe
              "--model.init_args.rmia_offline_a=1.5"], r"rmia_offline_a must be in \[0, 1\]")  # fmt: skip
 
 
+@pytest.mark.slow  # (21 s: keeps the default run under 10 minutes in CI)
 def test_a_detector_reading_the_reference_scores_learns_what_they_know(memorizing_target, tmp_path, refused):
     from mint.cli import main
     from tests.conftest import CONFIGS, quiet

@@ -130,3 +130,23 @@ def test_a_disk_without_room_is_refused_before_work(tmp_path, refused, monkeypat
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
     refused(fit_args(tmp_path, *FAST), "cannot write the run folder", "only 1 MiB free")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"layers": "layer8"},  # not a list
+        {"pooling": {"pool": "avg", "pool_size": 2, "cache_dir": "/elsewhere"}},  # a key that is no pooling
+        {"pooling": {"pool": "median", "pool_size": 2}},
+        {"pooling": {"pool": "avg", "pool_size": 0}},
+    ],
+)
+def test_a_checkpoint_records_only_layers_and_pooling_for_the_test(tmp_path, refused, tiny_detector, record):
+    """`mint test` reads what a detector reads from its checkpoint: nothing else a file could slip in."""
+    import torch
+
+    ckpt = torch.load(tiny_detector, weights_only=True)
+    ckpt["DetectorDataModule"] |= record
+    torch.save(ckpt, tmp_path / "edited.ckpt")
+    args = ["test", *detector_args(tmp_path, tiny_detector), f"--ckpt_path={tmp_path / 'edited.ckpt'}"]
+    refused(args, "edited.ckpt: its record of the (layers|pooling) it reads is damaged")

@@ -93,3 +93,28 @@ def test_what_is_refused(folder, tmp_path):
     (remote / "config.json").write_text(json.dumps(config))
     with pytest.raises(MintError, match="code of its own"):
         HuggingFaceTarget(str(remote)).network()
+
+
+def test_configs_transformers_cannot_read_or_that_name_code_are_refused_in_a_line(folder, tmp_path):
+    _, model = folder
+    for name, change, words in (
+        ("custom", {"model_type": "my_own_net", "auto_map": {"AutoConfig": "net.Config"}}, "code of its own"),
+        ("unknown", {"model_type": "no_such_model_type"}, "transformers cannot read its config"),
+    ):
+        out = tmp_path / name
+        model.save_pretrained(out)
+        config = json.loads((out / "config.json").read_text()) | change
+        (out / "config.json").write_text(json.dumps(config))
+        with pytest.raises(MintError, match=words):
+            HuggingFaceTarget(str(out)).network()
+
+
+def test_a_config_without_return_dict_still_gives_the_logits(folder, tmp_path):
+    _, model = folder
+    model.save_pretrained(tmp_path / "tuples")
+    config = json.loads((tmp_path / "tuples" / "config.json").read_text()) | {"return_dict": False}
+    (tmp_path / "tuples" / "config.json").write_text(json.dumps(config))
+    target = Target.from_external(
+        HuggingFaceTarget(str(tmp_path / "tuples"), image_size=32), ["resnet.pooler"]
+    )
+    assert target.output_shape == (10,)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
+from safetensors.torch import save_file
 
 from mint.audit.command import main as audit
 from mint.cli import main
@@ -189,3 +191,24 @@ def test_maps_too_large_for_the_disk_are_refused_with_the_way_out(
     cli = main([*args, layers, f"--data.cache_dir={tmp_path / 'cache2'}", "--data.init_args.pool=avg",
                 "--data.init_args.pool_size=1"])  # fmt: skip
     assert cli.model.target.shapes["layer1"] == (64, 1, 1)
+
+
+def test_a_test_refuses_a_target_whose_weights_changed_since_training(model_files, tmp_path, refused):
+    """The activations of other weights would be scored as if they were the detector's target's."""
+    import shutil
+
+    weights = tmp_path / "resnet18.safetensors"
+    shutil.copy(model_files / "resnet18.safetensors", weights)
+    moved = f"--data.init_args.target.init_args.weights={weights}"
+    args = [
+        "--config",
+        CONFIG,
+        *target_args(model_files),
+        moved,
+        *quiet(tmp_path),
+        f"--data.cache_dir={tmp_path}/c",
+    ]
+    ckpt = main(["fit", *args, "--trainer.max_epochs=1"]).trainer.checkpoint_callback.best_model_path
+    torch.manual_seed(1)
+    save_file(torchvision.models.resnet18(num_classes=10).state_dict(), weights)  # retrained, same path
+    refused(["test", *args, f"--ckpt_path={ckpt}"], "trained on the target .* but the target given now")
