@@ -31,10 +31,11 @@ from mint.models.detector import (
     PathKind,
 )
 from mint.signals import check_class_logits
+from mint.tasks.attack_comparison import AttackComparison
 from mint.tasks.base import MintModule
-from mint.tasks.detector_checkpoint import DetectorCheckpointing
-from mint.tasks.detector_test import DetectorTesting
+from mint.tasks.detector_checkpoint import CalibrationScores, DetectorCheckpointing
 from mint.tasks.detector_validation import DetectorValidation
+from mint.tasks.report_writer import TestReportWriter
 
 
 def check_reference_options(
@@ -52,7 +53,7 @@ def check_reference_options(
         )
 
 
-class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing, MintModule):
+class DetectorModule(DetectorValidation, DetectorCheckpointing, MintModule):
     """Train a detector that tells members of a target's training data from non-members.
 
     The target is the one the data module read (`DetectorDataModule.target`: mint's own classifier
@@ -166,14 +167,12 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
         )
         self.speed_up(channels_last, compile, self.detector, self.target, compiled=self.detector)
         self.val_scores = ScoreCollector()  # the base and the residual of each validation image
-        self.test_scores = ScoreCollector()
-        self.thresholds: dict[str, float] = {}
         self.reference_table: Tensor | None = None  # (rows, attacks) scores of the reference attacks
         self.reference_record: dict = {}
         self.reference_thresholds: dict[str, float] = {}
         self._started = time.perf_counter()  # the run's cost: extraction and training (see checkpoint)
-        self._recorded_sets: dict[str, Tensor] | None = None  # from the checkpoint a test restores
-        self._recorded_cost: float | None = None
+        self.recorded_sets: dict[str, Tensor] | None = None  # from the checkpoint a test restores
+        self.recorded_cost: float | None = None
 
     @property
     def target_meta(self) -> dict:
@@ -224,8 +223,24 @@ class DetectorModule(DetectorValidation, DetectorTesting, DetectorCheckpointing,
         """
         return torch.autocast(self.device.type, enabled=False)
 
+    def configure_callbacks(self) -> list:
+        """Checkpoints and resume (`MintModule`), calibration scores in each checkpoint, the test's callbacks.
+
+        `test` is the attack comparison (`AttackComparison`) and its report (`TestReportWriter`).
+        """
+        comparison = AttackComparison()
+        return [*super().configure_callbacks(), CalibrationScores(), comparison, TestReportWriter(comparison)]
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         logits = self(batch)
         loss = F.binary_cross_entropy_with_logits(logits, batch["member"].to(logits.dtype))
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict[str, dict[str, Tensor]]:
+        """The target's activations of a test batch, autocast off.
+
+        `AttackComparison` scores them with the detector and every attack of the registry.
+        """
+        with self.unrounded():
+            return {"acts": self.activations(batch)}

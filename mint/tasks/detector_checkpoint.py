@@ -50,9 +50,6 @@ class CalibrationScores(Callback):
 class DetectorCheckpointing:
     """`on_save_checkpoint` / `on_load_checkpoint` of a detector (mixed into `DetectorModule`)."""
 
-    def configure_callbacks(self) -> list[Callback]:
-        return [*super().configure_callbacks(), CalibrationScores()]
-
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         if self.detector.base is not None and "detector.base.params" not in checkpoint.get("state_dict", {}):
@@ -61,7 +58,7 @@ class DetectorCheckpointing:
                 "calibrated_base: false): load it with --model.init_args.calibrated_base=false"
             )
         record = DetectorRecord.read(checkpoint) or DetectorRecord(target={})
-        self._recorded_sets, self._recorded_cost = record.sets or {}, record.seconds
+        self.recorded_sets, self.recorded_cost = record.sets or {}, record.seconds
         trained, now = record.target.get("sha256"), self.target_meta.get("sha256")
         if trained and now and trained != now:  # e.g. a weights file replaced since: its activations differ
             raise MintError(
@@ -75,7 +72,7 @@ class DetectorCheckpointing:
         (The calibration scores: `CalibrationScores`; the sets: the data module's own state.)
         """
         # Wall time of this run so far: extraction and training (the detector's cost beside an attack's)
-        earlier = self._recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
+        earlier = self.recorded_cost or 0.0  # a resumed run adds its own time to the interrupted one's
         record = DetectorRecord(self.target_meta, round(earlier + time.perf_counter() - self._started, 1))
         record.write(checkpoint)
 

@@ -70,7 +70,7 @@ class DetectorValidation:
 
     def on_validation_start(self) -> None:
         if self.trainer.state.fn == TrainerFn.VALIDATING:  # `validate` on a trained detector
-            refuse_seen("val", self.trainer.datamodule.held_out_images("val"), self._recorded_sets)
+            refuse_seen("val", self.trainer.datamodule.held_out_images("val"), self.recorded_sets)
 
 
 def choose_scale(base: Tensor, residual: Tensor, members: Tensor) -> float:
