@@ -40,9 +40,6 @@ VARIANTS = {  # each names whether it reads the output features (on by default)
     "layer7+output+gradlast": ["--data.init_args.layers=[layer7, grad:layer8, gradnorm:layer8]",
                                "--model.init_args.output_features=true"],
 }  # fmt: skip
-# the same inputs, each vector standardized by its class's mean and deviation (`class_standardize`)
-VARIANTS |= {f"{name}+classstd": [*VARIANTS[name], "--model.init_args.class_standardize=true"]
-             for name in ("output", "layer7+output", "layer7+output+grad")}  # fmt: skip
 # the same inputs with the class told otherwise, or not at all (few known members per class)
 VARIANTS |= {f"{name}+{how}": [*VARIANTS[name], f"--model.init_args.class_conditioning={how}"]
              for name in ("output", "layer7+output") for how in ("none", "embedding")}  # fmt: skip

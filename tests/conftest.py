@@ -104,51 +104,31 @@ def train_target(tmp: Path, config: str, data: str, *extra: str) -> Path:
     return Path(last_checkpoint(cli.trainer))
 
 
+TINY = ("--model.width=0.25", "--data.batch_size=64")  # a quick target for plumbing tests
+
+
 @pytest.fixture(scope="session")
 def tiny_target(tmp_path_factory) -> Path:
     """A small PaperCNN on the bundled CIFAR-10 sample (2 quick epochs): enough for plumbing tests."""
     tmp = tmp_path_factory.mktemp("tiny_target")
-    return train_target(
-        tmp,
-        "target_cifar10.yaml",
-        "cifar10",
-        "--trainer.max_epochs=2",
-        "--model.width=0.25",
-        "--data.batch_size=64",
-    )
+    return train_target(tmp, "target_cifar10.yaml", "cifar10", *TINY, "--trainer.max_epochs=2")
 
 
 @pytest.fixture(scope="session")
 def memorizing_target(tmp_path_factory) -> Path:
     """A PaperCNN trained to ~100% accuracy on 400 member images of the bundled CIFAR-10 sample."""
     tmp = tmp_path_factory.mktemp("memorizing_target")
-    return train_target(
-        tmp,
-        "target_cifar10.yaml",
-        "cifar10",
-        "--trainer.max_epochs=40",
-        "--model.width=0.5",
-        "--model.block_dropout=0",
-        "--data.member_fraction=0.2",
-        "--data.batch_size=50",
-        "--trainer.check_val_every_n_epoch=20",
-    )
+    memorizing = ["--model.width=0.5", "--model.block_dropout=0", "--data.member_fraction=0.2"]
+    every_20 = ["--trainer.max_epochs=40", "--trainer.check_val_every_n_epoch=20", "--data.batch_size=50"]
+    return train_target(tmp, "target_cifar10.yaml", "cifar10", *memorizing, *every_20)
 
 
 @pytest.fixture(scope="session")
 def tiny_grouped_target(tmp_path_factory) -> Path:
     """A small PaperCNN on GTSRB-like generated data: 43 classes, groups of up to 3 frames."""
     tmp = tmp_path_factory.mktemp("tiny_grouped")
-    return train_target(
-        tmp,
-        "target_gtsrb.yaml",
-        "gtsrb",
-        "--trainer.max_epochs=1",
-        "--model.width=0.25",
-        "--data.batch_size=64",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-    )
+    limits = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    return train_target(tmp, "target_gtsrb.yaml", "gtsrb", *TINY, *limits)
 
 
 def detector_data(target: Path, layers: tuple[str, ...] = ("layer7",), **sizes):

@@ -1,6 +1,8 @@
 """The shape of the package: short modules and functions, imports in one direction only."""
 
 import ast
+import inspect
+import re
 from pathlib import Path
 
 import mint
@@ -56,3 +58,37 @@ def test_every_import_points_down_the_pipeline():
                     upward.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert upward == []
     assert set(LEVEL) >= {part(p) for p in modules()}  # a new part of mint must be given its level
+
+
+def option_rows(section: str) -> set[str]:
+    """The options named in the first column of a section's table in docs/options.md."""
+    rows: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            rows |= set(re.findall(r"`([a-z_]+)`", line.split("|")[1]))
+    return rows
+
+
+def options_of(cls: type) -> set[str]:
+    """A class's `__init__` options, with its parent's where it passes them on (`**kwargs`)."""
+    params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return params - {"kwargs"} | (options_of(cls.__mro__[1]) if "kwargs" in params else set())
+
+
+def test_every_option_has_its_reason_in_docs_options():
+    """An option of a module or data module is kept for a reason, written down (docs/options.md)."""
+    from mint.data import DetectorDataModule, TargetDataModule
+    from mint.data.reference_datamodule import ReferenceDataModule
+    from mint.records.checkpoint import REMOVED_OPTIONS
+    from mint.tasks import DetectorModule, TargetModule
+
+    text = (PACKAGE.parent / "docs" / "options.md").read_text()
+    sections = {s.split("\n", 1)[0]: s for s in text.split("\n## ")[1:]}  # heading -> its text
+    for cls in (DetectorModule, DetectorDataModule, TargetModule, TargetDataModule, ReferenceDataModule):
+        section = next(s for heading, s in sections.items() if cls.__name__ in heading)
+        options = options_of(cls)
+        assert options - option_rows(section) == set(), cls.__name__
+        assert option_rows(section) - options - {"index", "seed", "audited"} == set(), cls.__name__
+    removed = option_rows(sections["Removed"])
+    assert removed == set(REMOVED_OPTIONS)
+    assert not removed & set(inspect.signature(DetectorModule.__init__).parameters)

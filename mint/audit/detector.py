@@ -17,7 +17,13 @@ from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
 from mint.models.gradients import is_gradient
-from mint.records.checkpoint import DetectorRecord, carried_target, carries_target, detector_options
+from mint.records.checkpoint import (
+    DetectorRecord,
+    carried_target,
+    carries_target,
+    detector_options,
+    refuse_removed_options,
+)
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
 # A config names its data: the hint names every shipped detector config, not only CIFAR-10's.
@@ -151,6 +157,7 @@ def load_detector(
         )
     calibration = check_calibration(detector_record.calibration, path) if calibrated else {}
     hparams = ckpt["hyper_parameters"]
+    refuse_removed_options(hparams, str(path))
     if hparams.get("reference_features"):
         raise AuditError(
             f"{path} reads the reference attacks' scores of each image (reference_features), which exist "

@@ -76,13 +76,12 @@ class ActivationCache:
     Args:
         root: folder holding cache folders.
         key: what every array depends on (not the layer: each layer has its own file).
-        verify: check each array's sha256 on opening (slower for large layers, but catches corruption).
     """
 
-    def __init__(self, root: str | Path, key: dict, verify: bool = True) -> None:
+    def __init__(self, root: str | Path, key: dict) -> None:
         self.key = {"cache_version": CACHE_VERSION, **key}
         digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:24]
-        self.root, self.dir, self.verify = Path(root), Path(root) / digest, verify
+        self.root, self.dir = Path(root), Path(root) / digest
 
     def _paths(self, name: str) -> tuple[Path, Path]:
         stem = name.replace(".", "__").replace(":", "--")  # (no colon in a Windows file name)
@@ -101,7 +100,7 @@ class ActivationCache:
             return "stale (built for other inputs)"
         if not array.is_file() or array.stat().st_size != meta["bytes"]:
             return "missing or truncated"
-        if self.verify and file_sha256(array) != meta["sha256"]:
+        if file_sha256(array) != meta["sha256"]:  # costs less than one epoch's read (cache_verify.py)
             return "corrupted (sha256 mismatch)"
         return None
 

@@ -95,7 +95,6 @@ class DetectorDataModule(MintDataModule):
         pin_memory: pin host memory; default: when CUDA is available.
         cache_dir: folder of the activation cache; `null` extracts on the fly every epoch (for maps
             too large to store).
-        verify_cache: check the cache's checksums on opening.
         extract_batch_size: images per forward pass when building the cache.
     """
 
@@ -120,7 +119,6 @@ class DetectorDataModule(MintDataModule):
         persistent_workers: bool = True,
         pin_memory: bool | None = None,
         cache_dir: str | None = ".mint_cache",
-        verify_cache: bool = True,
         extract_batch_size: int = 512,
     ) -> None:
         super().__init__(batch_size, num_workers, persistent_workers, pin_memory)
@@ -134,7 +132,7 @@ class DetectorDataModule(MintDataModule):
             "test": check_count("test_size", test_size),
         }
         self.balance, self.seed = balance, check_count("seed", seed, minimum=0)
-        self.cache_dir, self.verify_cache = cache_dir, verify_cache
+        self.cache_dir = cache_dir
         self.extract_batch_size = check_count("extract_batch_size", extract_batch_size)
         self.datasets: dict[str, Dataset] = {}
         layers = ["layer7"] if layers is None else list(layers)
@@ -190,7 +188,7 @@ class DetectorDataModule(MintDataModule):
             key["target"] = self.target.record()
         elif self.target.pooling["pool"] != "none":  # (kept out otherwise: existing caches stay valid)
             key["pooling"] = self.target.pooling
-        return ActivationCache(self.cache_dir, key, verify=self.verify_cache)
+        return ActivationCache(self.cache_dir, key)
 
     def _build_cache(self) -> dict[str, np.ndarray]:
         device = self.trainer.strategy.root_device if self.trainer is not None else "cpu"

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from mint.data.reference_masks import check_reference_index, reference_kept
-from mint.data.sources import Source
 from mint.data.split import index_hash
 from mint.data.target_datamodule import TargetDataModule
 from mint.errors import MintError, check_count
@@ -50,39 +48,21 @@ def audited_images(detector_ckpt: str, manifest: dict) -> np.ndarray:
 class ReferenceDataModule(TargetDataModule):
     """The target's data module, serving reference model `index` its subset of the pool.
 
+    The target data module's options (`source`, `member_fraction`, `split_seed`, ..., the loader's)
+    are taken as they are and mean the same: give the target's config, so the split, hence the pool
+    and the training-set size, are rebuilt from them.
+
     Args:
-        source, member_fraction, split_seed, stratify, group_aware, duplicates, augment, batch_size,
-            num_workers, persistent_workers, pin_memory, member_eval_size: as the target's (give the
-            target's config: the split, hence the pool and the training-set size, are rebuilt from them).
         index: which reference of the set this run trains (0, 1, ...; e.g. `$SLURM_ARRAY_TASK_ID`):
             row `index` of the keep mask, which does not depend on how many references the set has.
         seed: seed of the keep mask (the same for every reference of a set).
         audited: for offline references, a detector checkpoint whose test images no reference may
             train on; None: online (every pool image is in about half of the references).
+        **kwargs: `TargetDataModule`'s options.
     """
 
-    def __init__(
-        self,
-        source: Source,
-        member_fraction: float = 0.5,
-        split_seed: int = 0,
-        stratify: bool = True,
-        group_aware: bool = True,
-        duplicates: Literal["merge", "drop", "ignore"] = "merge",
-        augment: Literal["none", "crop", "crop_flip"] = "none",
-        batch_size: int = 128,
-        num_workers: int = 0,
-        persistent_workers: bool = True,
-        pin_memory: bool | None = None,
-        member_eval_size: int = 5000,
-        index: int = 0,
-        seed: int = 0,
-        audited: str | None = None,
-    ) -> None:
-        super().__init__(
-            source, member_fraction, split_seed, stratify, group_aware, duplicates, augment,
-            batch_size, num_workers, persistent_workers, pin_memory, member_eval_size,
-        )  # fmt: skip
+    def __init__(self, index: int = 0, seed: int = 0, audited: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.index = check_reference_index("index", index)
         self.seed, self.audited = check_count("seed", seed, minimum=0), audited
 

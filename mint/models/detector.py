@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from mint.errors import MintError
 from mint.models.calibrated_loss import CalibratedLossBase
-from mint.models.class_standardize import ClassStandardize
 from mint.models.target import LOGITS
 from mint.signals import OUTPUT_FEATURES, output_features
 
@@ -31,14 +30,11 @@ DROPOUT = 0.5
 # Read the float64 output features beside the layers: on every target measured (docs/results.md,
 # section 13) they raised the AUROC of layer 7 + class, by 0.012 to 0.108. False: the paper's MINT.
 READ_OUTPUT = True
-# Per-class standardization of the vector inputs: within noise of the default on four targets
-# (docs/results.md, section 13), so off.
-CLASS_STANDARDIZE = False
 # Start from the class-calibrated loss attack's score and learn only what the inputs add to it.
 CALIBRATED_BASE = True
 # The detector's options, as its LightningModule records them among its hyperparameters.
 OPTIONS = ("path_kind", "class_conditioning", "cnn_filters", "cnn_kernel", "mlp_hidden", "dropout",
-           "output_features", "class_standardize", "calibrated_base")  # fmt: skip
+           "output_features", "calibrated_base")  # fmt: skip
 OUTPUT = "output:features"  # the output features' path (no layer or gradient request has this name)
 REFERENCE = "reference:scores"  # the reference attacks' scores of the image (`reference_inputs`)
 
@@ -147,10 +143,6 @@ class Detector(nn.Module):
         embedding_dim: size of the class embedding.
         reference_inputs: length of `acts["reference:scores"]`, the reference attacks' scores of
             each image (`mint.attacks.reference_set.reference_inputs`); 0: not read.
-        class_standardize: standardize every input an MLP path reads (vectors: the output features,
-            dense layers, gradients, reference scores) by its class's running mean and standard
-            deviation (`ClassStandardize`) before the path; maps read by CNN paths are left as
-            they are. Needs class conditioning (it reads the label).
         calibrated_base: score base + scale * residual, where the base is the class-calibrated loss
             (`CalibratedLossBase`: a per-class Gaussian likelihood ratio of the float64 logit-scaled
             confidence, fitted once on the detector's training set before it trains; pooled over
@@ -174,15 +166,9 @@ class Detector(nn.Module):
         output_features: bool = READ_OUTPUT,
         embedding_dim: int = 16,
         reference_inputs: int = 0,
-        class_standardize: bool = CLASS_STANDARDIZE,
         calibrated_base: bool = CALIBRATED_BASE,
     ) -> None:
         super().__init__()
-        if class_standardize and class_conditioning == "none":
-            raise MintError(
-                "class_standardize standardizes each input by its class, so it reads the label: use it "
-                "with class_conditioning: per_class (or embedding), or set it to false"
-            )
         self.paths = nn.ModuleDict()
         self.kinds: dict[str, str] = {}  # layer -> "cnn" | "mlp", `auto` resolved
         for layer, shape in layer_shapes.items():
@@ -198,13 +184,6 @@ class Detector(nn.Module):
             self.paths[REFERENCE] = MLPPath(reference_inputs, mlp_hidden, dropout)
         if not self.paths:
             raise MintError("the detector has nothing to read: give it a layer, or output_features: true")
-        self.standardize = nn.ModuleDict(  # one per MLP path, under the path's key
-            {
-                key: ClassStandardize(path.in_features, num_classes)
-                for key, path in self.paths.items()
-                if class_standardize and isinstance(path, MLPPath)
-            }
-        )
         self.layers, self.output_features = list(layer_shapes), output_features
         self.class_conditioning = class_conditioning
         features = sum(p.out_features for p in self.paths.values())
@@ -234,16 +213,9 @@ class Detector(nn.Module):
             inputs[OUTPUT] = output_features(acts[LOGITS], labels)
         if REFERENCE in self.paths:  # float64 attack scores from the reference models (standardized)
             inputs[REFERENCE] = acts[REFERENCE]
-        feats = [self.paths[key](self._standardized(key, x, labels).float()) for key, x in inputs.items()]
+        feats = [self.paths[key](x.float()) for key, x in inputs.items()]
         if self.class_conditioning == "embedding":
             feats.append(self.embedding(labels))
         out = self.head(torch.cat(feats, dim=1))  # (B, sum of path features) -> (B, 1 | classes)
         out = out.gather(1, labels[:, None]) if self.class_conditioning == "per_class" else out
         return out.squeeze(1)
-
-    def _standardized(self, key: str, x: Tensor, labels: Tensor) -> Tensor:
-        """The input x of path `key`, standardized by class where the path has a standardizer.
-
-        It goes in as float64, so that the output features' tails survive until they are centred.
-        """
-        return self.standardize[key](x.double(), labels) if key in self.standardize else x

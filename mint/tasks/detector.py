@@ -18,7 +18,6 @@ from mint.models import Detector, Target
 from mint.models.detector import (
     CALIBRATED_BASE,
     CLASS_CONDITIONING,
-    CLASS_STANDARDIZE,
     CNN_FILTERS,
     CNN_KERNEL,
     DROPOUT,
@@ -101,10 +100,6 @@ class DetectorModule(DetectorValidation, DetectorCheckpointing, MintModule):
             confidence, margin, log entropy; `mint.signals`), computed from the
             logits, which the float16 activations cannot carry. On by default (measured to help on
             every target); `false` is the paper's MINT, which reads the layers alone.
-        class_standardize: standardize each vector the detector reads (output features, dense
-            layers, gradients, reference scores) by the running mean and standard deviation of its
-            class in the detector's training set, so that it sees how unusual an image is for its
-            class; needs `class_conditioning` other than `none`. Maps read by CNN paths are not.
         calibrated_base: start from the class-calibrated loss attack (a per-class Gaussian likelihood
             ratio of the float64 logit-scaled confidence, fitted on the detector's training set
             before training) and learn only what the layers and features add to its score, so the
@@ -139,7 +134,6 @@ class DetectorModule(DetectorValidation, DetectorCheckpointing, MintModule):
         mlp_hidden: int = MLP_HIDDEN,
         dropout: float = DROPOUT,
         output_features: bool = READ_OUTPUT,
-        class_standardize: bool = CLASS_STANDARDIZE,
         calibrated_base: bool = CALIBRATED_BASE,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from mint.errors import MintError
-from mint.records.checkpoint import ADDED_DEFAULTS, DetectorRecord, recorded_target_sha256
+from mint.records.checkpoint import ADDED_DEFAULTS, REMOVED_OPTIONS, DetectorRecord, recorded_target_sha256
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).
@@ -79,6 +79,8 @@ def differences(saved: dict, now: dict, prefix: str = "") -> dict[str, tuple[Any
         old, new = saved.get(key, "<absent>"), now.get(key, "<absent>")
         if key in ADDED_DEFAULTS and "<absent>" in (old, new):  # a checkpoint of an earlier mint
             old, new = (ADDED_DEFAULTS[key] if v == "<absent>" else v for v in (old, new))
+        if key in REMOVED_OPTIONS and new == "<absent>" and old == REMOVED_OPTIONS[key][0]:
+            continue  # an option mint removed, at the value whose behaviour it kept
         if isinstance(old, dict) and isinstance(new, dict):
             diff |= differences(old, new, f"{prefix}{key}.")
             continue

@@ -71,33 +71,11 @@ def test_study_rejects_bad_values_before_any_training(tmp_path):
         main([*base, "--factor", "members", "--values", "0.5", "2", "--target-config", "x.yaml"])
     with pytest.raises(MintError, match="none, embedding, per_class"):
         main([*base, "--factor", "conditioning", "--values", "per_clas", "--target-ckpt", "x.ckpt"])
+    members = [*base, "--factor", "members", "--values", "0.5", "--target-config", "x.yaml"]
     with pytest.raises(MintError, match="--references .* goes with --factor defense"):
-        main(
-            [
-                *base,
-                "--factor",
-                "members",
-                "--values",
-                "0.5",
-                "--target-config",
-                "x.yaml",
-                "--references",
-                "2",
-            ]
-        )
+        main([*members, "--references", "2"])
     with pytest.raises(MintError, match="0 or more, not -1"):  # (before naming the factor it needs)
-        main(
-            [
-                *base,
-                "--factor",
-                "members",
-                "--values",
-                "0.5",
-                "--target-config",
-                "x.yaml",
-                "--references=-1",
-            ]
-        )
+        main([*members, "--references=-1"])
     with pytest.raises(MintError, match="give --target-config"):
         main([*base, "--factor", "classes", "--values", "10"])
     assert not (tmp_path / "study_members").exists()

@@ -171,3 +171,26 @@ def test_a_recorded_group_pattern_with_nested_repetition_is_refused():
         source_from_config(record)
     record["init_args"]["group_pattern"] = r"^(\d+)_"  # an ordinary pattern passes
     assert source_from_config(record).group_pattern == r"^(\d+)_"
+
+
+def test_a_detector_recording_a_removed_option_reads_as_before_or_is_refused(
+    tmp_path, refused, tiny_target, tiny_detector
+):
+    """mint removed `class_standardize` (no gain measured): a checkpoint recording it off is tested as
+    before; on, it is refused by `mint test` and `mint audit`; an option mint never had, in one line."""
+    from mint.cli import main
+
+    sizes = ["--data.val_size=40", "--data.calibration_size=40", "--data.test_size=60"]
+    args = detector_args(tmp_path, tiny_target, "--data.layers=[layer8]", *sizes, "--data.batch_size=50")
+    ckpt = torch.load(tiny_detector, weights_only=True)
+    for value in (False, True, "other"):
+        hparams = dict(ckpt["hyper_parameters"])
+        hparams["class_standardize" if value != "other" else "standardize_more"] = value
+        torch.save({**ckpt, "hyper_parameters": hparams}, tmp_path / f"{value}.ckpt")
+    cli = main(["test", *args, f"--ckpt_path={tmp_path / 'False.ckpt'}"])
+    assert "class_standardize" not in cli.model.hparams
+    assert 0 <= cli.trainer.callback_metrics["test/auroc"] <= 1
+    refused(["test", *args, f"--ckpt_path={tmp_path / 'True.ckpt'}"], "class_standardize=True", "again")
+    audit = ["--images", tmp_path / "False.ckpt", "--output", tmp_path / "audit"]
+    refused(["audit", "--ckpt", tmp_path / "True.ckpt", *audit], "class_standardize=True", "no gain")
+    refused(["test", *args, f"--ckpt_path={tmp_path / 'other.ckpt'}"], "standardize_more", "does not have")

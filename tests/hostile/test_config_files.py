@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mint.cli import _people_message
-from tests.conftest import detector_args, fit_args
+from tests.conftest import CONFIGS, detector_args, fit_args, quiet
 
 FAST = ["--trainer.fast_dev_run=1", "--data.num_workers=0"]
 NESTED_BOMB = "".join(
@@ -141,3 +141,11 @@ def test_a_checkpoint_that_is_no_file_is_named_for_what_it_is(tmp_path, refused,
     if kind in ("/dev/zero", "fifo"):
         refused(["audit", "--ckpt", path, "--images", tmp_path, "--output", tmp_path / "o"], *words)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "option", ["--model.init_args.class_standardize=false", "--data.init_args.verify_cache=true"]
+)
+def test_a_config_naming_a_removed_option_is_told_why(tmp_path, refused, option):
+    args = ["fit", "--config", CONFIGS / "mint_layer7.yaml", *quiet(tmp_path), option]
+    refused(args, "mint removed", option.split(".")[-1].split("=")[0], "delete it")

@@ -178,20 +178,6 @@ def test_detector_early_stopping_stops_when_validation_auroc_stalls(tmp_path, ti
     assert cli.trainer.current_epoch < 8 and cli.trainer.should_stop
 
 
-def test_a_class_standardized_detector_carries_its_class_moments_to_the_audit(tmp_path, tiny_target):
-    from mint.audit.detector import load_detector
-
-    small = [*SMALL, "--data.calibration_size=10", "--data.batch_size=20", "--model.class_standardize=true"]
-    cli, ckpt = fit(tmp_path, tiny_target, *small)
-    seen = len(cli.datamodule.train_dataloader()) * 20  # one epoch of full batches (the last is dropped)
-    trained = load_detector(ckpt, torch.device("cpu"))
-    for key in ("layer7", "output:features"):
-        count = trained.detector.standardize[key].count
-        assert count.sum() == seen and (count > 0).sum() > 1, count
-        assert torch.equal(count, cli.model.detector.standardize[key].count.cpu())
-    assert trained.hparams["class_standardize"] is True
-
-
 def test_a_calibrated_base_detector_starts_as_the_class_calibrated_attack_and_audits_with_it(
     tmp_path, memorizing_target
 ):
