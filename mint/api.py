@@ -34,6 +34,7 @@ from mint.errors import MintError
 from mint.models import ModuleTarget
 from mint.models.external import IMAGENET_MEAN, IMAGENET_STD
 from mint.quiet import quiet_lightning
+from mint.records.removed import refuse_unknown_options
 from mint.records.report import TestReport
 from mint.tasks import DetectorModule
 
@@ -157,7 +158,7 @@ def audit_model(
         progress: show progress bars.
         **detector_options: `DetectorModule` options (`class_conditioning`, `output_features`, ...).
     """
-    quiet_lightning()
+    refuse_unknown_options(detector_options, DetectorModule, but=("target",))  # before any work
     known = Path(output) / name / "known"  # arrays are saved here, as the data module reads them
     (m_path, m_count, m_side), (n_path, n_count, n_side) = (
         _known_file(members, known, "members"), _known_file(nonmembers, known, "nonmembers"))  # fmt: skip
@@ -241,6 +242,7 @@ def audit_images(
 
 def _fit_and_test(data: DetectorDataModule, seed: int, options: dict, *trainer_args) -> ModelAudit:
     """`mint fit`, then `mint test` of the best checkpoint: a run of its own, seeded as `mint test` is."""
+    quiet_lightning()
     fitting = _trainer(*trainer_args)
     fitting.fit(DetectorModule(data.target, **options), data)
     best = Path(fitting.checkpoint_callback.best_model_path)

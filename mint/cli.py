@@ -10,14 +10,18 @@ import errno
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
+import yaml
+from jsonargparse import get_loader, set_loader
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 import mint  # noqa: F401  (imports every module and data module so short class paths resolve)
 from mint.errors import MintError, config_error_text
-from mint.files import read_yaml
+from mint.files import read_checkpoint, read_yaml
 from mint.quiet import quiet_lightning
+from mint.records.removed import older_config_loader, removed_hint, without_removed
 from mint.tasks.preflight import check_ckpt_path, preflight, read_as_trained
 
 # `mint <name> ...`: commands that run several LightningCLI stages (each module has `main(argv)`).
@@ -72,7 +76,8 @@ class MintArgumentParser(LightningArgumentParser):
         prog = self.prog.replace(" [options]", "")
         prog = prog.replace("__main__.py", "mint").replace("cli.py", "python -m mint.cli")
         also = f"; mint also has {', '.join(SUBCOMMANDS)}" if "subcommand" in message else ""
-        print(f"mint: {config_error_text(message)}{also}\n(options: {prog} --help)", file=sys.stderr)
+        text = removed_hint(config_error_text(message))
+        print(f"mint: {text}{also}\n(options: {prog} --help)", file=sys.stderr)
         self.exit(2)
 
 
@@ -97,6 +102,25 @@ class MintCLI(LightningCLI):
         self.requested = self.config.clone()
         subcommand = self.config.get("subcommand")
         self.carried = check_ckpt_path(self.config.get(subcommand or "", self.config), subcommand)
+
+    def _parse_ckpt_path(self) -> None:
+        """Put a `--ckpt_path` file's module options in place of the model's, less those mint removed.
+
+        LightningCLI's own does the same with every option the file records; one mint removed would
+        end in a TypeError (`check_ckpt_path` refused one at a value other than the kept one).
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        ckpt, _ = read_checkpoint(Path(ckpt_path))
+        hparams = without_removed(dict(ckpt.get("hyper_parameters") or {}))
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:  # (as LightningCLI: init arguments it sorts out by the signature)
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         """Check the run before anything is built; evaluate a detector as it was trained."""
@@ -136,17 +160,23 @@ def main(args: ArgsType = None):
     if isinstance(argv, list) and argv in (["-h"], ["--help"]):  # LightningCLI lists only its own
         print(HELP)
         return None
-    # Every run writes into a new version_N folder, so allowing the config file to be overwritten never
-    # clobbers an earlier run; it avoids a race between DDP ranks checking for the file.
-    return MintCLI(
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        parser_class=MintArgumentParser,
-        args=args,
-        auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "mint"},  # not `__main__.py` or `cli.py` in the usage lines
-    )
+    # A run's config.yaml written by an earlier mint may name an option mint removed since.
+    load = get_loader("yaml")
+    set_loader("yaml", older_config_loader(load), exceptions=(yaml.YAMLError,))
+    try:
+        # Every run writes into a new version_N folder, so allowing the config file to be overwritten
+        # never clobbers an earlier run; it avoids a race between DDP ranks checking for the file.
+        return MintCLI(
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_class=MintArgumentParser,
+            args=args,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"prog": "mint"},  # not `__main__.py` or `cli.py` in the usage lines
+        )
+    finally:
+        set_loader("yaml", load, exceptions=(yaml.YAMLError,))
 
 
 # Errors of the machine, not of mint: said in one line too (what happened, what to do).

@@ -119,25 +119,7 @@ def _config_error_text(message: str) -> str:
 
 def config_error_text(message: str) -> str:
     """The report jsonargparse gives of a bad command line or config, in one line naming the setting."""
-    return _removed_hint(_moved_hint(_finite_hint(_config_error_text(message))))
-
-
-# Options mint removed (docs/options.md): the value whose behaviour mint kept, and why each went. A
-# config naming one gets the reason; a detector checkpoint recording the kept value reads as before.
-REMOVED_OPTIONS = {
-    "class_standardize": (False, "it measured no gain on four targets (docs/results.md, section 13)"),
-    "verify_cache": (True, "the cache is always checked: it costs less than one epoch's read of it"),
-}
-REMOVED = re.compile(rf"--(?:model|data)\.(?:init_args\.)?({'|'.join(REMOVED_OPTIONS)})\b")
-
-
-def _removed_hint(text: str) -> str:
-    """Say why an option a config names is no longer one (a config written by an earlier mint)."""
-    removed = REMOVED.search(text)
-    if removed:
-        name = removed.group(1)
-        return f"{text}. mint removed `{name}`: {REMOVED_OPTIONS[name][1]}. Delete it from the config"
-    return text
+    return _moved_hint(_finite_hint(_config_error_text(message)))
 
 
 MOVED = re.compile(r"--model\.(?:init_args\.)?(target_ckpt|target|layers|pool_size|pool)\b")

@@ -131,3 +131,11 @@ def test_score_needs_no_calibration_set(known, tmp_path):
     assert len(mint.score(result, known["images"][300:310], model=known["net"], device="auto").scores) == 10
     with pytest.raises(MintError, match="holds no calibration scores"):
         mint.audit_images(result, known["images"][300:310], tmp_path / "report", model=known["net"])
+
+
+def test_an_option_the_detector_does_not_have_is_refused_before_any_work(tmp_path):
+    model = torchvision.models.resnet18(num_classes=10)
+    for option, words in (("class_standardize", "mint removed `class_standardize`"), ("lr", "Its options")):
+        with pytest.raises(MintError, match=words):
+            mint.audit_model(model, tmp_path / "m", tmp_path / "n", layers=["avgpool"], **{option: True})
+    assert not any(tmp_path.iterdir())  # nothing read or written

@@ -17,13 +17,8 @@ from mint.files import read_checkpoint
 from mint.models import Detector, Target
 from mint.models.detector import OPTIONS
 from mint.models.gradients import is_gradient
-from mint.records.checkpoint import (
-    DetectorRecord,
-    carried_target,
-    carries_target,
-    detector_options,
-    refuse_removed_options,
-)
+from mint.records.checkpoint import DetectorRecord, carried_target, carries_target, detector_options
+from mint.records.removed import refuse_removed_options
 
 DETECTOR_COMMAND = "mint fit --config configs/mint_layer7.yaml"
 # A config names its data: the hint names every shipped detector config, not only CIFAR-10's.

@@ -3,7 +3,7 @@
 from mint.models.build import build_classifier, readable_layers
 from mint.models.detector import CNNPath, Detector, MLPPath
 from mint.models.exported import ExportedNetwork, ExportedTarget
-from mint.models.external import ExternalTarget, TorchvisionTarget, WeightsTarget
+from mint.models.external import ExternalTarget, WeightsTarget
 from mint.models.factory import FactoryTarget
 from mint.models.hf_target import HuggingFaceNetwork, HuggingFaceTarget
 from mint.models.module_target import ModuleTarget
@@ -11,6 +11,7 @@ from mint.models.paper_cnn import PAPER_LAYERS, PaperCNN
 from mint.models.scripted import ScriptedNetwork, ScriptTarget
 from mint.models.target import LOGITS, Target
 from mint.models.timm_target import TimmTarget
+from mint.models.torchvision_target import TorchvisionTarget
 
 __all__ = [
     "LOGITS",

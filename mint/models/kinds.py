@@ -14,12 +14,13 @@ from torch import nn
 
 from mint.errors import MintError
 from mint.models.exported import ExportedTarget
-from mint.models.external import ExternalTarget, TorchvisionTarget
+from mint.models.external import ExternalTarget
 from mint.models.factory import FactoryTarget
 from mint.models.hf_target import HuggingFaceTarget
 from mint.models.module_target import ModuleTarget
 from mint.models.scripted import ScriptTarget
 from mint.models.timm_target import TimmTarget
+from mint.models.torchvision_target import TorchvisionTarget
 
 KINDS: dict[str, type[ExternalTarget]] = {
     cls.__name__: cls

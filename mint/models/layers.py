@@ -27,7 +27,6 @@ from mint.commands import command_parser
 from mint.errors import MintError
 from mint.models.build import readable_layers
 from mint.models.exported import ExportedTarget
-from mint.models.external import TorchvisionTarget
 from mint.models.factory import FactoryTarget
 from mint.models.gradients import ALL, GRAD, GRADNORM
 from mint.models.hf_target import HuggingFaceTarget
@@ -36,6 +35,7 @@ from mint.models.preprocessing import check_classes, check_image_size
 from mint.models.scripted import ScriptTarget
 from mint.models.target import Target, build_network
 from mint.models.timm_target import TimmTarget
+from mint.models.torchvision_target import TorchvisionTarget
 from mint.records import load_target_checkpoint
 
 LARGE = 1 << 16  # values per image above which a map is better pooled than cached whole

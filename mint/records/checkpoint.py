@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from mint.errors import REMOVED_OPTIONS, MintError
+from mint.errors import MintError
 from mint.files import check_input_file, read_checkpoint
 
 TARGET_COMMAND = "python -m mint.cli fit --config configs/target_cifar10.yaml"
@@ -193,16 +193,6 @@ class DetectorRecord:
     def seen(self) -> set[bytes] | None:
         """The digests of the images it learned from, as a set (None: not recorded)."""
         return None if self.seen_digests is None else {bytes(d.tolist()) for d in self.seen_digests}
-
-
-def refuse_removed_options(hparams: dict, where: str) -> None:
-    """Refuse a detector checkpoint trained with a removed option at a value other than the kept one."""
-    for key, (kept, why) in REMOVED_OPTIONS.items():
-        if key in hparams and hparams[key] != kept:
-            raise MintError(
-                f"{where} was trained with {key}={hparams[key]}, which mint no longer has: {why}. "
-                "Train the detector again"
-            )
 
 
 def detector_options(hparams: dict, names: tuple[str, ...]) -> dict:

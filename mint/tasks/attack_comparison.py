@@ -123,7 +123,8 @@ class AttackComparison(Callback):
         self.collector.update(columns, batch["member"], labels, batch["id"])
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        ids, columns, members, labels = self.collector.compute()  # synced over DDP ranks
+        # Synced over DDP ranks; on the CPU, where the report's numpy reads them.
+        ids, columns, members, labels = (t.cpu() for t in self.collector.compute())
         self.collector.reset()
         scores, target = columns[:, :-1], target_accuracy(columns[:, -1], members)
         scores, names = with_reference_columns(scores, ids, SCORED, pl_module.reference_table)

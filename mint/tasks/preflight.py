@@ -20,12 +20,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from mint.data.activation_cache import unwritable
 from mint.errors import MintError, UnwritableError
 from mint.files import file_sha256, read_checkpoint
-from mint.records.checkpoint import (
-    REMOVED_OPTIONS,
-    DetectorRecord,
-    recorded_target_sha256,
-    refuse_removed_options,
-)
+from mint.records.checkpoint import DetectorRecord, recorded_target_sha256
+from mint.records.removed import refuse_removed_options
 from mint.records.trusted import refuse_foreign_classes
 from mint.tasks.resume import IGNORED_HPARAMS, differences, refuse
 
@@ -57,7 +53,7 @@ def preflight(config: Any, subcommand: str | None, requested: Any = None) -> Non
         for key, value in model_args(requested).items():  # speed options as asked, not as checkpointed
             if key in IGNORED_HPARAMS:
                 config[f"model.init_args.{key}"] = value
-        drop_removed_options(config, ckpt_path)
+        refuse_unknown_options(config, ckpt_path)
         if subcommand == "fit":
             refuse_changed_model(requested, ckpt_path)
 
@@ -145,25 +141,18 @@ def refuse_older_detector(hparams: dict, ckpt_path: str) -> None:
         )
 
 
-def drop_removed_options(config: Any, ckpt_path: str) -> None:
-    """Drop the options mint removed from the module arguments LightningCLI read from a checkpoint.
+def refuse_unknown_options(config: Any, ckpt_path: str) -> None:
+    """Refuse module options a checkpoint records that its module does not have, in one line.
 
-    LightningCLI passes a checkpoint's hyperparameters that the module no longer has as extra keyword
-    arguments (`dict_kwargs`), which end in a TypeError traceback. A removed option at the value whose
-    behaviour mint kept (`REMOVED_OPTIONS`; other values were refused) is dropped; any other is refused.
+    LightningCLI passes them on as extra keyword arguments (`dict_kwargs`), which end in a TypeError
+    traceback; those mint removed were dropped already (`MintCLI._parse_ckpt_path`).
     """
     extra = config.get("model.dict_kwargs")
-    if not extra:
-        return
-    extra = dict(extra.items())
-    for key in REMOVED_OPTIONS:
-        extra.pop(key, None)
     if extra:
         raise MintError(
             f"{ckpt_path} records options its module does not have ({', '.join(map(str, extra))}): a "
             "checkpoint of another mint version or another program. Train it again with this mint"
         )
-    config["model.dict_kwargs"] = {}
 
 
 def model_args(config: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from mint.errors import MintError
-from mint.records.checkpoint import ADDED_DEFAULTS, REMOVED_OPTIONS, DetectorRecord, recorded_target_sha256
+from mint.records.checkpoint import ADDED_DEFAULTS, DetectorRecord, recorded_target_sha256
+from mint.records.removed import REMOVED_OPTIONS
 
 # Recorded by LightningCLI beside the init arguments (`_instantiator`), or speed options that do not
 # change results (a run may resume on another machine with or without them).

@@ -190,7 +190,7 @@ def test_a_detector_recording_a_removed_option_reads_as_before_or_is_refused(
     cli = main(["test", *args, f"--ckpt_path={tmp_path / 'False.ckpt'}"])
     assert "class_standardize" not in cli.model.hparams
     assert 0 <= cli.trainer.callback_metrics["test/auroc"] <= 1
-    refused(["test", *args, f"--ckpt_path={tmp_path / 'True.ckpt'}"], "class_standardize=True", "again")
+    refused(["test", *args, f"--ckpt_path={tmp_path / 'True.ckpt'}"], "class_standardize=True", "train again")
     audit = ["--images", tmp_path / "False.ckpt", "--output", tmp_path / "audit"]
     refused(["audit", "--ckpt", tmp_path / "True.ckpt", *audit], "class_standardize=True", "no gain")
     refused(["test", *args, f"--ckpt_path={tmp_path / 'other.ckpt'}"], "standardize_more", "does not have")

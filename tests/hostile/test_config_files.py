@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+import yaml
 
 from mint.cli import _people_message
 from tests.conftest import CONFIGS, detector_args, fit_args, quiet
@@ -146,6 +147,26 @@ def test_a_checkpoint_that_is_no_file_is_named_for_what_it_is(tmp_path, refused,
 @pytest.mark.parametrize(
     "option", ["--model.init_args.class_standardize=false", "--data.init_args.verify_cache=true"]
 )
-def test_a_config_naming_a_removed_option_is_told_why(tmp_path, refused, option):
+def test_an_option_mint_removed_is_told_why(tmp_path, refused, option):
     args = ["fit", "--config", CONFIGS / "mint_layer7.yaml", *quiet(tmp_path), option]
     refused(args, "mint removed", option.split(".")[-1].split("=")[0], "delete it")
+
+
+def test_a_run_config_of_an_earlier_mint_naming_removed_options_at_their_kept_value_still_reads(
+    tmp_path, refused, capsys, tiny_target
+):
+    """A run's config.yaml names every option, defaults included: one written before an option was
+    removed reads as before where it kept the behaviour mint kept (said once); otherwise refused."""
+    from mint.cli import main
+
+    older = tmp_path / "older.yaml"
+    kept = {"model": {"init_args": {"class_standardize": False}}}
+    kept["data"] = {"init_args": {"verify_cache": True}}
+    older.write_text(yaml.safe_dump(kept))
+    sizes = ["--data.val_size=20", "--data.test_size=40", "--data.calibration_size=0"]
+    args = detector_args(tmp_path, tiny_target, "--config", str(older), *sizes, "--trainer.fast_dev_run=true")
+    main(["fit", *args])
+    err = capsys.readouterr().err
+    assert "`class_standardize` is no longer an option" in err and "`verify_cache` is no longer" in err
+    older.write_text(yaml.safe_dump({"model": {"init_args": {"class_standardize": True}}}))
+    refused(["fit", *args], "class_standardize", "mint removed", "no gain")

@@ -11,11 +11,11 @@ from safetensors.torch import save_file
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError
-from mint.models.external import TorchvisionTarget
 from mint.models.gradients import is_gradient
 from mint.models.layers import layer_table, main
 from mint.models.target import Target
 from mint.models.timm_target import TimmTarget
+from mint.models.torchvision_target import TorchvisionTarget
 
 
 @pytest.fixture(scope="module")

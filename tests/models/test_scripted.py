@@ -15,8 +15,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 from mint.errors import MintError
 from mint.models.exported import ExportedTarget
-from mint.models.external import TorchvisionTarget
 from mint.models.scripted import ScriptedNetwork, ScriptTarget
+from mint.models.torchvision_target import TorchvisionTarget
 
 
 @pytest.fixture(scope="module")

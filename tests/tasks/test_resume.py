@@ -175,3 +175,13 @@ def test_resuming_with_only_speed_options_changed_is_allowed(tmp_path, one_epoch
     cli = main(target_args(tmp_path, f"--ckpt_path={one_epoch_run}", speed))
     assert cli.trainer.current_epoch == 2
     assert cli.model.hparams.channels_last  # as asked, not the checkpoint's value
+
+
+def test_an_option_mint_removed_differs_only_at_a_value_other_than_the_kept_one():
+    from mint.tasks.resume import differences
+
+    now = {"path_kind": "auto"}  # a module of this mint has no class_standardize
+    assert differences({"path_kind": "auto", "class_standardize": False}, now) == {}
+    assert differences({"path_kind": "auto", "class_standardize": True}, now) == {
+        "class_standardize": (True, "<absent>")
+    }
