@@ -53,7 +53,7 @@ def preflight(config: Any, subcommand: str | None, requested: Any = None) -> Non
         for key, value in model_args(requested).items():  # speed options as asked, not as checkpointed
             if key in IGNORED_HPARAMS:
                 config[f"model.init_args.{key}"] = value
-        refuse_unknown_options(config, ckpt_path)
+        refuse_checkpoint_extras(config, ckpt_path)
         if subcommand == "fit":
             refuse_changed_model(requested, ckpt_path)
 
@@ -141,7 +141,7 @@ def refuse_older_detector(hparams: dict, ckpt_path: str) -> None:
         )
 
 
-def refuse_unknown_options(config: Any, ckpt_path: str) -> None:
+def refuse_checkpoint_extras(config: Any, ckpt_path: str) -> None:
     """Refuse module options a checkpoint records that its module does not have, in one line.
 
     LightningCLI passes them on as extra keyword arguments (`dict_kwargs`), which end in a TypeError
